@@ -1,0 +1,104 @@
+/**
+ * One worker process: it owns a log partition and a queue partition (shared nothing), recovers
+ * them at start, serves the listeners, and stops gracefully on SIGTERM.
+ */
+import * as Crypto from "node:crypto"
+import * as Path from "node:path"
+import { Deferred, Effect, Layer } from "effect"
+import type * as ConfigModule from "../config/Config.ts"
+import { machineSettings } from "../config/Config.ts"
+import * as Event from "../log/Event.ts"
+import { EventLog } from "../log/EventLog.ts"
+import * as LogReader from "../log/LogReader.ts"
+import * as LogWriter from "../log/LogWriter.ts"
+import { Queue } from "../queue/Queue.ts"
+import * as Listener from "../session/Listener.ts"
+
+export interface WorkerOptions {
+  readonly config: ConfigModule.Config
+  readonly partition: string
+  /** How many workers share the connection limits. */
+  readonly workers: number
+  /** Completes when the process is asked to stop. */
+  readonly stop: Deferred.Deferred<void>
+  /** Called once the listeners are bound, with their ports. */
+  readonly onListening: (ports: ReadonlyArray<number>) => void
+  /**
+   * Registers the one-shot callback through which a reloaded configuration (SIGHUP) reaches the
+   * worker; settings change for new sessions only, listeners and paths need a restart.
+   */
+  readonly onReloadRequest: (deliver: (config: ConfigModule.Config | undefined) => void) => void
+}
+
+export const settingsDigest = (settings: Event.MachineSettings): string =>
+  Crypto.createHash("sha256").update(JSON.stringify(settings)).digest("hex").slice(0, 16)
+
+export const run = Effect.fnUntraced(function*(options: WorkerOptions) {
+  const { config, partition } = options
+  const logLayer = LogWriter.layer({
+    directory: config.log.directory,
+    partition,
+    rotateBytes: config.log.rotateSize,
+    fsync: config.log.fsync,
+    fsyncIntervalMs: config.log.fsyncInterval
+  })
+  const settings = machineSettings(config)
+  const digest = settingsDigest(settings)
+  let current = { settings, digest }
+
+  const program = Effect.gen(function*() {
+    const log = yield* EventLog
+    const queue = yield* Queue
+    yield* log.appendDurable(new Event.SettingsRecorded({ at: Date.now(), digest, settings }))
+    const listeners = yield* Listener.serve({
+      listeners: config.listeners.map((l) => ({
+        address: l.address,
+        port: l.port,
+        role: l.role,
+        proxyProtocol: l.proxyProtocol
+      })),
+      partition,
+      current: () => current,
+      framing: { maxLineLength: config.limits.lineLength, maxDiscard: config.limits.lineDiscard },
+      timeouts: config.timeouts,
+      maxConnections: Math.max(1, Math.ceil(config.limits.connections / options.workers)),
+      maxConnectionsPerClient: Math.max(1, Math.ceil(config.limits.connectionsPerClient / options.workers)),
+      proxyHeaderTimeout: config.timeouts.command
+    })
+    options.onListening(listeners.ports)
+    yield* Effect.forkScoped(
+      Effect.forever(Effect.gen(function*() {
+        const reloaded = yield* Deferred.make<ConfigModule.Config | undefined>()
+        options.onReloadRequest((config) => Deferred.doneUnsafe(reloaded, Effect.succeed(config)))
+        const next = yield* Deferred.await(reloaded)
+        if (next === undefined) return
+        const nextSettings = machineSettings(next)
+        current = { settings: nextSettings, digest: settingsDigest(nextSettings) }
+        yield* log.appendDurable(new Event.SettingsRecorded({ at: Date.now(), digest: current.digest, settings: nextSettings }))
+      }))
+    )
+    yield* Deferred.await(options.stop)
+    yield* listeners.shutdown(config.timeouts.shutdownGrace)
+    yield* log.sync
+    void queue
+  })
+
+  const queueLayer = Layer.unwrap(
+    Effect.gen(function*() {
+      const recovered = yield* LogReader.readPartition(Path.join(config.log.directory, partition))
+      return Queue.layer({
+        spoolDirectory: config.spool.directory,
+        partition,
+        segmentSize: config.spool.segmentSize,
+        maildirRoot: config.maildirRoot,
+        hostname: config.hostname,
+        localDomains: settings.localDomains,
+        deliveryConcurrency: 16,
+        retryBase: config.timeouts.deliveryRetry,
+        recovered: recovered.entries.map((e) => e.event)
+      })
+    })
+  )
+
+  yield* program.pipe(Effect.provide(queueLayer.pipe(Layer.provideMerge(logLayer))), Effect.scoped)
+})

@@ -1,0 +1,179 @@
+/**
+ * Replay of recorded sessions: grouping the log into sessions, feeding a session's recorded
+ * inputs back through `Machine.step`, and rendering transcripts. Pure: the CLI reads the log
+ * and prints; this module only computes.
+ */
+import * as Machine from "../session/Machine.ts"
+import * as Reply from "../session/Reply.ts"
+import type * as Event from "./Event.ts"
+
+export interface RecordedSession {
+  readonly id: string
+  readonly opened: Event.SessionOpened | undefined
+  readonly events: ReadonlyArray<Event.Event>
+}
+
+export interface SessionSummary {
+  readonly id: string
+  readonly at: number
+  readonly peer: string
+  readonly role: string
+  readonly outcome: string
+  readonly queued: ReadonlyArray<string>
+}
+
+/** Groups session events by session id, in order of first appearance. */
+export const sessions = (events: Iterable<Event.Event>): ReadonlyArray<RecordedSession> => {
+  const byId = new Map<string, { id: string; opened: Event.SessionOpened | undefined; events: Array<Event.Event> }>()
+  for (const event of events) {
+    if (!("session" in event)) continue
+    let entry = byId.get(event.session)
+    if (entry === undefined) {
+      entry = { id: event.session, opened: undefined, events: [] }
+      byId.set(event.session, entry)
+    }
+    if (event._tag === "SessionOpened") entry.opened = event
+    entry.events.push(event)
+  }
+  return [...byId.values()]
+}
+
+/** Settings snapshots by digest, so each session is replayed with the settings it ran under. */
+export const settingsByDigest = (events: Iterable<Event.Event>): ReadonlyMap<string, Event.MachineSettings> => {
+  const map = new Map<string, Event.MachineSettings>()
+  for (const event of events) if (event._tag === "SettingsRecorded") map.set(event.digest, event.settings)
+  return map
+}
+
+/** The machine input an event records, if it records one. */
+export const inputOf = (event: Event.Event): Machine.Input | undefined => {
+  switch (event._tag) {
+    case "SessionOpened":
+      return { _tag: "Connected", admission: event.admission }
+    case "CommandReceived":
+      return { _tag: "Line", text: event.line, flaw: event.flaw }
+    case "LineRejected":
+      return { _tag: event.reason === "too-long" ? "LineTooLong" : "LineFlood" }
+    case "ContentReceived":
+      return { _tag: "ContentEnd", size: event.size, bareLineEnding: event.bareLineEnding }
+    case "MessageQueued":
+      return { _tag: "Queued", queueId: event.queueId }
+    case "QueueFailed":
+      return { _tag: "QueueFailed", reason: event.reason }
+    case "TimedOut":
+      return { _tag: "TimedOut", phase: event.phase }
+    case "ShutdownRequested":
+      return { _tag: "Shutdown" }
+    default:
+      return undefined
+  }
+}
+
+export interface Mismatch {
+  readonly session: string
+  /** Position of the reply within the session (0-based). */
+  readonly index: number
+  readonly recorded: string | undefined
+  readonly replayed: string | undefined
+}
+
+export interface Verification {
+  readonly session: string
+  readonly replies: number
+  readonly mismatches: ReadonlyArray<Mismatch>
+  /** Why the session could not be replayed at all (no settings snapshot, for one). */
+  readonly skipped: string | undefined
+}
+
+const recordedText = (event: Event.ReplySent): string =>
+  Reply.format(Reply.make(event.code, event.enhanced, ...event.lines))
+
+/** Feeds the session's inputs through the machine and compares every reply with the recorded one. */
+export const verify = (session: RecordedSession, settings: Event.MachineSettings | undefined): Verification => {
+  if (settings === undefined) {
+    return { session: session.id, replies: 0, mismatches: [], skipped: "settings snapshot not found" }
+  }
+  const recorded: Array<string> = []
+  const replayed: Array<string> = []
+  let state = Machine.initial(settings)
+  for (const event of session.events) {
+    if (event._tag === "ReplySent") {
+      recorded.push(recordedText(event))
+      continue
+    }
+    const input = inputOf(event)
+    if (input === undefined) continue
+    const next = Machine.step(state, input)
+    state = next.state
+    for (const action of next.actions) if (action._tag === "Reply") replayed.push(Reply.format(action.reply))
+  }
+  const mismatches: Array<Mismatch> = []
+  const count = Math.max(recorded.length, replayed.length)
+  for (let i = 0; i < count; i++) {
+    if (recorded[i] !== replayed[i]) {
+      mismatches.push({ session: session.id, index: i, recorded: recorded[i], replayed: replayed[i] })
+    }
+  }
+  return { session: session.id, replies: recorded.length, mismatches, skipped: undefined }
+}
+
+export const summarize = (session: RecordedSession): SessionSummary => {
+  const queued: Array<string> = []
+  let outcome = "open"
+  for (const event of session.events) {
+    if (event._tag === "MessageQueued") queued.push(event.queueId)
+    if (event._tag === "SessionClosed") outcome = event.reason
+  }
+  const opened = session.opened
+  return {
+    id: session.id,
+    at: opened?.at ?? session.events[0]?.at ?? 0,
+    peer: opened === undefined ? "?" : `${opened.peer.address}:${opened.peer.port}`,
+    role: opened?.role ?? "?",
+    outcome,
+    queued
+  }
+}
+
+const time = (at: number): string => new Date(at).toISOString().replace("T", " ").replace("Z", "")
+
+const visible = (text: string): string => text.replace(/[\u0000-\u001f\u007f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`)
+
+/** One line per event, as an administrator reads a session: client lines, server lines, facts. */
+export const transcript = (session: RecordedSession): ReadonlyArray<string> =>
+  session.events.flatMap((event): ReadonlyArray<string> => {
+    const at = time(event.at)
+    switch (event._tag) {
+      case "SessionOpened":
+        return [
+          `${at} -- connection from ${event.peer.address}:${event.peer.port} to ${event.local.address}:${event.local.port} (${event.role})` +
+          (event.proxiedBy === undefined ? "" : ` via proxy ${event.proxiedBy.address}:${event.proxiedBy.port}`) +
+          (event.admission === "ok" ? "" : `, refused: ${event.admission}`)
+        ]
+      case "CommandReceived":
+        return [`${at} C: ${visible(event.line)}${event.flaw === undefined ? "" : `   [${event.flaw}]`}`]
+      case "LineRejected":
+        return [`${at} C: <line rejected: ${event.reason}>`]
+      case "ContentReceived":
+        return [
+          `${at} C: <content, ${event.size} octets${event.bareLineEnding === undefined ? "" : `, bare ${event.bareLineEnding.toUpperCase()}`}>`
+        ]
+      case "ReplySent":
+        return Reply.format(Reply.make(event.code, event.enhanced, ...event.lines)).split("\r\n").filter((l) => l.length > 0)
+          .map((l) => `${at} S: ${l}`)
+      case "MessageQueued":
+        return [
+          `${at} -- queued as ${event.queueId}: from <${event.envelope.from}> to ${event.envelope.to.map((t) => `<${t}>`).join(", ")}, ${event.size} octets, sha256 ${event.digest.slice(0, 16)}…`
+        ]
+      case "QueueFailed":
+        return [`${at} -- queue failed: ${event.reason}`]
+      case "TimedOut":
+        return [`${at} -- timeout (${event.phase})`]
+      case "ShutdownRequested":
+        return [`${at} -- shutdown requested`]
+      case "SessionClosed":
+        return [`${at} -- closed: ${event.reason}${event.detail === undefined ? "" : ` (${event.detail})`}`]
+      default:
+        return []
+    }
+  })

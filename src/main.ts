@@ -1,0 +1,109 @@
+/**
+ * The `postern` command: serve, config check, replay. `postern serve` with no configuration file
+ * runs on the embedded default, so `npm start` works on a fresh checkout.
+ */
+import Cluster from "node:cluster"
+import { fileURLToPath } from "node:url"
+import { NodeRuntime, NodeServices } from "@effect/platform-node"
+import { Console, Deferred, Effect, Option } from "effect"
+import { Argument, Command, Flag } from "effect/cli"
+import * as Config from "./config/Config.ts"
+import * as Primary from "./daemon/Primary.ts"
+import * as Worker from "./daemon/Worker.ts"
+import * as ReplayCli from "./log/ReplayCli.ts"
+
+const entry = fileURLToPath(import.meta.url)
+
+const setExitCode = (code: number) => Effect.sync(() => void (process.exitCode = code))
+
+const failWith = (error: Config.ConfigError) => Effect.andThen(Console.error(error.message), setExitCode(2))
+
+const serve = Command.make(
+  "serve",
+  { config: Flag.String("config").pipe(Flag.withDescription("Configuration file (postern.config.ts)"), Flag.optional) },
+  Effect.fnUntraced(function*({ config }) {
+    const file = Option.getOrUndefined(config)
+    const loaded = yield* Effect.result(Config.load(file))
+    if (loaded._tag === "Failure") return yield* failWith(loaded.failure)
+    yield* Primary.run({ config: loaded.success, configFile: file, entry })
+  })
+).pipe(Command.withDescription("Run the daemon (one worker process per core)"))
+
+const check = Command.make(
+  "check",
+  { file: Argument.String("file").pipe(Argument.withDescription("Configuration file to validate")) },
+  Effect.fnUntraced(function*({ file }) {
+    const result = yield* Effect.result(Config.check(file))
+    if (result._tag === "Failure") return yield* failWith(result.failure)
+    yield* Console.log(result.success)
+  })
+).pipe(Command.withDescription("Validate a configuration file without starting"))
+
+const configCommand = Command.make("config").pipe(
+  Command.withDescription("Configuration tools"),
+  Command.withSubcommands([check])
+)
+
+const replay = Command.make(
+  "replay",
+  {
+    directory: Argument.String("logdir").pipe(Argument.withDescription("Log directory (default ./var/log)"), Argument.optional),
+    session: Flag.String("session").pipe(Flag.withDescription("Print this session's transcript"), Flag.optional),
+    follow: Flag.Boolean("follow").pipe(Flag.withDescription("Keep printing new events"), Flag.withDefault(false)),
+    json: Flag.Boolean("json").pipe(Flag.withDescription("One JSON object per line"), Flag.withDefault(false)),
+    verify: Flag.Boolean("verify").pipe(
+      Flag.withDescription("Replay every session through the machine and report differing replies"),
+      Flag.withDefault(false)
+    )
+  },
+  Effect.fnUntraced(function*(args) {
+    const code = yield* ReplayCli.run({
+      directory: Option.getOrElse(args.directory, () => Config.defaults.log.directory),
+      session: Option.getOrUndefined(args.session),
+      follow: args.follow,
+      json: args.json,
+      verify: args.verify
+    })
+    yield* setExitCode(code)
+  })
+).pipe(Command.withDescription("List, print, follow or verify recorded sessions"))
+
+const postern = Command.make("postern").pipe(
+  Command.withDescription("Postern mail transfer agent"),
+  Command.withSubcommands([serve, configCommand, replay])
+)
+
+/** A cluster worker: configuration from the primary's environment, stop on SIGTERM. */
+const worker = Effect.gen(function*() {
+  const file = process.env[Primary.workerEnv.config] || undefined
+  const partition = process.env[Primary.workerEnv.partition] ?? "w0"
+  const workers = Number(process.env[Primary.workerEnv.workers] ?? "1")
+  const config = yield* Config.load(file)
+  const stop = yield* Deferred.make<void>()
+  process.on("SIGTERM", () => Deferred.doneUnsafe(stop, Effect.void))
+  process.on("SIGINT", () => undefined)
+  let reload: ((config: Config.Config | undefined) => void) | undefined
+  process.on("SIGHUP", () => {
+    Effect.runPromise(Effect.option(Config.load(file))).then((next) => {
+      const deliver = reload
+      reload = undefined
+      deliver?.(Option.getOrUndefined(next))
+    })
+  })
+  yield* Worker.run({
+    config,
+    partition,
+    workers,
+    stop,
+    onListening: (ports) => process.send?.({ type: "listening", ports } satisfies Primary.WorkerMessage),
+    onReloadRequest: (deliver) => {
+      reload = deliver
+    }
+  })
+})
+
+if (Cluster.isWorker && process.argv[2] === "worker") {
+  worker.pipe(Effect.provide(NodeServices.layer), NodeRuntime.runMain)
+} else {
+  postern.pipe(Command.run({ version: "0.1.0" }), Effect.provide(NodeServices.layer), NodeRuntime.runMain)
+}

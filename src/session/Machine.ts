@@ -1,0 +1,389 @@
+/**
+ * The SMTP session as a pure state machine: `step(state, input) → { state, actions }`.
+ *
+ * All of RFC 5321's sequencing, the limits and the choice of every reply live here. What the
+ * outside world says (a line arrived, the content ended, the queue stored the message, a
+ * timer fired, the daemon is stopping) comes in as an input, so the machine never waits and a
+ * recorded session can be fed through it again (`postern replay --verify`). Pure: no I/O.
+ */
+import type * as Event from "../log/Event.ts"
+import * as Address from "./Address.ts"
+import * as Command from "./Command.ts"
+import type * as Framer from "./Framer.ts"
+import * as Protocol from "./Protocol.ts"
+import * as Reply from "./Reply.ts"
+
+export type Input =
+  | { readonly _tag: "Connected"; readonly admission: Event.Admission }
+  | { readonly _tag: "Line"; readonly text: string; readonly flaw: Framer.LineFlaw | undefined }
+  | { readonly _tag: "LineTooLong" }
+  | { readonly _tag: "LineFlood" }
+  | { readonly _tag: "ContentEnd"; readonly size: number; readonly bareLineEnding: "lf" | "cr" | undefined }
+  | { readonly _tag: "Queued"; readonly queueId: string }
+  | { readonly _tag: "QueueFailed"; readonly reason: string }
+  | { readonly _tag: "TimedOut"; readonly phase: Event.TimeoutPhase }
+  | { readonly _tag: "Shutdown" }
+
+export type Action =
+  | { readonly _tag: "Reply"; readonly reply: Reply.Reply }
+  /** Frame what follows as DATA content and open a spool transaction for it. */
+  | { readonly _tag: "ReadData" }
+  /** Frame the next `size` bytes as a BDAT chunk; `first` opens the spool transaction. */
+  | { readonly _tag: "ReadBdat"; readonly size: number; readonly first: boolean; readonly keep: boolean }
+  /** Make the content durable and queue it; answer with a Queued or QueueFailed input. */
+  | { readonly _tag: "Commit"; readonly envelope: Event.Envelope }
+  /** Drop the content received so far. */
+  | { readonly _tag: "Abort" }
+  | { readonly _tag: "Close"; readonly reason: Event.SessionCloseReason }
+
+export interface Transaction {
+  readonly from: Address.ReversePath
+  readonly parameters: Command.MailParameters
+  /** Accepted recipients in RFC 5321 form, in order. */
+  readonly recipients: ReadonlyArray<string>
+  /** BDAT chunks have started (DATA is no longer allowed in this transaction). */
+  readonly chunking: boolean
+}
+
+/** What the session is reading at the moment, which decides the timeout that applies. */
+export type Reading =
+  | { readonly _tag: "Commands" }
+  | { readonly _tag: "Data" }
+  /** A BDAT chunk; `reply` is the error to give at its end when the chunk is consumed only to stay in sync. */
+  | { readonly _tag: "Bdat"; readonly last: boolean; readonly reply: Reply.Reply | undefined }
+  /** The content is complete and the queue is storing it. */
+  | { readonly _tag: "Queueing"; readonly last: boolean }
+
+export interface State {
+  readonly settings: Event.MachineSettings
+  readonly greeted: boolean
+  readonly closed: boolean
+  readonly helo: { readonly extended: boolean; readonly domain: string } | undefined
+  readonly transaction: Transaction | undefined
+  readonly reading: Reading
+  readonly errors: number
+  /** SIGTERM arrived while a message was in flight: close once it is answered. */
+  readonly draining: boolean
+}
+
+export interface Step {
+  readonly state: State
+  readonly actions: ReadonlyArray<Action>
+}
+
+export const initial = (settings: Event.MachineSettings): State => ({
+  settings,
+  greeted: false,
+  closed: false,
+  helo: undefined,
+  transaction: undefined,
+  reading: { _tag: "Commands" },
+  errors: 0,
+  draining: false
+})
+
+/** The timeout phase that applies while in this state (RFC 5321 4.5.3.2). */
+export const timeoutPhase = (state: State): Event.TimeoutPhase => {
+  switch (state.reading._tag) {
+    case "Commands":
+      return "command"
+    case "Data":
+    case "Bdat":
+      return "data-block"
+    case "Queueing":
+      return "data-end"
+  }
+}
+
+const reply = (code: number, enhanced: string | undefined, text: string): ReplyAction => ({
+  _tag: "Reply",
+  reply: Reply.make(code, enhanced, text)
+})
+
+type ReplyAction = Extract<Action, { readonly _tag: "Reply" }>
+
+const close = (reason: Event.SessionCloseReason): Action => ({ _tag: "Close", reason })
+
+const done = (state: State, ...actions: ReadonlyArray<Action>): Step => ({ state, actions })
+
+const replies = {
+  ok: reply(250, "2.0.0", "Ok"),
+  bye: reply(221, "2.0.0", "Bye"),
+  needHelo: reply(503, "5.5.1", "Error: send HELO/EHLO first"),
+  needMail: reply(503, "5.5.1", "Error: need MAIL command"),
+  nestedMail: reply(503, "5.5.1", "Error: nested MAIL command"),
+  noRecipients: reply(554, "5.5.1", "Error: no valid recipients"),
+  dataAfterBdat: reply(503, "5.5.1", "Error: DATA not allowed after BDAT"),
+  binaryNeedsBdat: reply(503, "5.5.1", "Error: BINARYMIME requires BDAT"),
+  tooManyRecipients: reply(452, "4.5.3", "Error: too many recipients"),
+  tooBig: reply(552, "5.3.4", "Error: message file too big"),
+  vrfy: reply(252, "2.5.2", "Cannot VRFY user, but will accept message and attempt delivery"),
+  notImplemented: reply(502, "5.5.1", "Error: command not implemented"),
+  authNotEnabled: reply(503, "5.5.1", "Error: authentication not enabled"),
+  help: reply(214, "2.0.0", "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP; see RFC 5321"),
+  startData: reply(354, undefined, "End data with <CR><LF>.<CR><LF>"),
+  queueFailed: reply(451, "4.3.0", "Error: queue file write error"),
+  lineTooLong: reply(500, "5.5.2", "Error: line too long"),
+  bareLf: reply(500, "5.5.2", "Error: bare <LF> received"),
+  bareCr: reply(500, "5.5.2", "Error: bare <CR> received"),
+  nul: reply(500, "5.5.2", "Error: NUL character received"),
+  bareLfContent: reply(550, "5.5.2", "Error: bare <LF> received in message content"),
+  bareCrContent: reply(550, "5.5.2", "Error: bare <CR> received in message content")
+} as const
+
+const serviceReply = (state: State, code: number, enhanced: string, text: string): Action =>
+  reply(code, enhanced, `${state.settings.hostname} ${text}`)
+
+const resetTransaction = (state: State): State => ({ ...state, transaction: undefined, reading: { _tag: "Commands" } })
+
+/** Counts a rejected command; past the limit the session ends with 421 (Postfix's hard error limit). */
+const rejected = (state: State, action: Action, counts: boolean): Step => {
+  if (!counts) return done(state, action)
+  const errors = state.errors + 1
+  if (errors < state.settings.maxErrors) return done({ ...state, errors }, action)
+  return done(
+    { ...state, errors, closed: true },
+    action,
+    serviceReply(state, 421, "4.7.0", "Error: too many errors"),
+    close("error-limit")
+  )
+}
+
+export const step = (state: State, input: Input): Step => {
+  if (state.closed) return done(state)
+  switch (input._tag) {
+    case "Connected":
+      return connected(state, input.admission)
+    case "Line":
+      return line(state, input.text, input.flaw)
+    case "LineTooLong":
+      return rejected(state, replies.lineTooLong, true)
+    case "LineFlood":
+      return done({ ...state, closed: true }, replies.lineTooLong, close("protocol"))
+    case "ContentEnd":
+      return contentEnd(state, input.size, input.bareLineEnding)
+    case "Queued":
+      return queued(state, reply(250, "2.0.0", `Ok: queued as ${input.queueId}`))
+    case "QueueFailed":
+      return queued(state, replies.queueFailed)
+    case "TimedOut": {
+      const abort: ReadonlyArray<Action> = state.reading._tag === "Commands" ? [] : [{ _tag: "Abort" }]
+      return done(
+        { ...resetTransaction(state), closed: true },
+        ...abort,
+        serviceReply(state, 421, "4.4.2", "Error: timeout exceeded"),
+        close("timeout")
+      )
+    }
+    case "Shutdown":
+      if (state.reading._tag === "Commands") return shutdownNow(state)
+      return done({ ...state, draining: true })
+  }
+}
+
+const shutdownNow = (state: State): Step =>
+  done({ ...resetTransaction(state), closed: true }, serviceReply(state, 421, "4.3.2", "Service shutting down"), close("shutdown"))
+
+const connected = (state: State, admission: Event.Admission): Step => {
+  switch (admission) {
+    case "ok":
+      return done({ ...state, greeted: true }, reply(220, undefined, `${state.settings.hostname} ESMTP Postern`))
+    case "global-limit":
+    case "client-limit":
+      return done(
+        { ...state, closed: true },
+        serviceReply(state, 421, "4.7.0", "Error: too many connections"),
+        close("admission")
+      )
+    case "shutdown":
+      return shutdownNow(state)
+  }
+}
+
+const line = (state: State, text: string, flaw: Framer.LineFlaw | undefined): Step => {
+  if (state.reading._tag !== "Commands") return done(state)
+  switch (flaw) {
+    case "bare-lf":
+      return done({ ...state, closed: true }, replies.bareLf, close("protocol"))
+    case "bare-cr":
+      return rejected(state, replies.bareCr, true)
+    case "nul":
+      return rejected(state, replies.nul, true)
+    case undefined:
+      break
+  }
+  const parsed = Command.parse(text, { smtputf8: state.transaction?.parameters.smtputf8 ?? false })
+  switch (parsed._tag) {
+    case "Unknown":
+      return rejected(state, { _tag: "Reply", reply: parsed.reply }, true)
+    case "Invalid":
+      return rejected(state, { _tag: "Reply", reply: parsed.reply }, Protocol.flagsOf(parsed.verb).countsAsError)
+    case "Parsed":
+      return command(state, parsed.command)
+  }
+}
+
+const command = (state: State, cmd: Command.Command): Step => {
+  const counts = Protocol.flagsOf(cmd._tag).countsAsError
+  switch (cmd._tag) {
+    case "Ehlo":
+      return done(
+        { ...resetTransaction(state), helo: { extended: true, domain: cmd.domain } },
+        {
+          _tag: "Reply",
+          reply: Reply.multiline(250, [state.settings.hostname, ...Protocol.ehloKeywords(state.settings.maxMessageSize)])
+        }
+      )
+    case "Helo":
+      return done(
+        { ...resetTransaction(state), helo: { extended: false, domain: cmd.domain } },
+        reply(250, undefined, state.settings.hostname)
+      )
+    case "Mail":
+      return mail(state, cmd.from, cmd.parameters, counts)
+    case "Rcpt":
+      return rcpt(state, cmd.to, counts)
+    case "Data":
+      return data(state, counts)
+    case "Bdat":
+      return bdat(state, cmd.size, cmd.last)
+    case "Rset":
+      return done(resetTransaction(state), replies.ok)
+    case "Noop":
+      return done(state, replies.ok)
+    case "Quit":
+      return done({ ...resetTransaction(state), closed: true }, replies.bye, close("quit"))
+    case "Vrfy":
+      return done(state, replies.vrfy)
+    case "Expn":
+      return rejected(state, replies.notImplemented, counts)
+    case "Help":
+      return done(state, replies.help)
+    case "Starttls":
+      return rejected(state, replies.notImplemented, counts)
+    case "Auth":
+      return rejected(state, replies.authNotEnabled, counts)
+  }
+}
+
+const mail = (state: State, from: Address.ReversePath, parameters: Command.MailParameters, counts: boolean): Step => {
+  if (state.helo === undefined) return rejected(state, replies.needHelo, counts)
+  if (state.transaction !== undefined) return rejected(state, replies.nestedMail, counts)
+  if (parameters.size !== undefined && parameters.size > state.settings.maxMessageSize) {
+    return rejected(state, reply(552, "5.3.4", "Message size exceeds fixed limit"), counts)
+  }
+  const transaction: Transaction = { from, parameters, recipients: [], chunking: false }
+  return done({ ...state, transaction }, reply(250, "2.1.0", "Ok"))
+}
+
+const rcpt = (state: State, to: Address.ForwardPath, counts: boolean): Step => {
+  const transaction = state.transaction
+  if (transaction === undefined) return rejected(state, replies.needMail, counts)
+  if (transaction.recipients.length >= state.settings.maxRecipients) return done(state, replies.tooManyRecipients)
+  const verdict = route(state.settings, to)
+  if (verdict._tag === "Rejected") return rejected(state, verdict.reply, counts)
+  const recipients = [...transaction.recipients, verdict.recipient]
+  return done({ ...state, transaction: { ...transaction, recipients } }, reply(250, "2.1.5", "Ok"))
+}
+
+type Route = { readonly _tag: "Local"; readonly recipient: string } | { readonly _tag: "Rejected"; readonly reply: ReplyAction }
+
+/** Local domains only: relaying is opened by the policy layer, never by default. */
+export const route = (settings: Event.MachineSettings, to: Address.ForwardPath): Route => {
+  const primary = settings.localDomains[0]
+  if (to._tag === "Postmaster") {
+    return primary === undefined
+      ? { _tag: "Rejected", reply: reply(550, "5.1.1", "<Postmaster>: Recipient address rejected: no local domain") }
+      : { _tag: "Local", recipient: `postmaster@${primary.domain}` }
+  }
+  const text = Address.format(to)
+  const domain = settings.localDomains.find((d) => d.domain === to.domain)
+  if (domain === undefined) return { _tag: "Rejected", reply: reply(550, "5.7.1", `<${text}>: Relay access denied`) }
+  const local = to.local.toLowerCase()
+  if (domain.users === "*" || local === "postmaster" || domain.users.includes(local)) {
+    return { _tag: "Local", recipient: text }
+  }
+  return { _tag: "Rejected", reply: reply(550, "5.1.1", `<${text}>: Recipient address rejected: User unknown`) }
+}
+
+const data = (state: State, counts: boolean): Step => {
+  const transaction = state.transaction
+  if (transaction === undefined) return rejected(state, replies.needMail, counts)
+  if (transaction.chunking) return rejected(state, replies.dataAfterBdat, counts)
+  if (transaction.recipients.length === 0) return rejected(state, replies.noRecipients, counts)
+  if (transaction.parameters.body === "BINARYMIME") return rejected(state, replies.binaryNeedsBdat, counts)
+  return done({ ...state, reading: { _tag: "Data" } }, replies.startData, { _tag: "ReadData" })
+}
+
+/**
+ * BDAT content is always read, even when the command is refused, because the client sends it
+ * without waiting (RFC 3030 section 4.2); the refusal is the reply at the chunk's end.
+ */
+const bdat = (state: State, size: number, last: boolean): Step => {
+  const transaction = state.transaction
+  const refusal = transaction === undefined
+    ? replies.needMail
+    : transaction.recipients.length === 0
+    ? replies.noRecipients
+    : undefined
+  if (refusal !== undefined || transaction === undefined) {
+    return done(
+      { ...state, reading: { _tag: "Bdat", last, reply: refusal?.reply ?? replies.needMail.reply } },
+      { _tag: "ReadBdat", size, first: false, keep: false }
+    )
+  }
+  return done(
+    { ...state, transaction: { ...transaction, chunking: true }, reading: { _tag: "Bdat", last, reply: undefined } },
+    { _tag: "ReadBdat", size, first: !transaction.chunking, keep: true }
+  )
+}
+
+const envelopeOf = (transaction: Transaction): Event.Envelope => {
+  const body = transaction.parameters.body
+  return {
+    from: Address.format(transaction.from),
+    to: transaction.recipients,
+    smtputf8: transaction.parameters.smtputf8,
+    ...(body === undefined ? {} : { body })
+  }
+}
+
+const contentEnd = (state: State, size: number, bareLineEnding: "lf" | "cr" | undefined): Step => {
+  const reading = state.reading
+  const transaction = state.transaction
+  if (reading._tag === "Bdat" && reading.reply !== undefined) {
+    return afterMessage({ ...state, reading: { _tag: "Commands" } }, { _tag: "Reply", reply: reading.reply })
+  }
+  if ((reading._tag !== "Data" && reading._tag !== "Bdat") || transaction === undefined) return done(state)
+  if (size > state.settings.maxMessageSize) {
+    return afterMessage(resetTransaction(state), { _tag: "Abort" }, replies.tooBig)
+  }
+  const binary = transaction.parameters.body === "BINARYMIME"
+  const last = reading._tag === "Data" || reading.last
+  if (bareLineEnding !== undefined && !binary && last) {
+    return afterMessage(
+      resetTransaction(state),
+      { _tag: "Abort" },
+      bareLineEnding === "lf" ? replies.bareLfContent : replies.bareCrContent
+    )
+  }
+  if (!last) {
+    return done({ ...state, reading: { _tag: "Commands" } }, reply(250, "2.0.0", `Ok: ${size} octets received`))
+  }
+  return done({ ...state, reading: { _tag: "Queueing", last: true } }, {
+    _tag: "Commit",
+    envelope: envelopeOf(transaction)
+  })
+}
+
+const queued = (state: State, answer: Action): Step => {
+  if (state.reading._tag !== "Queueing") return done(state)
+  return afterMessage(resetTransaction(state), answer)
+}
+
+/** The message is answered; a shutdown that waited for it now closes the session. */
+const afterMessage = (state: State, ...actions: ReadonlyArray<Action>): Step => {
+  if (!state.draining) return done(state, ...actions)
+  const closing = shutdownNow(state)
+  return done(closing.state, ...actions, ...closing.actions)
+}

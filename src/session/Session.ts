@@ -1,0 +1,263 @@
+/**
+ * One SMTP session: the fiber that performs what the pure machine decides.
+ *
+ * It pulls bytes from the connection, feeds the framer and the machine, writes replies, streams
+ * content into the queue, and records every input and reply as an event so that the session
+ * can be replayed. Replies are collected and written when the framer needs more input, so a
+ * pipelined group (RFC 2920) gets all its replies in one write.
+ */
+import { Clock, Effect } from "effect"
+import * as Event from "../log/Event.ts"
+import { EventLog } from "../log/EventLog.ts"
+import { Queue, type QueueTxn } from "../queue/Queue.ts"
+import * as Connection from "../tls/Connection.ts"
+import * as Framer from "./Framer.ts"
+import * as Machine from "./Machine.ts"
+import * as Received from "./Received.ts"
+import * as Reply from "./Reply.ts"
+
+export interface SessionOptions {
+  readonly id: string
+  readonly role: Event.Role
+  readonly peer: Event.Endpoint
+  readonly local: Event.Endpoint
+  readonly proxiedBy: Event.Endpoint | undefined
+  readonly admission: Event.Admission
+  /** Bytes that arrived with a PROXY header, already belonging to the SMTP conversation. */
+  readonly initial: Uint8Array | undefined
+  readonly settings: Event.MachineSettings
+  readonly settingsDigest: string
+  readonly limits: Framer.FramerLimits
+  readonly timeouts: { readonly command: number; readonly dataBlock: number; readonly dataEnd: number }
+  /** True once the daemon is stopping; checked when the connection is signalled. */
+  readonly shuttingDown: () => boolean
+}
+
+const decoder = new TextDecoder("utf-8")
+const encoder = new TextEncoder()
+
+/** AUTH arguments are credentials: only the mechanism reaches the log. */
+export const redact = (line: string): string => {
+  const match = /^(auth\s+\S+)\s+\S/i.exec(line)
+  return match === null ? line : `${match[1]} ***`
+}
+
+const timeoutOf = (options: SessionOptions, phase: Event.TimeoutPhase): number => {
+  switch (phase) {
+    case "command":
+      return options.timeouts.command
+    case "data-block":
+      return options.timeouts.dataBlock
+    case "data-end":
+      return options.timeouts.dataEnd
+  }
+}
+
+const protocolOf = (state: Machine.State): string => (state.helo?.extended === true ? "ESMTP" : "SMTP")
+
+export const run = Effect.fnUntraced(function*(connection: Connection.Connection, options: SessionOptions) {
+  const log = yield* EventLog
+  const queue = yield* Queue
+  const session = options.id
+  const framer = Framer.make(options.limits)
+  let state = Machine.initial(options.settings)
+  let pending = ""
+  let txn: QueueTxn | undefined
+  let keepContent = false
+  let contentBytes = 0
+  let closeReason: Event.SessionCloseReason | undefined
+
+  const flush = Effect.suspend(() => {
+    if (pending.length === 0) return Effect.void
+    const bytes = encoder.encode(pending)
+    pending = ""
+    return connection.write(bytes)
+  })
+
+  const openTransaction = Effect.fnUntraced(function*() {
+    const opened = yield* queue.begin()
+    txn = opened
+    contentBytes = 0
+    const at = yield* Clock.currentTimeMillis
+    const recipients = state.transaction?.recipients ?? []
+    const header = Received.format({
+      helo: state.helo?.domain,
+      clientName: undefined,
+      clientAddress: options.peer.address,
+      hostname: options.settings.hostname,
+      protocol: protocolOf(state),
+      tlsComment: undefined,
+      queueId: opened.queueId,
+      recipient: recipients.length === 1 ? recipients[0] : undefined,
+      at
+    })
+    yield* opened.write(encoder.encode(header))
+  })
+
+  const abortTransaction = Effect.suspend(() => {
+    const open = txn
+    txn = undefined
+    return open === undefined ? Effect.void : open.abort
+  })
+
+  const perform = (actions: ReadonlyArray<Machine.Action>): Effect.Effect<void> =>
+    Effect.gen(function*() {
+      for (const action of actions) {
+        switch (action._tag) {
+          case "Reply": {
+            pending += Reply.format(action.reply)
+            const at = yield* Clock.currentTimeMillis
+            const { code, enhanced, lines } = action.reply
+            yield* log.append(
+              new Event.ReplySent({ session, at, code, lines, ...(enhanced === undefined ? {} : { enhanced }) })
+            )
+            break
+          }
+          case "ReadData":
+            framer.expectData()
+            keepContent = true
+            yield* openTransaction().pipe(Effect.catch(() => Effect.sync(() => (keepContent = false))))
+            break
+          case "ReadBdat":
+            framer.expectBdat(action.size, action.first)
+            keepContent = action.keep
+            if (action.first && action.keep) {
+              yield* openTransaction().pipe(Effect.catch(() => Effect.sync(() => (keepContent = false))))
+            }
+            break
+          case "Commit": {
+            const open = txn
+            txn = undefined
+            const result = open === undefined
+              ? ({ _tag: "Failure", reason: "content could not be spooled" } as const)
+              : yield* queue.commit(open, action.envelope, session).pipe(
+                Effect.map(({ queueId }) => ({ _tag: "Success", queueId }) as const),
+                Effect.catch((error) => Effect.succeed({ _tag: "Failure", reason: error.message } as const))
+              )
+            if (result._tag === "Success") {
+              yield* feed({ _tag: "Queued", queueId: result.queueId }, undefined)
+            } else {
+              const at = yield* Clock.currentTimeMillis
+              yield* feed({ _tag: "QueueFailed", reason: result.reason }, new Event.QueueFailed({ session, at, reason: result.reason }))
+            }
+            break
+          }
+          case "Abort":
+            yield* abortTransaction
+            break
+          case "Close":
+            closeReason = action.reason
+            break
+        }
+      }
+    })
+
+  /** Records the input (when it has an event of its own), steps the machine, performs the result. */
+  const feed = (input: Machine.Input, event: Event.Event | undefined): Effect.Effect<void> =>
+    Effect.gen(function*() {
+      if (event !== undefined) yield* log.append(event)
+      const next = Machine.step(state, input)
+      state = next.state
+      yield* perform(next.actions)
+    })
+
+  const handle = (unit: Framer.Framed): Effect.Effect<void> =>
+    Effect.gen(function*() {
+      switch (unit._tag) {
+        case "Line": {
+          const text = decoder.decode(unit.bytes)
+          const at = yield* Clock.currentTimeMillis
+          const flaw = unit.flaw
+          return yield* feed(
+            { _tag: "Line", text, flaw },
+            new Event.CommandReceived({ session, at, line: redact(text), ...(flaw === undefined ? {} : { flaw }) })
+          )
+        }
+        case "LineTooLong":
+        case "LineFlood": {
+          const at = yield* Clock.currentTimeMillis
+          const reason = unit._tag === "LineTooLong" ? "too-long" : "flood"
+          return yield* feed({ _tag: unit._tag }, new Event.LineRejected({ session, at, reason }))
+        }
+        case "Content": {
+          contentBytes += unit.bytes.length
+          const open = txn
+          if (!keepContent || open === undefined) return
+          if (contentBytes > options.settings.maxMessageSize) {
+            keepContent = false
+            return yield* abortTransaction
+          }
+          return yield* open.write(unit.bytes).pipe(
+            Effect.catch(() => Effect.andThen(abortTransaction, Effect.sync(() => (keepContent = false))))
+          )
+        }
+        case "ContentEnd": {
+          const at = yield* Clock.currentTimeMillis
+          const bare = unit.bareLineEnding
+          return yield* feed(
+            { _tag: "ContentEnd", size: unit.size, bareLineEnding: bare },
+            new Event.ContentReceived({ session, at, size: unit.size, ...(bare === undefined ? {} : { bareLineEnding: bare }) })
+          )
+        }
+      }
+    })
+
+  const opened = yield* Clock.currentTimeMillis
+  yield* log.append(
+    new Event.SessionOpened({
+      session,
+      at: opened,
+      settingsDigest: options.settingsDigest,
+      role: options.role,
+      peer: options.peer,
+      local: options.local,
+      admission: options.admission,
+      ...(options.proxiedBy === undefined ? {} : { proxiedBy: options.proxiedBy })
+    })
+  )
+
+  const loop = Effect.gen(function*() {
+    if (options.initial !== undefined && options.initial.length > 0) framer.push(options.initial)
+    yield* feed({ _tag: "Connected", admission: options.admission }, undefined)
+    while (closeReason === undefined) {
+      const unit = framer.next()
+      if (unit !== undefined) {
+        yield* handle(unit)
+        continue
+      }
+      yield* flush
+      const phase = Machine.timeoutPhase(state)
+      const chunk = yield* Effect.timeoutOption(connection.read, timeoutOf(options, phase))
+      if (chunk._tag === "None") {
+        const at = yield* Clock.currentTimeMillis
+        yield* feed({ _tag: "TimedOut", phase }, new Event.TimedOut({ session, at, phase }))
+        continue
+      }
+      const value = chunk.value
+      if (value === Connection.Signalled) {
+        if (options.shuttingDown()) {
+          const at = yield* Clock.currentTimeMillis
+          yield* feed({ _tag: "Shutdown" }, new Event.ShutdownRequested({ session, at }))
+        }
+        continue
+      }
+      if (value === undefined) {
+        closeReason = "peer-closed"
+        break
+      }
+      framer.push(value)
+    }
+  })
+
+  yield* loop.pipe(
+    Effect.ensuring(
+      Effect.gen(function*() {
+        yield* abortTransaction
+        yield* flush
+        yield* connection.close
+        const at = yield* Clock.currentTimeMillis
+        yield* log.append(new Event.SessionClosed({ session, at, reason: closeReason ?? "io-error" }))
+      })
+    )
+  )
+})

@@ -1,0 +1,113 @@
+/**
+ * The session's view of a client connection: pull-based reads, back-pressured writes, close.
+ *
+ * Postern owns this adapter rather than using `effect/socket` because the STARTTLS upgrade
+ * needs the full `node:tls` option set and must report the negotiated facts, and because a
+ * pending read must be wakeable by the daemon (shutdown) without racing fibers per read.
+ */
+import type * as Net from "node:net"
+import { Effect } from "effect"
+
+/** A read ended by `signal()` rather than by data or end of stream. */
+export const Signalled: unique symbol = Symbol.for("postern/tls/Connection/Signalled")
+export type ReadResult = Uint8Array | undefined | typeof Signalled
+
+export interface Connection {
+  /** The next chunk, `undefined` at end of stream (or error), or `Signalled`. */
+  readonly read: Effect.Effect<ReadResult>
+  /** Writes and waits while the kernel buffer is full; a dead socket swallows the write. */
+  readonly write: (bytes: Uint8Array) => Effect.Effect<void>
+  /** Flushes what was written, then closes. */
+  readonly close: Effect.Effect<void>
+  /** Wakes a pending read (or the next one) with `Signalled`. */
+  readonly signal: () => void
+  readonly isClosed: () => boolean
+}
+
+/** Incoming bytes buffered before the socket is paused (the framer drains chunk by chunk). */
+const highWaterMark = 256 * 1024
+
+export const fromSocket = (socket: Net.Socket, initial?: Uint8Array): Connection => {
+  const chunks: Array<Uint8Array> = initial !== undefined && initial.length > 0 ? [initial] : []
+  let buffered = 0
+  let ended = false
+  let signalled = false
+  let waiter: ((result: ReadResult) => void) | undefined
+
+  const wake = (result: ReadResult): boolean => {
+    const w = waiter
+    if (w === undefined) return false
+    waiter = undefined
+    w(result)
+    return true
+  }
+
+  socket.on("data", (chunk: Uint8Array) => {
+    if (wake(chunk)) return
+    chunks.push(chunk)
+    buffered += chunk.length
+    if (buffered > highWaterMark) socket.pause()
+  })
+  const finish = () => {
+    ended = true
+    wake(undefined)
+  }
+  socket.on("end", finish)
+  socket.on("close", finish)
+  // An error is followed by "close"; the listener keeps the process alive.
+  socket.on("error", finish)
+
+  const read: Effect.Effect<ReadResult> = Effect.suspend(() => {
+    if (signalled) {
+      signalled = false
+      return Effect.succeed(Signalled)
+    }
+    const chunk = chunks.shift()
+    if (chunk !== undefined) {
+      buffered -= chunk.length
+      if (socket.isPaused() && buffered <= highWaterMark / 2) socket.resume()
+      return Effect.succeed(chunk)
+    }
+    if (ended) return Effect.succeed(undefined)
+    return Effect.callback<ReadResult>((resume) => {
+      waiter = (result) => resume(Effect.succeed(result))
+      return Effect.sync(() => {
+        waiter = undefined
+      })
+    })
+  })
+
+  const write = (bytes: Uint8Array): Effect.Effect<void> =>
+    Effect.suspend(() => {
+      if (socket.destroyed || !socket.writable) return Effect.void
+      if (socket.write(bytes)) return Effect.void
+      return Effect.callback<void>((resume) => {
+        const done = () => {
+          socket.off("drain", done)
+          socket.off("close", done)
+          resume(Effect.void)
+        }
+        socket.on("drain", done)
+        socket.on("close", done)
+        return Effect.sync(() => {
+          socket.off("drain", done)
+          socket.off("close", done)
+        })
+      })
+    })
+
+  const close = Effect.sync(() => {
+    ended = true
+    if (!socket.destroyed) socket.destroySoon()
+  })
+
+  return {
+    read,
+    write,
+    close,
+    signal: () => {
+      if (!wake(Signalled)) signalled = true
+    },
+    isClosed: () => ended || socket.destroyed
+  }
+}
