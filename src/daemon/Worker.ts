@@ -49,7 +49,7 @@ export const run = Effect.fnUntraced(function*(options: WorkerOptions) {
   const program = Effect.gen(function*() {
     const log = yield* EventLog
     const queue = yield* Queue
-    yield* log.appendDurable(new Event.SettingsRecorded({ at: Date.now(), digest, settings }))
+    yield* log.appendDurable(Event.make("SettingsRecorded", { at: Date.now(), digest, settings }))
     const listeners = yield* Listener.serve({
       listeners: config.listeners.map((l) => ({
         address: l.address,
@@ -74,7 +74,7 @@ export const run = Effect.fnUntraced(function*(options: WorkerOptions) {
         if (next === undefined) return
         const nextSettings = machineSettings(next)
         current = { settings: nextSettings, digest: settingsDigest(nextSettings) }
-        yield* log.appendDurable(new Event.SettingsRecorded({ at: Date.now(), digest: current.digest, settings: nextSettings }))
+        yield* log.appendDurable(Event.make("SettingsRecorded", { at: Date.now(), digest: current.digest, settings: nextSettings }))
       }))
     )
     yield* Deferred.await(options.stop)

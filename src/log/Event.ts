@@ -71,13 +71,14 @@ export const Envelope = Schema.Struct({
 export type Envelope = typeof Envelope.Type
 
 /** The machine's settings in force for the sessions that follow, recorded once per start or reload. */
-export class SettingsRecorded extends Schema.TaggedClass<SettingsRecorded>()("SettingsRecorded", {
+export const SettingsRecorded = Schema.TaggedStruct("SettingsRecorded", {
   at: Millis,
   digest: Schema.String,
   settings: MachineSettings
-}) {}
+})
+export type SettingsRecorded = typeof SettingsRecorded.Type
 
-export class SessionOpened extends Schema.TaggedClass<SessionOpened>()("SessionOpened", {
+export const SessionOpened = Schema.TaggedStruct("SessionOpened", {
   session: SessionId,
   at: Millis,
   settingsDigest: Schema.String,
@@ -87,32 +88,36 @@ export class SessionOpened extends Schema.TaggedClass<SessionOpened>()("SessionO
   /** The load balancer's address when the peer came through the PROXY protocol. */
   proxiedBy: Schema.optionalKey(Endpoint),
   admission: Admission
-}) {}
+})
+export type SessionOpened = typeof SessionOpened.Type
 
 /** A command line as received. AUTH responses are redacted before they get here. */
-export class CommandReceived extends Schema.TaggedClass<CommandReceived>()("CommandReceived", {
+export const CommandReceived = Schema.TaggedStruct("CommandReceived", {
   session: SessionId,
   at: Millis,
   line: Schema.String,
   flaw: Schema.optionalKey(Schema.Literals(["bare-lf", "bare-cr", "nul"]))
-}) {}
+})
+export type CommandReceived = typeof CommandReceived.Type
 
-export class LineRejected extends Schema.TaggedClass<LineRejected>()("LineRejected", {
+export const LineRejected = Schema.TaggedStruct("LineRejected", {
   session: SessionId,
   at: Millis,
   reason: Schema.Literals(["too-long", "flood"])
-}) {}
+})
+export type LineRejected = typeof LineRejected.Type
 
 /** The end of DATA content or of one BDAT chunk. */
-export class ContentReceived extends Schema.TaggedClass<ContentReceived>()("ContentReceived", {
+export const ContentReceived = Schema.TaggedStruct("ContentReceived", {
   session: SessionId,
   at: Millis,
   size: Schema.Number,
   bareLineEnding: Schema.optionalKey(Schema.Literals(["lf", "cr"]))
-}) {}
+})
+export type ContentReceived = typeof ContentReceived.Type
 
 /** The message and this event are durable: the 250 that follows is true. */
-export class MessageQueued extends Schema.TaggedClass<MessageQueued>()("MessageQueued", {
+export const MessageQueued = Schema.TaggedStruct("MessageQueued", {
   session: SessionId,
   at: Millis,
   queueId: QueueId,
@@ -121,49 +126,56 @@ export class MessageQueued extends Schema.TaggedClass<MessageQueued>()("MessageQ
   /** SHA-256 of the stored message (Received header included), hex. */
   digest: Schema.String,
   spool: SpoolReference
-}) {}
+})
+export type MessageQueued = typeof MessageQueued.Type
 
-export class QueueFailed extends Schema.TaggedClass<QueueFailed>()("QueueFailed", {
+export const QueueFailed = Schema.TaggedStruct("QueueFailed", {
   session: SessionId,
   at: Millis,
   reason: Schema.String
-}) {}
+})
+export type QueueFailed = typeof QueueFailed.Type
 
-export class TimedOut extends Schema.TaggedClass<TimedOut>()("TimedOut", {
+export const TimedOut = Schema.TaggedStruct("TimedOut", {
   session: SessionId,
   at: Millis,
   phase: TimeoutPhase
-}) {}
+})
+export type TimedOut = typeof TimedOut.Type
 
-export class ShutdownRequested extends Schema.TaggedClass<ShutdownRequested>()("ShutdownRequested", {
+export const ShutdownRequested = Schema.TaggedStruct("ShutdownRequested", {
   session: SessionId,
   at: Millis
-}) {}
+})
+export type ShutdownRequested = typeof ShutdownRequested.Type
 
-export class ReplySent extends Schema.TaggedClass<ReplySent>()("ReplySent", {
+export const ReplySent = Schema.TaggedStruct("ReplySent", {
   session: SessionId,
   at: Millis,
   code: Schema.Number,
   enhanced: Schema.optionalKey(Schema.String),
   lines: Schema.Array(Schema.String)
-}) {}
+})
+export type ReplySent = typeof ReplySent.Type
 
-export class SessionClosed extends Schema.TaggedClass<SessionClosed>()("SessionClosed", {
+export const SessionClosed = Schema.TaggedStruct("SessionClosed", {
   session: SessionId,
   at: Millis,
   reason: SessionCloseReason,
   detail: Schema.optionalKey(Schema.String)
-}) {}
+})
+export type SessionClosed = typeof SessionClosed.Type
 
-export class MessageDelivered extends Schema.TaggedClass<MessageDelivered>()("MessageDelivered", {
+export const MessageDelivered = Schema.TaggedStruct("MessageDelivered", {
   at: Millis,
   queueId: QueueId,
   recipient: Schema.String,
   /** Where it went: the Maildir file, or "discard". */
   destination: Schema.String
-}) {}
+})
+export type MessageDelivered = typeof MessageDelivered.Type
 
-export class DeliveryFailed extends Schema.TaggedClass<DeliveryFailed>()("DeliveryFailed", {
+export const DeliveryFailed = Schema.TaggedStruct("DeliveryFailed", {
   at: Millis,
   queueId: QueueId,
   recipient: Schema.String,
@@ -171,21 +183,24 @@ export class DeliveryFailed extends Schema.TaggedClass<DeliveryFailed>()("Delive
   reason: Schema.String,
   /** When the next attempt is due, for temporary failures. */
   retryAt: Schema.optionalKey(Millis)
-}) {}
+})
+export type DeliveryFailed = typeof DeliveryFailed.Type
 
 /** Every recipient is done: the spool space can be reclaimed. */
-export class MessageCompleted extends Schema.TaggedClass<MessageCompleted>()("MessageCompleted", {
+export const MessageCompleted = Schema.TaggedStruct("MessageCompleted", {
   at: Millis,
   queueId: QueueId
-}) {}
+})
+export type MessageCompleted = typeof MessageCompleted.Type
 
 /** The log found and cut a torn or corrupt tail when it opened a partition. */
-export class LogRepaired extends Schema.TaggedClass<LogRepaired>()("LogRepaired", {
+export const LogRepaired = Schema.TaggedStruct("LogRepaired", {
   at: Millis,
   file: Schema.String,
   offset: Schema.Number,
   droppedBytes: Schema.Number
-}) {}
+})
+export type LogRepaired = typeof LogRepaired.Type
 
 export const Event = Schema.Union([
   SettingsRecorded,
@@ -207,7 +222,20 @@ export const Event = Schema.Union([
 export type Event = typeof Event.Type
 export type EncodedEvent = typeof Event.Encoded
 
-export const encode = Schema.encodeSync(Event)
+/**
+ * Builds an event. Events are plain objects whose encoded form is the object itself (every
+ * field is a primitive, an array or a plain struct of them), so the hot path skips Schema
+ * construction and encoding; `decode` validates everything read back, and a test checks that
+ * `Schema.encodeSync(Event)` is the identity on a sample of every tag.
+ */
+export const make = <T extends Event["_tag"]>(
+  tag: T,
+  fields: Omit<Extract<Event, { readonly _tag: T }>, "_tag">
+): Extract<Event, { readonly _tag: T }> => ({ _tag: tag, ...fields }) as Extract<Event, { readonly _tag: T }>
+
+/** The encoded form, for msgpack: identity by construction (see `make`). */
+export const encode = (event: Event): EncodedEvent => event
+
 export const decode = Schema.decodeUnknownSync(Event)
 
 /** The session an event belongs to, if any. */

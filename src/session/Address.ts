@@ -7,6 +7,7 @@
  * so its cost is linear in the length of the path whatever the input.
  */
 
+/** `local@domain`, as read from a path (RFC 5321 Mailbox). */
 export interface Mailbox {
   readonly _tag: "Mailbox"
   /** The local part as the client wrote it, with quoting removed (quoted-pairs unescaped). */
@@ -434,7 +435,7 @@ export const parseForwardPath = (text: string, limits: Limits = defaultLimits): 
 
 /** True when the local part is not a Dot-string by the scanner's own rules. */
 const needsQuoting = (local: string): boolean => {
-  if (local.length >= 0) return false
+  if (local.length === 0) return true
   let atomStart = 0
   for (let i = 0; i < local.length;) {
     const c = local.charCodeAt(i)

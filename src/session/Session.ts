@@ -109,7 +109,7 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
             const at = yield* Clock.currentTimeMillis
             const { code, enhanced, lines } = action.reply
             yield* log.append(
-              new Event.ReplySent({ session, at, code, lines, ...(enhanced === undefined ? {} : { enhanced }) })
+              Event.make("ReplySent", { session, at, code, lines, ...(enhanced === undefined ? {} : { enhanced }) })
             )
             break
           }
@@ -138,7 +138,7 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
               yield* feed({ _tag: "Queued", queueId: result.queueId }, undefined)
             } else {
               const at = yield* Clock.currentTimeMillis
-              yield* feed({ _tag: "QueueFailed", reason: result.reason }, new Event.QueueFailed({ session, at, reason: result.reason }))
+              yield* feed({ _tag: "QueueFailed", reason: result.reason }, Event.make("QueueFailed", { session, at, reason: result.reason }))
             }
             break
           }
@@ -170,14 +170,14 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
           const flaw = unit.flaw
           return yield* feed(
             { _tag: "Line", text, flaw },
-            new Event.CommandReceived({ session, at, line: redact(text), ...(flaw === undefined ? {} : { flaw }) })
+            Event.make("CommandReceived", { session, at, line: redact(text), ...(flaw === undefined ? {} : { flaw }) })
           )
         }
         case "LineTooLong":
         case "LineFlood": {
           const at = yield* Clock.currentTimeMillis
           const reason = unit._tag === "LineTooLong" ? "too-long" : "flood"
-          return yield* feed({ _tag: unit._tag }, new Event.LineRejected({ session, at, reason }))
+          return yield* feed({ _tag: unit._tag }, Event.make("LineRejected", { session, at, reason }))
         }
         case "Content": {
           contentBytes += unit.bytes.length
@@ -196,7 +196,7 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
           const bare = unit.bareLineEnding
           return yield* feed(
             { _tag: "ContentEnd", size: unit.size, bareLineEnding: bare },
-            new Event.ContentReceived({ session, at, size: unit.size, ...(bare === undefined ? {} : { bareLineEnding: bare }) })
+            Event.make("ContentReceived", { session, at, size: unit.size, ...(bare === undefined ? {} : { bareLineEnding: bare }) })
           )
         }
       }
@@ -204,7 +204,7 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
 
   const opened = yield* Clock.currentTimeMillis
   yield* log.append(
-    new Event.SessionOpened({
+    Event.make("SessionOpened", {
       session,
       at: opened,
       settingsDigest: options.settingsDigest,
@@ -230,14 +230,14 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
       const chunk = yield* Effect.timeoutOption(connection.read, timeoutOf(options, phase))
       if (chunk._tag === "None") {
         const at = yield* Clock.currentTimeMillis
-        yield* feed({ _tag: "TimedOut", phase }, new Event.TimedOut({ session, at, phase }))
+        yield* feed({ _tag: "TimedOut", phase }, Event.make("TimedOut", { session, at, phase }))
         continue
       }
       const value = chunk.value
       if (value === Connection.Signalled) {
         if (options.shuttingDown()) {
           const at = yield* Clock.currentTimeMillis
-          yield* feed({ _tag: "Shutdown" }, new Event.ShutdownRequested({ session, at }))
+          yield* feed({ _tag: "Shutdown" }, Event.make("ShutdownRequested", { session, at }))
         }
         continue
       }
@@ -256,7 +256,7 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
         yield* flush
         yield* connection.close
         const at = yield* Clock.currentTimeMillis
-        yield* log.append(new Event.SessionClosed({ session, at, reason: closeReason ?? "io-error" }))
+        yield* log.append(Event.make("SessionClosed", { session, at, reason: closeReason ?? "io-error" }))
       })
     )
   )
