@@ -12,7 +12,7 @@ import type * as ConfigModule from "../config/Config.ts"
 import * as Config from "../config/Config.ts"
 
 export interface PrimaryOptions {
-  readonly config: ConfigModule.Config
+  readonly config: ConfigModule.ConfigShape
   readonly configFile: string | undefined
   readonly entry: string
 }
@@ -29,7 +29,7 @@ export type WorkerMessage = { readonly type: "listening"; readonly ports: Readon
 const isWorkerMessage = (value: unknown): value is WorkerMessage =>
   typeof value === "object" && value !== null && "type" in value && value.type === "listening"
 
-export const banner = (config: ConfigModule.Config, ports: ReadonlyArray<number>): string => {
+export const banner = (config: ConfigModule.ConfigShape, ports: ReadonlyArray<number>): string => {
   const listeners = config.listeners.map((l, i) => `  ${l.role.padEnd(11)} ${l.address}:${ports[i] ?? l.port}`).join("\n")
   const smtp = config.listeners.find((l) => l.role === "smtp") ?? config.listeners[0]
   const domain = config.localDomains[0]?.domain ?? "localhost"

@@ -15,7 +15,7 @@ import { Queue } from "../queue/Queue.ts"
 import * as Listener from "../session/Listener.ts"
 
 export interface WorkerOptions {
-  readonly config: ConfigModule.Config
+  readonly config: ConfigModule.ConfigShape
   readonly partition: string
   /** How many workers share the connection limits. */
   readonly workers: number
@@ -27,7 +27,7 @@ export interface WorkerOptions {
    * Registers the one-shot callback through which a reloaded configuration (SIGHUP) reaches the
    * worker; settings change for new sessions only, listeners and paths need a restart.
    */
-  readonly onReloadRequest: (deliver: (config: ConfigModule.Config | undefined) => void) => void
+  readonly onReloadRequest: (deliver: (config: ConfigModule.ConfigShape | undefined) => void) => void
 }
 
 export const settingsDigest = (settings: Event.MachineSettings): string =>
@@ -68,7 +68,7 @@ export const run = Effect.fnUntraced(function*(options: WorkerOptions) {
     options.onListening(listeners.ports)
     yield* Effect.forkScoped(
       Effect.forever(Effect.gen(function*() {
-        const reloaded = yield* Deferred.make<ConfigModule.Config | undefined>()
+        const reloaded = yield* Deferred.make<ConfigModule.ConfigShape | undefined>()
         options.onReloadRequest((config) => Deferred.doneUnsafe(reloaded, Effect.succeed(config)))
         const next = yield* Deferred.await(reloaded)
         if (next === undefined) return

@@ -136,6 +136,10 @@ const serviceReply = (state: State, code: number, enhanced: string, text: string
 
 const resetTransaction = (state: State): State => ({ ...state, transaction: undefined, reading: { _tag: "Commands" } })
 
+/** Chunks already spooled for the transaction a command drops must be discarded with it. */
+const dropChunks = (state: State): ReadonlyArray<Action> =>
+  state.transaction?.chunking === true ? [{ _tag: "Abort" }] : []
+
 /** Counts a rejected command; past the limit the session ends with 421 (Postfix's hard error limit). */
 const rejected = (state: State, action: Action, counts: boolean): Step => {
   if (!counts) return done(state, action)
@@ -229,6 +233,7 @@ const command = (state: State, cmd: Command.Command): Step => {
     case "Ehlo":
       return done(
         { ...resetTransaction(state), helo: { extended: true, domain: cmd.domain } },
+        ...dropChunks(state),
         {
           _tag: "Reply",
           reply: Reply.multiline(250, [state.settings.hostname, ...Protocol.ehloKeywords(state.settings.maxMessageSize)])
@@ -237,6 +242,7 @@ const command = (state: State, cmd: Command.Command): Step => {
     case "Helo":
       return done(
         { ...resetTransaction(state), helo: { extended: false, domain: cmd.domain } },
+        ...dropChunks(state),
         reply(250, undefined, state.settings.hostname)
       )
     case "Mail":
@@ -248,7 +254,7 @@ const command = (state: State, cmd: Command.Command): Step => {
     case "Bdat":
       return bdat(state, cmd.size, cmd.last)
     case "Rset":
-      return done(resetTransaction(state), replies.ok)
+      return done(resetTransaction(state), ...dropChunks(state), replies.ok)
     case "Noop":
       return done(state, replies.ok)
     case "Quit":
@@ -352,7 +358,12 @@ const contentEnd = (state: State, size: number, bareLineEnding: "lf" | "cr" | un
   const reading = state.reading
   const transaction = state.transaction
   if (reading._tag === "Bdat" && reading.reply !== undefined) {
-    return afterMessage({ ...state, reading: { _tag: "Commands" } }, { _tag: "Reply", reply: reading.reply })
+    const refused = rejected(
+      { ...state, reading: { _tag: "Commands" } },
+      { _tag: "Reply", reply: reading.reply },
+      Protocol.flagsOf("Bdat").countsAsError
+    )
+    return refused.state.closed ? refused : afterMessage(refused.state, ...refused.actions)
   }
   if ((reading._tag !== "Data" && reading._tag !== "Bdat") || transaction === undefined) return done(state)
   if (size > state.settings.maxMessageSize) {
@@ -368,7 +379,11 @@ const contentEnd = (state: State, size: number, bareLineEnding: "lf" | "cr" | un
     )
   }
   if (!last) {
-    return done({ ...state, reading: { _tag: "Commands" } }, reply(250, "2.0.0", `Ok: ${size} octets received`))
+    // Draining does not wait for LAST: the client decides when that comes, so the session
+    // closes after answering the chunk, and the chunks spooled so far are dropped.
+    const answer = reply(250, "2.0.0", `Ok: ${size} octets received`)
+    if (state.draining) return afterMessage(resetTransaction(state), answer, { _tag: "Abort" })
+    return done({ ...state, reading: { _tag: "Commands" } }, answer)
   }
   return done({ ...state, reading: { _tag: "Queueing", last: true } }, {
     _tag: "Commit",

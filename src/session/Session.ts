@@ -36,10 +36,15 @@ export interface SessionOptions {
 const decoder = new TextDecoder("utf-8")
 const encoder = new TextEncoder()
 
-/** AUTH arguments are credentials: only the mechanism reaches the log. */
+/**
+ * AUTH arguments are credentials: only the mechanism reaches the log. Each run of printable
+ * characters after it becomes "***" and separators and control characters stay, so the
+ * redacted line parses to the same verdict and replay gives the same reply.
+ */
 export const redact = (line: string): string => {
-  const match = /^(auth\s+\S+)\s+\S/i.exec(line)
-  return match === null ? line : `${match[1]} ***`
+  const match = /^(\s*auth[ \t]+[^ \t]+)(.*)$/is.exec(line)
+  if (match === null) return line
+  return `${match[1]}${(match[2] ?? "").replace(/[^\u0000-\u0020\u007f]+/g, "***")}`
 }
 
 const timeoutOf = (options: SessionOptions, phase: Event.TimeoutPhase): number => {

@@ -1,0 +1,122 @@
+/**
+ * An example Postern configuration showing every setting, with what it does and its default.
+ *
+ * Copy it to `postern.config.ts` and import from "postern" instead of "./src/index.ts":
+ *
+ *     import { defineConfig } from "postern"
+ *
+ * Every setting may be left out to take its default; a file containing only
+ * `export default defineConfig({})` runs a server for `localhost` on ports 2525 and 2587.
+ * `postern check <file>` validates a file and prints what it would do. A wrong value stops
+ * the start with the field's path, the value and what was expected.
+ *
+ * Durations are milliseconds as a number, or strings such as "250ms", "300s", "5m",
+ * "10 minutes", "1h". Relative paths resolve against the directory of this file.
+ */
+import { defineConfig } from "./src/index.ts"
+
+export default defineConfig({
+  // The name this server gives in its greeting, EHLO reply and Received headers.
+  // Default: the machine's host name (os.hostname()).
+  hostname: "mx.example.org",
+
+  // The sockets to listen on. Each has an address (default "127.0.0.1"), a port (1 to 65535,
+  // required) and a role:
+  //   "smtp"        mail from other servers (port 25 in production), STARTTLS offered;
+  //   "submission"  mail from your users' clients (port 587), STARTTLS then authentication;
+  //   "submissions" the same with TLS from the first byte (port 465).
+  // proxyProtocol: accept a PROXY protocol header from a load balancer on these
+  // networks (CIDR, IPv4 or IPv6; a bare address means just that host); a header from anyone
+  // else is refused. Two listeners may not share an address and port.
+  // Default: [{ address: "127.0.0.1", port: 2525, role: "smtp" },
+  //           { address: "127.0.0.1", port: 2587, role: "submission" }]
+  listeners: [
+    { address: "127.0.0.1", port: 2525, role: "smtp" },
+    { address: "127.0.0.1", port: 2587, role: "submission" },
+    {
+      address: "127.0.0.1",
+      port: 2465,
+      role: "submissions",
+      proxyProtocol: { trustedNetworks: ["10.0.0.0/8", "fd00::/8"] }
+    }
+  ],
+
+  // Where Postern keeps its state. The event log, spool and mailboxes live under it unless
+  // given their own directories below (log.directory, spool.directory, maildirRoot).
+  // Default: "./var"
+  stateDirectory: "./var",
+
+  // Root of the local mailboxes, one Maildir per domain and user.
+  // Default: <stateDirectory>/mail
+  maildirRoot: "./var/mail",
+
+  // The domains this server delivers for. users is a list of local parts (matched without
+  // regard to case) or "*" to accept every local part; transport is "maildir" (deliver into
+  // maildirRoot) or "discard" (accept and drop: for testing). Domains are matched without
+  // regard to case and may not repeat.
+  // Default: [{ domain: "localhost", users: "*", transport: "maildir" }]
+  localDomains: [
+    { domain: "localhost", users: "*", transport: "maildir" },
+    { domain: "example.org", users: ["postmaster", "alice", "bob"], transport: "maildir" },
+    { domain: "sink.example.org", users: "*", transport: "discard" }
+  ],
+
+  limits: {
+    // Largest message accepted, in bytes (announced in the EHLO SIZE keyword). Default: 10240000
+    messageSize: 10_240_000,
+    // Recipients accepted per message; further recipients are refused. Default: 100
+    recipients: 100,
+    // Bad commands per session before a 421 and disconnect. Default: 10
+    errors: 10,
+    // Connections open at once, over all listeners; more are refused with 421. Default: 20000
+    connections: 20_000,
+    // Connections open at once from one client address. Default: 200
+    connectionsPerClient: 200,
+    // Longest command line in bytes; at least 512, the minimum of RFC 5321. Default: 512
+    lineLength: 512,
+    // Bytes of an over-long line read and discarded while waiting for its end before the
+    // session gives up. Default: 65536
+    lineDiscard: 65_536
+  },
+
+  timeouts: {
+    // Waiting for the next command (RFC 5321 4.5.3.2: at least 5 minutes). Default: "5 minutes"
+    command: "5 minutes",
+    // Waiting for each block of DATA content. Default: "3 minutes"
+    dataBlock: "3 minutes",
+    // From the end of DATA to the reply (RFC 5321 4.5.3.2.6). Default: "10 minutes"
+    dataEnd: "10 minutes",
+    // On shutdown, how long open sessions may finish before being closed. Default: "30s"
+    shutdownGrace: "30s",
+    // First retry of a delivery that failed temporarily. Default: "5 minutes"
+    deliveryRetry: "5 minutes"
+  },
+
+  // Worker processes accepting connections: a positive integer, or "auto" for one per
+  // available CPU (os.availableParallelism()). Default: "auto"
+  workers: "auto",
+
+  log: {
+    // Where the event log is written. Default: <stateDirectory>/log
+    directory: "./var/log",
+    // When ordinary log writes are flushed to disk: "always" (every batch), "interval" (every
+    // fsyncInterval) or "never" (left to the operating system). The record of an accepted
+    // message is on disk before its 250 reply whatever this says. Default: "always"
+    fsync: "always",
+    // How often the log is flushed when fsync is "interval". Default: "10ms"
+    fsyncInterval: "10ms",
+    // Size in bytes at which a log file is closed and a new one started. Default: 67108864 (64 MiB)
+    rotateSize: 64 * 1024 * 1024
+  },
+
+  spool: {
+    // Where accepted messages are stored until delivered. Default: <stateDirectory>/spool
+    directory: "./var/spool",
+    // Size in bytes of one spool segment file. Default: 67108864 (64 MiB)
+    segmentSize: 64 * 1024 * 1024
+  },
+
+  // Look up the client's host name from its address (PTR) for the Received header.
+  // Default: false
+  reverseDns: false
+})

@@ -1,0 +1,522 @@
+/**
+ * Postern's configuration: the schema of `postern.config.ts`, its defaults, loading and the
+ * Config service.
+ *
+ * An administrator writes a TypeScript module whose default export is `defineConfig({...})`
+ * (or a plain object); Node loads it natively. Everything is validated at start: a wrong value
+ * stops the start with one line per problem naming the file, the field path, the value and what
+ * was expected, e.g. `postern.config.ts: limits.messageSize: expected a positive integer, got -5`.
+ *
+ * The input form ({@link ConfigInput}) may leave out anything that has a default; the decoded
+ * form ({@link ConfigShape}) has every field, durations in milliseconds, absolute paths and a
+ * number of workers.
+ */
+import * as NodeFs from "node:fs"
+import * as NodeModule from "node:module"
+import * as NodeOs from "node:os"
+import * as NodePath from "node:path"
+import * as NodeUrl from "node:url"
+import { Context, Effect, Formatter, Layer, Result, Schema, SchemaAST, SchemaIssue, SchemaTransformation } from "effect"
+import { IpNetwork } from "effect/net"
+import * as Event from "../log/Event.ts"
+import * as Duration from "./Duration.ts"
+
+// ---------------------------------------------------------------------------------------------
+// Field schemas
+
+const integer = (expected: string, accept: (n: number) => boolean) =>
+  Schema.Number.annotate({ expected }).check(
+    Schema.makeFilter((n: number) => Number.isInteger(n) && accept(n), { expected })
+  )
+
+const PositiveInt = integer("a positive integer", (n) => n > 0)
+const NonNegativeInt = integer("a non-negative integer", (n) => n >= 0)
+const Port = integer("an integer from 1 to 65535", (n) => n >= 1 && n <= 65535)
+
+const text = (expected: string, accept: (s: string) => boolean) =>
+  Schema.String.annotate({ expected }).check(Schema.makeFilter(accept, { expected }))
+
+// Labels of letters (any script, for internationalised names), digits, hyphens and underscores.
+const domainPattern = /^(?=.{1,253}$)[\p{L}\p{N}_](?:[\p{L}\p{N}_-]{0,61}[\p{L}\p{N}_])?(?:\.[\p{L}\p{N}_](?:[\p{L}\p{N}_-]{0,61}[\p{L}\p{N}_])?)*$/u
+
+const Hostname = text("a host name such as \"mx.example.org\"", (s) => domainPattern.test(s))
+
+const domainExpected = "a domain name such as \"example.org\""
+
+// Checked before lower-casing, so that it is reported along with every other bad value.
+const Domain = text(domainExpected, (s) => domainPattern.test(s)).pipe(
+  Schema.decodeTo(Schema.String, SchemaTransformation.toLowerCase())
+)
+
+// A local part as RCPT TO carries it, unquoted: printable, no "@", at most 64 octets.
+const localPartExpected = "a local part such as \"postmaster\" (no \"@\", no spaces, at most 64 bytes)"
+const LocalPart = text(
+  localPartExpected,
+  (s) => /^[^\s@\p{Cc}]+$/u.test(s) && new TextEncoder().encode(s).length <= 64
+).pipe(Schema.decodeTo(Schema.String, SchemaTransformation.toLowerCase()))
+
+const PathString = text("a non-empty path", (s) => s.length > 0 && !s.includes("\0"))
+
+const Address = text("an IP address or host name to listen on", (s) => s.length > 0 && !/\s/.test(s))
+
+const cidrExpected = "a network in CIDR notation such as \"10.0.0.0/8\" or \"2001:db8::/32\""
+
+const withPrefix = (input: string): string =>
+  input.includes("/") ? input : `${input}/${input.includes(":") ? 128 : 32}`
+
+/** A trusted network: CIDR, or a single address meaning /32 or /128. Decodes to canonical CIDR. */
+const Cidr = Schema.String.annotate({ expected: cidrExpected })
+  .check(
+    Schema.makeFilter((input: string, _ast, options) => {
+      const parsed = IpNetwork.fromString(withPrefix(input))
+      return Result.isSuccess(parsed) ||
+        new SchemaIssue.InvalidValue({ expected: `${cidrExpected} (${parsed.failure.message})` }, input, options)
+    })
+  )
+  .pipe(
+    Schema.decodeTo(
+      Schema.String,
+      SchemaTransformation.transform<string, string>({
+        decode: (input) => Result.match(IpNetwork.fromString(withPrefix(input)), {
+          onSuccess: IpNetwork.format,
+          onFailure: () => input
+        }),
+        encode: (network) => network
+      })
+    )
+  )
+
+const Role = Event.Role.annotate({ expected: "one of \"smtp\", \"submission\", \"submissions\"" })
+
+const Transport = Schema.Literals(["maildir", "discard"]).annotate({ expected: "one of \"maildir\", \"discard\"" })
+
+const FsyncPolicy = Schema.Literals(["always", "interval", "never"]).annotate({
+  expected: "one of \"always\", \"interval\", \"never\""
+})
+
+const workersExpected = "a positive integer or \"auto\""
+const Workers = Schema.Union([Schema.Literal("auto"), integer(workersExpected, (n) => n > 0)]).annotate({
+  expected: workersExpected
+})
+
+const Bool = Schema.Boolean.annotate({ expected: "true or false" })
+
+/** Decoding default for a key left out; the default is written in the input form. */
+const orDefault = <S extends Schema.Constraint>(schema: S, value: S["Encoded"]) =>
+  Schema.withDecodingDefaultKey<S>(Effect.succeed(value))(schema)
+
+const nonEmptyArray = (what: string) =>
+  Schema.makeFilter((items: ReadonlyArray<unknown>) => items.length > 0 || `expected at least one ${what}, got none`)
+
+/** Reports every later occurrence of a key, pointing at it and at the first one. */
+const uniqueBy = <A>(what: string, key: (a: A) => string) =>
+  Schema.makeFilter((items: ReadonlyArray<A>) => {
+    const seen = new Map<string, number>()
+    const issues: Array<Schema.FilterIssue> = []
+    items.forEach((item, index) => {
+      const k = key(item)
+      const first = seen.get(k)
+      if (first === undefined) seen.set(k, index)
+      else {
+        issues.push({
+          path: [index],
+          issue: `expected a unique ${what}, got ${Formatter.format(k)} again (first at index ${first})`
+        })
+      }
+    })
+    return issues
+  })
+
+// ---------------------------------------------------------------------------------------------
+// Sections
+
+const ProxyProtocol = Schema.Struct({
+  /** Peers allowed to send a PROXY header; anyone else sending one is refused. */
+  trustedNetworks: Schema.Array(Cidr).annotate({ expected: "a list of networks" }).check(nonEmptyArray("network"))
+}).annotate({ expected: "an object { trustedNetworks }" })
+
+const Listener = Schema.Struct({
+  address: orDefault(Address, "127.0.0.1"),
+  port: Port,
+  role: Role,
+  proxyProtocol: Schema.optionalKey(ProxyProtocol)
+}).annotate({ expected: "a listener { address?, port, role, proxyProtocol? }" })
+
+const LocalDomain = Schema.Struct({
+  domain: Domain,
+  users: Schema.Union([
+    Schema.Literal("*"),
+    Schema.Array(LocalPart).check(uniqueBy<string>("user", (u) => u))
+  ]).annotate({ expected: "\"*\" or a list of local parts" }),
+  transport: orDefault(Transport, "maildir")
+}).annotate({ expected: "a local domain { domain, users, transport? }" })
+
+const Limits = Schema.Struct({
+  messageSize: orDefault(PositiveInt, 10_240_000),
+  recipients: orDefault(PositiveInt, 100),
+  errors: orDefault(PositiveInt, 10),
+  connections: orDefault(PositiveInt, 20_000),
+  connectionsPerClient: orDefault(PositiveInt, 200),
+  lineLength: orDefault(integer("an integer of at least 512", (n) => n >= 512), 512),
+  lineDiscard: orDefault(NonNegativeInt, 65_536)
+}).annotate({ expected: "an object of limits" })
+
+const Timeouts = Schema.Struct({
+  command: orDefault(Duration.PositiveMillis, "5 minutes"),
+  dataBlock: orDefault(Duration.PositiveMillis, "3 minutes"),
+  dataEnd: orDefault(Duration.PositiveMillis, "10 minutes"),
+  shutdownGrace: orDefault(Duration.Millis, "30s"),
+  deliveryRetry: orDefault(Duration.PositiveMillis, "5 minutes")
+}).annotate({ expected: "an object of timeouts" })
+
+const MiB = 1024 * 1024
+
+const Log = Schema.Struct({
+  directory: Schema.optionalKey(PathString),
+  fsync: orDefault(FsyncPolicy, "always"),
+  fsyncInterval: orDefault(Duration.PositiveMillis, "10ms"),
+  rotateSize: orDefault(PositiveInt, 64 * MiB)
+}).annotate({ expected: "an object of event log settings" })
+
+const Spool = Schema.Struct({
+  directory: Schema.optionalKey(PathString),
+  segmentSize: orDefault(PositiveInt, 64 * MiB)
+}).annotate({ expected: "an object of spool settings" })
+
+const defaultListeners: ReadonlyArray<typeof Listener.Encoded> = [
+  { address: "127.0.0.1", port: 2525, role: "smtp" },
+  { address: "127.0.0.1", port: 2587, role: "submission" }
+]
+
+/** The configuration file's schema, before paths are resolved and machine defaults applied. */
+export const ConfigSchema = Schema.Struct({
+  hostname: Schema.optionalKey(Hostname),
+  listeners: orDefault(
+    Schema.Array(Listener).annotate({ expected: "a list of listeners" }).check(
+      nonEmptyArray("listener"),
+      uniqueBy<typeof Listener.Type>("address and port", (l) => `${l.address.toLowerCase()}:${l.port}`)
+    ),
+    defaultListeners
+  ),
+  stateDirectory: orDefault(PathString, "./var"),
+  maildirRoot: Schema.optionalKey(PathString),
+  localDomains: orDefault(
+    Schema.Array(LocalDomain).annotate({ expected: "a list of local domains" }).check(
+      uniqueBy<typeof LocalDomain.Type>("domain", (d) => d.domain)
+    ),
+    [{ domain: "localhost", users: "*", transport: "maildir" }]
+  ),
+  limits: orDefault(Limits, {}),
+  timeouts: orDefault(Timeouts, {}),
+  workers: orDefault(Workers, "auto"),
+  log: orDefault(Log, {}),
+  spool: orDefault(Spool, {}),
+  reverseDns: orDefault(Bool, false)
+}).annotate({ expected: "an object (the configuration), as `export default defineConfig({ ... })`" })
+
+// ---------------------------------------------------------------------------------------------
+// Types
+
+/** What `defineConfig` accepts: every setting with a default may be left out. */
+export type ConfigInput = typeof ConfigSchema.Encoded
+
+/** One listening socket. */
+export type Listener = typeof Listener.Type
+
+/** Size and count limits. */
+export type Limits = typeof Limits.Type
+
+/** Timeouts in milliseconds. */
+export type Timeouts = typeof Timeouts.Type
+
+/** The event log's settings, with an absolute directory. */
+export interface LogSettings {
+  readonly directory: string
+  readonly fsync: "always" | "interval" | "never"
+  readonly fsyncInterval: number
+  readonly rotateSize: number
+}
+
+/** The spool's settings, with an absolute directory. */
+export interface SpoolSettings {
+  readonly directory: string
+  readonly segmentSize: number
+}
+
+/**
+ * The decoded configuration: every field present, durations in milliseconds, paths absolute,
+ * workers a number. (Named `ConfigShape` because `Config` is the service class.)
+ */
+export interface ConfigShape {
+  readonly hostname: string
+  readonly listeners: ReadonlyArray<Listener>
+  readonly stateDirectory: string
+  readonly maildirRoot: string
+  readonly localDomains: ReadonlyArray<Event.LocalDomain>
+  readonly limits: Limits
+  readonly timeouts: Timeouts
+  readonly workers: number
+  readonly log: LogSettings
+  readonly spool: SpoolSettings
+  readonly reverseDns: boolean
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+
+/** The configuration could not be loaded or is invalid; `issues` has one line per problem. */
+export class ConfigError extends Schema.TaggedError<ConfigError>()("ConfigError", {
+  /** The file, or `embeddedSource` for the built-in default. */
+  source: Schema.String,
+  issues: Schema.Array(Schema.String)
+}) {
+  override get message(): string {
+    return this.issues.map((issue) => `${this.source}: ${issue}`).join("\n")
+  }
+}
+
+/** The source named in errors and summaries when no file is given. */
+export const embeddedSource = "(embedded default configuration)"
+
+const formatPath = (path: ReadonlyArray<PropertyKey>): string =>
+  path.reduce<string>(
+    (out, key) =>
+      typeof key === "number" ? `${out}[${key}]` : out === "" ? String(key) : `${out}.${String(key)}`,
+    ""
+  )
+
+const got = (issue: SchemaIssue.Issue): string =>
+  SchemaIssue.hasInput(issue) ? `, got ${Formatter.format(issue.input)}` : ""
+
+const leafHook: SchemaIssue.LeafHook = (issue) => {
+  switch (issue._tag) {
+    case "MissingKey":
+      return "required but missing"
+    case "UnexpectedKey": {
+      const known = SchemaAST.isObjects(issue.ast)
+        ? issue.ast.propertySignatures.map((p) => String(p.name)).join(", ")
+        : ""
+      return known === "" ? "unknown setting" : `unknown setting; expected one of: ${known}`
+    }
+    case "InvalidType": {
+      const expected = issue.ast.annotations?.["expected"]
+      if (typeof expected === "string") return `expected ${expected}${got(issue)}`
+      return SchemaIssue.defaultLeafHook(issue)
+    }
+    default:
+      return SchemaIssue.defaultLeafHook(issue)
+  }
+}
+
+const formatter = SchemaIssue.makeFormatterStandardSchemaV1({ leafHook })
+
+/** One line per problem: `path: expected ..., got ...` (the source is added by ConfigError). */
+export const formatIssue = (issue: SchemaIssue.Issue): Array<string> =>
+  formatter(issue).issues.map(({ message, path }) => {
+    const text = /^[A-Z][a-z]/.test(message) ? message[0]?.toLowerCase() + message.slice(1) : message
+    const where = formatPath((path ?? []).map((p) => (typeof p === "object" ? p.key : p)))
+    return where === "" ? text : `${where}: ${text}`
+  })
+
+// ---------------------------------------------------------------------------------------------
+// Decoding and loading
+
+const finish = (parsed: typeof ConfigSchema.Type, baseDirectory: string): ConfigShape => {
+  const resolve = (path: string) => NodePath.resolve(baseDirectory, path)
+  const stateDirectory = resolve(parsed.stateDirectory)
+  const underState = (path: string | undefined, name: string) =>
+    path === undefined ? NodePath.join(stateDirectory, name) : resolve(path)
+  return {
+    hostname: parsed.hostname ?? NodeOs.hostname(),
+    listeners: parsed.listeners,
+    stateDirectory,
+    maildirRoot: underState(parsed.maildirRoot, "mail"),
+    localDomains: parsed.localDomains,
+    limits: parsed.limits,
+    timeouts: parsed.timeouts,
+    workers: parsed.workers === "auto" ? NodeOs.availableParallelism() : parsed.workers,
+    log: {
+      directory: underState(parsed.log.directory, "log"),
+      fsync: parsed.log.fsync,
+      fsyncInterval: parsed.log.fsyncInterval,
+      rotateSize: parsed.log.rotateSize
+    },
+    spool: {
+      directory: underState(parsed.spool.directory, "spool"),
+      segmentSize: parsed.spool.segmentSize
+    },
+    reverseDns: parsed.reverseDns
+  }
+}
+
+const decodeSchema = Schema.decodeUnknownEffect(ConfigSchema)
+
+/**
+ * Validates a configuration value and completes it. `source` names it in errors; relative
+ * paths resolve against `baseDirectory` (the config file's directory; the working directory by
+ * default).
+ */
+export const decode = (
+  input: unknown,
+  source: string,
+  baseDirectory: string = process.cwd()
+): Effect.Effect<ConfigShape, ConfigError> =>
+  decodeSchema(input, { errors: "all", reportInput: true, onExcessProperty: "error" }).pipe(
+    Effect.mapError((error) => new ConfigError({ source, issues: formatIssue(error.issue) })),
+    Effect.map((parsed) => finish(parsed, baseDirectory))
+  )
+
+/** Identity, for typing: `export default defineConfig({ ... })` gets completion and checks. */
+export const defineConfig = (input: ConfigInput): ConfigInput => input
+
+/** The embedded default configuration, resolved against the working directory at module load. */
+export const defaults: ConfigShape = Effect.runSync(decode({}, embeddedSource))
+
+// Each load imports a fresh copy, so a reload sees the file as it is now.
+let generation = 0
+
+/**
+ * The package name a configuration file imports `defineConfig` from. Node will not strip types
+ * under node_modules, and a file outside any project cannot resolve it at all, so the name is
+ * mapped to the running Postern's own entry point.
+ */
+export const packageName = "postern"
+
+let packageHookInstalled = false
+
+const installPackageHook = (): void => {
+  if (packageHookInstalled) return
+  packageHookInstalled = true
+  const entry = new URL("../index.ts", import.meta.url).href
+  NodeModule.registerHooks({
+    resolve: (specifier, context, nextResolve) =>
+      specifier === packageName
+        ? { url: entry, shortCircuit: true }
+        : nextResolve(specifier, context)
+  })
+}
+
+// Node puts the location of a syntax error before the error in the stack: "file:///x.ts:3\n<line>".
+const syntaxErrorLocation = /^file:\/\/[^\n]*:(\d+)\n([^\n]*)/
+
+const describeLoadFailure = (cause: unknown): string => {
+  if (!(cause instanceof Error)) return String(cause)
+  const location = syntaxErrorLocation.exec(cause.stack ?? "")
+  const where = location === null ? "" : ` (line ${location[1]}: ${location[2]?.trim()})`
+  return `${cause.name}: ${cause.message}${where}`
+}
+
+const importFile = (file: string): Effect.Effect<unknown, ConfigError> =>
+  Effect.gen(function*() {
+    const absolute = NodePath.resolve(file)
+    if (!NodeFs.existsSync(absolute)) {
+      return yield* new ConfigError({ source: file, issues: [`no such file: ${absolute}`] })
+    }
+    installPackageHook()
+    generation += 1
+    const url = `${NodeUrl.pathToFileURL(absolute).href}?generation=${generation}`
+    const module: unknown = yield* Effect.tryPromise({
+      try: () => import(url),
+      catch: (cause) => new ConfigError({ source: file, issues: [`cannot be loaded: ${describeLoadFailure(cause)}`] })
+    })
+    if (typeof module !== "object" || module === null || !("default" in module) || module.default === undefined) {
+      return yield* new ConfigError({
+        source: file,
+        issues: ["has no default export; end it with `export default defineConfig({ ... })`"]
+      })
+    }
+    return module.default
+  })
+
+/**
+ * Loads and validates a configuration file, or the embedded default when `file` is undefined.
+ * Relative paths in the file resolve against the file's directory.
+ */
+export const load = (file: string | undefined): Effect.Effect<ConfigShape, ConfigError> =>
+  file === undefined
+    ? decode({}, embeddedSource)
+    : importFile(file).pipe(
+      Effect.flatMap((input) => decode(input, file, NodePath.dirname(NodePath.resolve(file))))
+    )
+
+/** The settings the session machine's replies depend on, as recorded in the event log. */
+export const machineSettings = (config: ConfigShape): Event.MachineSettings => ({
+  hostname: config.hostname,
+  maxMessageSize: config.limits.messageSize,
+  maxRecipients: config.limits.recipients,
+  maxErrors: config.limits.errors,
+  localDomains: config.localDomains
+})
+
+const formatMillis = (ms: number): string =>
+  ms % 3_600_000 === 0 && ms > 0
+    ? `${ms / 3_600_000}h`
+    : ms % 60_000 === 0 && ms > 0
+    ? `${ms / 60_000}m`
+    : ms % 1_000 === 0 && ms > 0
+    ? `${ms / 1_000}s`
+    : `${ms}ms`
+
+/** A human summary of a decoded configuration: listeners, domains, paths, limits, timeouts. */
+export const summary = (config: ConfigShape, source: string): string => {
+  const listeners = config.listeners.map((l) => {
+    const proxy = l.proxyProtocol === undefined
+      ? ""
+      : `  PROXY protocol from ${l.proxyProtocol.trustedNetworks.join(", ")}`
+    return `  ${l.role.padEnd(12)} ${l.address}:${l.port}${proxy}`
+  })
+  const domains = config.localDomains.length === 0
+    ? ["  (none)"]
+    : config.localDomains.map((d) =>
+      `  ${d.domain.padEnd(24)} ${d.users === "*" ? "all users" : d.users.join(", ")} -> ${d.transport}`
+    )
+  const { limits, timeouts } = config
+  return [
+    `configuration: ${source}`,
+    `hostname: ${config.hostname}`,
+    `workers: ${config.workers}`,
+    "listeners:",
+    ...listeners,
+    "local domains:",
+    ...domains,
+    "paths:",
+    `  state   ${config.stateDirectory}`,
+    `  log     ${config.log.directory} (fsync ${config.log.fsync}${
+      config.log.fsync === "interval" ? ` every ${formatMillis(config.log.fsyncInterval)}` : ""
+    }, rotate at ${config.log.rotateSize} bytes)`,
+    `  spool   ${config.spool.directory} (segments of ${config.spool.segmentSize} bytes)`,
+    `  mail    ${config.maildirRoot}`,
+    "limits:",
+    `  message size ${limits.messageSize} bytes, ${limits.recipients} recipients, ${limits.errors} errors per session`,
+    `  ${limits.connections} connections, ${limits.connectionsPerClient} per client`,
+    `  line length ${limits.lineLength}, discard up to ${limits.lineDiscard} bytes of a longer line`,
+    "timeouts:",
+    `  command ${formatMillis(timeouts.command)}, data block ${formatMillis(timeouts.dataBlock)}, data end ${
+      formatMillis(timeouts.dataEnd)
+    }`,
+    `  shutdown grace ${formatMillis(timeouts.shutdownGrace)}, first delivery retry ${
+      formatMillis(timeouts.deliveryRetry)
+    }`,
+    `reverse DNS: ${config.reverseDns ? "on" : "off"}`
+  ].join("\n")
+}
+
+/** Loads and validates a configuration (as {@link load}) and describes it for a human. */
+export const check = (file: string | undefined): Effect.Effect<string, ConfigError> =>
+  load(file).pipe(Effect.map((config) => summary(config, file ?? embeddedSource)))
+
+// ---------------------------------------------------------------------------------------------
+// Service
+
+/** The validated configuration in force. */
+export class Config extends Context.Service<Config, ConfigShape>()("postern/config/Config") {
+  /** Loads `file` (or the embedded default) at layer construction; a bad file fails the layer. */
+  static layer(file?: string): Layer.Layer<Config, ConfigError> {
+    return Layer.effect(Config, load(file))
+  }
+
+  /** A configuration already in hand (tests, or one decoded by the caller). */
+  static layerValue(config: ConfigShape): Layer.Layer<Config> {
+    return Layer.succeed(Config, config)
+  }
+}

@@ -1,0 +1,487 @@
+import { assert, describe, it } from "@effect/vitest"
+import * as Event from "../../src/log/Event.ts"
+import * as Replay from "../../src/log/Replay.ts"
+import * as Machine from "../../src/session/Machine.ts"
+import * as Reply from "../../src/session/Reply.ts"
+import { samples } from "./EventSamples.ts"
+
+const settings: Event.MachineSettings = {
+  hostname: "mx.example.test",
+  maxMessageSize: 1000,
+  maxRecipients: 3,
+  maxErrors: 5,
+  localDomains: [
+    { domain: "example.test", users: ["alice", "bob"], transport: "maildir" },
+    { domain: "sink.test", users: "*", transport: "discard" }
+  ]
+}
+const digest = "d1"
+const start = Date.UTC(2024, 0, 2, 3, 4, 5, 6)
+const peer = { address: "192.0.2.7", port: 40512 }
+const local = { address: "127.0.0.1", port: 25 }
+
+type Step = Machine.Input | string
+
+const line = (text: string): Machine.Input => ({ _tag: "Line", text, flaw: undefined })
+const end = (size: number, bareLineEnding?: "lf" | "cr"): Machine.Input => ({ _tag: "ContentEnd", size, bareLineEnding })
+const queued = (queueId: string): Machine.Input => ({ _tag: "Queued", queueId })
+
+/**
+ * Runs the machine over the inputs and records events the way Session.ts does: the input's own
+ * event before the step (MessageQueued stands for the queue's record), a ReplySent per reply,
+ * and SessionClosed when the machine closes.
+ */
+const record = (
+  session: string,
+  inputs: ReadonlyArray<Step>,
+  options: { readonly admission?: Event.Admission; readonly settings?: Event.MachineSettings; readonly at?: number } = {}
+): ReadonlyArray<Event.Event> => {
+  let at = options.at ?? start
+  const events: Array<Event.Event> = []
+  const admission = options.admission ?? "ok"
+  events.push(Event.make("SessionOpened", { session, at, settingsDigest: digest, role: "smtp", peer, local, admission }))
+  let state = Machine.initial(options.settings ?? settings)
+  let envelope: Event.Envelope | undefined
+  let closed: Event.SessionCloseReason | undefined
+  const all: ReadonlyArray<Machine.Input> = [{ _tag: "Connected", admission }, ...inputs.map((s) => (typeof s === "string" ? line(s) : s))]
+  for (const input of all) {
+    at += 1
+    switch (input._tag) {
+      case "Connected":
+        break
+      case "Line":
+        events.push(
+          Event.make("CommandReceived", { session, at, line: input.text, ...(input.flaw === undefined ? {} : { flaw: input.flaw }) })
+        )
+        break
+      case "LineTooLong":
+      case "LineFlood":
+        events.push(Event.make("LineRejected", { session, at, reason: input._tag === "LineTooLong" ? "too-long" : "flood" }))
+        break
+      case "ContentEnd":
+        events.push(
+          Event.make("ContentReceived", {
+            session,
+            at,
+            size: input.size,
+            ...(input.bareLineEnding === undefined ? {} : { bareLineEnding: input.bareLineEnding })
+          })
+        )
+        break
+      case "Queued":
+        events.push(
+          Event.make("MessageQueued", {
+            session,
+            at,
+            queueId: input.queueId,
+            envelope: envelope ?? { from: "", to: [], smtputf8: false },
+            size: 10,
+            digest: "0123456789abcdef0123456789abcdef",
+            spool: { segment: "seg-1", extents: [{ offset: 0, length: 10 }] }
+          })
+        )
+        break
+      case "QueueFailed":
+        events.push(Event.make("QueueFailed", { session, at, reason: input.reason }))
+        break
+      case "TimedOut":
+        events.push(Event.make("TimedOut", { session, at, phase: input.phase }))
+        break
+      case "Shutdown":
+        events.push(Event.make("ShutdownRequested", { session, at }))
+        break
+    }
+    const next = Machine.step(state, input)
+    state = next.state
+    for (const action of next.actions) {
+      if (action._tag === "Reply") {
+        const { code, enhanced, lines } = action.reply
+        events.push(Event.make("ReplySent", { session, at, code, lines, ...(enhanced === undefined ? {} : { enhanced }) }))
+      }
+      if (action._tag === "Commit") envelope = action.envelope
+      if (action._tag === "Close") closed = action.reason
+    }
+    if (closed !== undefined) break
+  }
+  if (closed !== undefined) events.push(Event.make("SessionClosed", { session, at: at + 1, reason: closed }))
+  return events
+}
+
+const conversation: ReadonlyArray<Step> = [
+  "EHLO client.test",
+  "MAIL FROM:<sender@remote.test>",
+  "RCPT TO:<alice@example.test>",
+  "RCPT TO:<carol@example.test>",
+  "DATA",
+  end(120),
+  queued("Q1"),
+  "MAIL FROM:<>",
+  "RCPT TO:<Postmaster>",
+  "BDAT 10",
+  end(10),
+  "BDAT 5 LAST",
+  end(15),
+  queued("Q2"),
+  "FOO",
+  { _tag: "Line", text: "NOOP", flaw: "bare-cr" },
+  { _tag: "LineTooLong" },
+  "QUIT"
+]
+
+const one = (events: ReadonlyArray<Event.Event>): Replay.RecordedSession => {
+  const all = Replay.sessions(events)
+  assert.strictEqual(all.length, 1)
+  const session = all[0]
+  if (session === undefined) throw new Error("no session")
+  return session
+}
+
+/** Replaces the n-th ReplySent (0-based) with `f` of it. */
+const alterReply = (
+  events: ReadonlyArray<Event.Event>,
+  n: number,
+  f: (e: Event.ReplySent) => Event.Event | undefined
+): ReadonlyArray<Event.Event> => {
+  let seen = -1
+  return events.flatMap((e) => {
+    if (e._tag !== "ReplySent") return [e]
+    seen++
+    if (seen !== n) return [e]
+    const altered = f(e)
+    return altered === undefined ? [] : [altered]
+  })
+}
+
+const replyCount = (events: ReadonlyArray<Event.Event>): number => events.filter((e) => e._tag === "ReplySent").length
+
+describe("Replay.verify", () => {
+  it("a recorded conversation replays with zero mismatches", () => {
+    const events = record("s1", conversation)
+    const result = Replay.verify(one(events), settings)
+    assert.deepStrictEqual(result, { session: "s1", replies: replyCount(events), mismatches: [], skipped: undefined })
+    assert.strictEqual(result.replies, 15)
+  })
+
+  it("replays from the encoded form the log stores", () => {
+    const events = record("s1", conversation).map((e) => Event.decode(Event.encode(e)))
+    assert.deepStrictEqual(Replay.verify(one(events), settings).mismatches, [])
+  })
+
+  it("sessions refused at admission, timed out and shut down replay too", () => {
+    const cases: ReadonlyArray<ReadonlyArray<Event.Event>> = [
+      record("a", ["EHLO x"], { admission: "global-limit" }),
+      record("b", ["EHLO x"], { admission: "shutdown" }),
+      record("c", ["EHLO x", "MAIL FROM:<>", "RCPT TO:<bob@example.test>", "DATA", { _tag: "TimedOut", phase: "data-block" }]),
+      record("d", ["EHLO x", "MAIL FROM:<>", "RCPT TO:<bob@example.test>", "DATA", { _tag: "Shutdown" }, end(9), queued("Q")]),
+      record("e", ["FOO", "FOO", "FOO", "FOO", "FOO"]),
+      record("f", [{ _tag: "LineFlood" }]),
+      record("g", ["EHLO x", "MAIL FROM:<>", "RCPT TO:<bob@example.test>", "DATA", end(9), { _tag: "QueueFailed", reason: "disk" }, "QUIT"])
+    ]
+    for (const events of cases) {
+      const result = Replay.verify(one(events), settings)
+      assert.deepStrictEqual(result.mismatches, [], result.session)
+      assert.isAbove(result.replies, 0)
+      assert.strictEqual(events.at(-1)?._tag, "SessionClosed", result.session)
+    }
+  })
+
+  for (const index of [0, 1, 5, 14]) {
+    it(`one altered reply (#${index}) is exactly one mismatch at its index`, () => {
+      const events = record("s1", conversation)
+      const original = events.filter((e): e is Event.ReplySent => e._tag === "ReplySent")[index]
+      if (original === undefined) throw new Error("no such reply")
+      const altered = alterReply(events, index, (e) => Event.make("ReplySent", { ...e, code: 451, enhanced: "4.3.0", lines: ["Altered"] }))
+      const result = Replay.verify(one(altered), settings)
+      assert.strictEqual(result.replies, 15)
+      assert.deepStrictEqual(result.mismatches, [
+        {
+          session: "s1",
+          index,
+          recorded: "451 4.3.0 Altered\r\n",
+          replayed: Reply.format(Reply.make(original.code, original.enhanced, ...original.lines))
+        }
+      ])
+    })
+  }
+
+  it("an altered enhanced code alone is a mismatch", () => {
+    const events = alterReply(record("s1", conversation), 2, (e) => Event.make("ReplySent", { ...e, enhanced: "2.0.0" }))
+    const result = Replay.verify(one(events), settings)
+    assert.deepStrictEqual(result.mismatches.map((m) => [m.index, m.recorded, m.replayed]), [
+      [2, "250 2.0.0 Ok\r\n", "250 2.1.0 Ok\r\n"]
+    ])
+  })
+
+  it("a reply missing from the log at the end is a mismatch with nothing recorded", () => {
+    const events = alterReply(record("s1", conversation), 14, () => undefined)
+    const result = Replay.verify(one(events), settings)
+    assert.strictEqual(result.replies, 14)
+    assert.deepStrictEqual(result.mismatches, [
+      { session: "s1", index: 14, recorded: undefined, replayed: "221 2.0.0 Bye\r\n" }
+    ])
+  })
+
+  it("a reply the machine would not give is a mismatch with nothing replayed", () => {
+    const events = [
+      ...record("s1", ["QUIT"]),
+      Event.make("ReplySent", { session: "s1", at: start + 99, code: 250, enhanced: "2.0.0", lines: ["Ok"] })
+    ]
+    assert.deepStrictEqual(Replay.verify(one(events), settings).mismatches, [
+      { session: "s1", index: 2, recorded: "250 2.0.0 Ok\r\n", replayed: undefined }
+    ])
+  })
+
+  it("other rules show what they would have done", () => {
+    const events = record("s1", conversation)
+    const stricter = { ...settings, localDomains: [{ domain: "example.test", users: ["bob"], transport: "maildir" as const }] }
+    const result = Replay.verify(one(events), stricter)
+    const first = result.mismatches[0]
+    assert.deepStrictEqual(first, {
+      session: "s1",
+      index: 3,
+      recorded: "250 2.1.5 Ok\r\n",
+      replayed: "550 5.1.1 <alice@example.test>: Recipient address rejected: User unknown\r\n"
+    })
+  })
+
+  it("a session without its settings snapshot is skipped", () => {
+    const events = record("s1", conversation)
+    assert.deepStrictEqual(Replay.verify(one(events), undefined), {
+      session: "s1",
+      replies: 0,
+      mismatches: [],
+      skipped: "settings snapshot not found"
+    })
+  })
+
+  it("settings are found by the digest the session was opened with", () => {
+    const events: ReadonlyArray<Event.Event> = [
+      Event.make("SettingsRecorded", { at: start, digest: "old", settings: { ...settings, hostname: "old.example.test" } }),
+      Event.make("SettingsRecorded", { at: start, digest, settings }),
+      ...record("s1", conversation)
+    ]
+    const snapshots = Replay.settingsByDigest(events)
+    assert.strictEqual(snapshots.size, 2)
+    const session = one(events)
+    const digestOf = session.opened?.settingsDigest
+    assert.strictEqual(digestOf, digest)
+    assert.deepStrictEqual(Replay.verify(session, digestOf === undefined ? undefined : snapshots.get(digestOf)).mismatches, [])
+    assert.isAbove(Replay.verify(session, snapshots.get("old")).mismatches.length, 0)
+    assert.isUndefined(snapshots.get("missing"))
+  })
+
+  it("random recorded sessions always replay identically", () => {
+    const vocabulary = [
+      "EHLO c",
+      "HELO c",
+      "MAIL FROM:<a@remote.test>",
+      "MAIL FROM:<>",
+      "RCPT TO:<alice@example.test>",
+      "RCPT TO:<zed@example.test>",
+      "RCPT TO:<x@remote.test>",
+      "DATA",
+      "BDAT 4",
+      "BDAT 2 LAST",
+      "RSET",
+      "NOOP",
+      "FOO",
+      "VRFY a",
+      "AUTH PLAIN"
+    ]
+    let seed = 12345
+    const random = (): number => {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0
+      return seed / 4294967296
+    }
+    for (let run = 0; run < 300; run++) {
+      const inputs: Array<Step> = []
+      for (let i = 0; i < 30; i++) {
+        const r = random()
+        inputs.push(
+          r < 0.15
+            ? end(Math.floor(random() * 1200), r < 0.02 ? "lf" : undefined)
+            : r < 0.22
+            ? queued(`Q${run}-${i}`)
+            : r < 0.24
+            ? { _tag: "QueueFailed", reason: "x" }
+            : vocabulary[Math.floor(random() * vocabulary.length)] ?? "NOOP"
+        )
+      }
+      const events = record(`r${run}`, inputs)
+      const result = Replay.verify(one(events), settings)
+      assert.deepStrictEqual(result.mismatches, [], `run ${run}`)
+      assert.strictEqual(result.replies, replyCount(events))
+    }
+  })
+})
+
+describe("Replay.sessions", () => {
+  it("groups interleaved sessions in order of first appearance and skips events of no session", () => {
+    const a = record("A", ["EHLO a", "QUIT"], { at: start })
+    const b = record("B", ["HELO b", "NOOP", "QUIT"], { at: start })
+    const interleaved: Array<Event.Event> = [Event.make("SettingsRecorded", { at: start, digest, settings })]
+    for (let i = 0; i < Math.max(a.length, b.length); i++) {
+      const eb = b[i]
+      const ea = a[i]
+      if (eb !== undefined) interleaved.push(eb)
+      if (ea !== undefined) interleaved.push(ea)
+      if (i === 1) interleaved.push(Event.make("MessageCompleted", { at: start, queueId: "Q0" }))
+    }
+    const grouped = Replay.sessions(interleaved)
+    assert.deepStrictEqual(grouped.map((s) => s.id), ["B", "A"])
+    assert.deepStrictEqual(grouped[0]?.events, b)
+    assert.deepStrictEqual(grouped[1]?.events, a)
+    assert.strictEqual(grouped[0]?.opened, b[0])
+    assert.strictEqual(grouped[1]?.opened, a[0])
+    for (const session of grouped) assert.deepStrictEqual(Replay.verify(session, settings).mismatches, [])
+  })
+
+  it("a session whose opening is not in the events has no opened event", () => {
+    const tail = record("T", ["NOOP", "QUIT"]).slice(1)
+    const session = one(tail)
+    assert.isUndefined(session.opened)
+    assert.strictEqual(session.events.length, tail.length)
+  })
+
+  it("no events, no sessions", () => {
+    assert.deepStrictEqual(Replay.sessions([]), [])
+  })
+})
+
+describe("Replay.inputOf", () => {
+  it("maps each recorded input to the machine input, and facts to nothing", () => {
+    const expected: { readonly [K in Event.Event["_tag"]]: Machine.Input | undefined } = {
+      SettingsRecorded: undefined,
+      SessionOpened: { _tag: "Connected", admission: "ok" },
+      CommandReceived: { _tag: "Line", text: "MAIL FROM:<alice@example.test> SIZE=1024", flaw: "bare-lf" },
+      LineRejected: { _tag: "LineTooLong" },
+      ContentReceived: { _tag: "ContentEnd", size: 4096, bareLineEnding: "cr" },
+      MessageQueued: { _tag: "Queued", queueId: "Q1" },
+      QueueFailed: { _tag: "QueueFailed", reason: "spool full" },
+      TimedOut: { _tag: "TimedOut", phase: "data-block" },
+      ShutdownRequested: { _tag: "Shutdown" },
+      ReplySent: undefined,
+      SessionClosed: undefined,
+      MessageDelivered: undefined,
+      DeliveryFailed: undefined,
+      MessageCompleted: undefined,
+      LogRepaired: undefined
+    }
+    for (const event of samples) assert.deepStrictEqual(Replay.inputOf(event), expected[event._tag], event._tag)
+  })
+
+  it("a flood and an unflawed line", () => {
+    assert.deepStrictEqual(Replay.inputOf(Event.make("LineRejected", { session: "s", at: 0, reason: "flood" })), { _tag: "LineFlood" })
+    assert.deepStrictEqual(Replay.inputOf(Event.make("CommandReceived", { session: "s", at: 0, line: "NOOP" })), {
+      _tag: "Line",
+      text: "NOOP",
+      flaw: undefined
+    })
+    assert.deepStrictEqual(Replay.inputOf(Event.make("ContentReceived", { session: "s", at: 0, size: 3 })), {
+      _tag: "ContentEnd",
+      size: 3,
+      bareLineEnding: undefined
+    })
+  })
+})
+
+describe("Replay.transcript", () => {
+  const t = "2024-01-02 03:04:05.006"
+
+  it("renders client lines, server lines and facts", () => {
+    const s = "s1"
+    const at = start
+    const session = one([
+      Event.make("SessionOpened", { session: s, at, settingsDigest: digest, role: "submission", peer, local, proxiedBy: { address: "10.0.0.1", port: 3000 }, admission: "ok" }),
+      Event.make("ReplySent", { session: s, at, code: 220, lines: ["mx.example.test ESMTP Postern"] }),
+      Event.make("CommandReceived", { session: s, at, line: "EHLO client.test" }),
+      Event.make("ReplySent", { session: s, at, code: 250, lines: ["mx.example.test", "PIPELINING", "CHUNKING"] }),
+      Event.make("CommandReceived", { session: s, at, line: "NO\u0000OP\u001b", flaw: "nul" }),
+      Event.make("ReplySent", { session: s, at, code: 500, enhanced: "5.5.2", lines: ["Error: NUL character received"] }),
+      Event.make("LineRejected", { session: s, at, reason: "too-long" }),
+      Event.make("ContentReceived", { session: s, at, size: 12, bareLineEnding: "lf" }),
+      Event.make("ContentReceived", { session: s, at, size: 13 }),
+      Event.make("MessageQueued", {
+        session: s,
+        at,
+        queueId: "Q1",
+        envelope: { from: "a@remote.test", to: ["alice@example.test", "bob@example.test"], smtputf8: false },
+        size: 12,
+        digest: "0123456789abcdef0123456789abcdef",
+        spool: { segment: "seg", extents: [] }
+      }),
+      Event.make("QueueFailed", { session: s, at, reason: "disk full" }),
+      Event.make("TimedOut", { session: s, at, phase: "command" }),
+      Event.make("ShutdownRequested", { session: s, at }),
+      Event.make("SessionClosed", { session: s, at, reason: "io-error", detail: "ECONNRESET" })
+    ])
+    assert.deepStrictEqual(Replay.transcript(session), [
+      `${t} -- connection from 192.0.2.7:40512 to 127.0.0.1:25 (submission) via proxy 10.0.0.1:3000`,
+      `${t} S: 220 mx.example.test ESMTP Postern`,
+      `${t} C: EHLO client.test`,
+      `${t} S: 250-mx.example.test`,
+      `${t} S: 250-PIPELINING`,
+      `${t} S: 250 CHUNKING`,
+      `${t} C: NO\\x00OP\\x1b   [nul]`,
+      `${t} S: 500 5.5.2 Error: NUL character received`,
+      `${t} C: <line rejected: too-long>`,
+      `${t} C: <content, 12 octets, bare LF>`,
+      `${t} C: <content, 13 octets>`,
+      `${t} -- queued as Q1: from <a@remote.test> to <alice@example.test>, <bob@example.test>, 12 octets, sha256 0123456789abcdef…`,
+      `${t} -- queue failed: disk full`,
+      `${t} -- timeout (command)`,
+      `${t} -- shutdown requested`,
+      `${t} -- closed: io-error (ECONNRESET)`
+    ])
+  })
+
+  it("a refused connection and a recorded machine conversation", () => {
+    const events = record("s2", ["EHLO c"], { admission: "client-limit" })
+    assert.deepStrictEqual(Replay.transcript(one(events)), [
+      `${t} -- connection from 192.0.2.7:40512 to 127.0.0.1:25 (smtp), refused: client-limit`,
+      "2024-01-02 03:04:05.007 S: 421 4.7.0 mx.example.test Error: too many connections",
+      "2024-01-02 03:04:05.008 -- closed: admission"
+    ])
+  })
+
+  it("events of no session render as nothing", () => {
+    const session: Replay.RecordedSession = {
+      id: "x",
+      opened: undefined,
+      events: samples.filter((e) => !("session" in e))
+    }
+    assert.isAbove(session.events.length, 0)
+    assert.deepStrictEqual(Replay.transcript(session), [])
+  })
+})
+
+describe("Replay.summarize", () => {
+  it("peer, role, time, outcome and queued messages", () => {
+    const events = record("s1", conversation)
+    assert.deepStrictEqual(Replay.summarize(one(events)), {
+      id: "s1",
+      at: start,
+      peer: "192.0.2.7:40512",
+      role: "smtp",
+      outcome: "quit",
+      queued: ["Q1", "Q2"]
+    })
+  })
+
+  it("a session still open, seen without its opening", () => {
+    const events = record("s3", ["EHLO c", "NOOP"]).slice(1)
+    assert.deepStrictEqual(Replay.summarize(one(events)), {
+      id: "s3",
+      at: start + 1,
+      peer: "?",
+      role: "?",
+      outcome: "open",
+      queued: []
+    })
+  })
+
+  it("the outcome of a timed-out session", () => {
+    const events = record("s4", ["EHLO c", { _tag: "TimedOut", phase: "command" }])
+    assert.strictEqual(Replay.summarize(one(events)).outcome, "timeout")
+  })
+})
