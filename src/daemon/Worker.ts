@@ -48,7 +48,14 @@ export const run = Effect.fnUntraced(function*(options: WorkerOptions) {
 
   const program = Effect.gen(function*() {
     const log = yield* EventLog
-    const queue = yield* Queue
+    const writer = yield* LogWriter.LogWriter
+    for (const problem of writer.recovery.problems) {
+      process.stderr.write(
+        problem._tag === "TornTail"
+          ? `postern: ${partition}: log ${problem.file} had a torn tail (${problem.reason}); cut ${problem.droppedBytes} bytes at offset ${problem.offset}\n`
+          : `postern: ${partition}: log ${problem.file} has no valid header (${problem.reason}); continuing in a new file\n`
+      )
+    }
     yield* log.appendDurable(Event.make("SettingsRecorded", { at: Date.now(), digest, settings }))
     const listeners = yield* Listener.serve({
       listeners: config.listeners.map((l) => ({
@@ -80,7 +87,6 @@ export const run = Effect.fnUntraced(function*(options: WorkerOptions) {
     yield* Deferred.await(options.stop)
     yield* listeners.shutdown(config.timeouts.shutdownGrace)
     yield* log.sync
-    void queue
   })
 
   const queueLayer = Layer.unwrap(
