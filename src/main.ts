@@ -4,8 +4,8 @@
  */
 import Cluster from "node:cluster"
 import { fileURLToPath } from "node:url"
-import { NodeRuntime, NodeServices } from "@effect/platform-node"
-import { Console, Deferred, Effect, Option } from "effect"
+import { NodeServices } from "@effect/platform-node"
+import { Cause, Console, Deferred, Effect, Exit, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import * as Config from "./config/Config.ts"
 import * as Primary from "./daemon/Primary.ts"
@@ -102,8 +102,24 @@ const worker = Effect.gen(function*() {
   })
 })
 
+/**
+ * Runs the program as the process, without `NodeRuntime.runMain`'s SIGTERM/SIGINT handler:
+ * that handler interrupts the main fiber at once, and the daemon's processes need the signal
+ * for a graceful stop of their own (421 to idle sessions, DATA allowed to finish).
+ */
+const runProcess = <E>(program: Effect.Effect<void, E>): void => {
+  const fiber = Effect.runFork(program)
+  fiber.addObserver((exit) => {
+    if (Exit.isFailure(exit)) {
+      process.stderr.write(`${Cause.pretty(exit.cause)}\n`)
+      process.exit(1)
+    }
+    process.exit(typeof process.exitCode === "number" ? process.exitCode : 0)
+  })
+}
+
 if (Cluster.isWorker && process.argv[2] === "worker") {
-  worker.pipe(Effect.provide(NodeServices.layer), NodeRuntime.runMain)
+  runProcess(worker.pipe(Effect.provide(NodeServices.layer)))
 } else {
-  postern.pipe(Command.run({ version: "0.1.0" }), Effect.provide(NodeServices.layer), NodeRuntime.runMain)
+  runProcess(postern.pipe(Command.run({ version: "0.1.0" }), Effect.provide(NodeServices.layer)))
 }

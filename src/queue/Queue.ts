@@ -1,0 +1,478 @@
+/**
+ * The Queue service: durable acceptance and local delivery for one partition.
+ *
+ * Acceptance: a session streams content into a spool transaction (`begin`, `Txn.write`) and
+ * `commit`s it with the envelope. `commit` returns only once the content is fsynced (the
+ * spool's group commit) and the `MessageQueued` event is durable in the event log; the session
+ * sends its 250 after that, so a 250 is never a lie. Each `commit` is uninterruptible from
+ * there on, so a message whose event reached the log is always scheduled.
+ *
+ * Delivery runs on separate fibers and never slows acceptance: `commit` only appends the
+ * queue id to an in-memory list and wakes the scheduler; the scheduler feeds a bounded queue
+ * that `deliveryConcurrency` workers take from, and holds deferred messages on a timer heap.
+ * Each recipient is routed by its domain's `LocalDomain.transport`: `maildir` (Maildir.deliver,
+ * then `MessageDelivered` with the file path), `discard` (`MessageDelivered` "discard"), or
+ * no local domain: outbound delivery, not implemented yet, so a temporary `DeliveryFailed`
+ * with an exponential backoff, and the message stays queued. When every recipient is done,
+ * `MessageCompleted` is made durable and only then is the spool space released.
+ *
+ * Recovery: the layer folds the partition's recovered events (QueueState), retains the spool
+ * segments they still reference, deletes the others, and redelivers every pending recipient;
+ * Maildir's idempotence makes that exactly once. The content of a recovered message is
+ * verified (CRCs, size, SHA-256) before its first attempt: if it is missing or corrupt, the
+ * message is never delivered in part; its remaining recipients fail permanently with "spool
+ * content lost" (except Maildir copies already in place), then it completes. No delivery
+ * status notification is sent for permanent failures yet.
+ */
+import { Clock, Context, Duration, Effect, Latch, Layer, Queue as EffectQueue, Schema } from "effect"
+import type { Scope } from "effect"
+import * as Event from "../log/Event.ts"
+import { EventLog } from "../log/EventLog.ts"
+import * as Maildir from "./Maildir.ts"
+import * as QueueId from "./QueueId.ts"
+import * as QueueState from "./QueueState.ts"
+import * as Spool from "./Spool.ts"
+
+/** Acceptance failed: the session must not send 250 (it answers 451). */
+export class QueueError extends Schema.TaggedError<QueueError>()("QueueError", {
+  /** "spool": the content could not be stored; "log": its event could not be made durable;
+   * "closed": the transaction was already committed or aborted, or belongs to another queue;
+   * "invalid": the options are unusable. */
+  reason: Schema.Literals(["spool", "log", "closed", "invalid"]),
+  message: Schema.String
+}) {}
+
+/** The default longest wait between two attempts (Postfix's maximal_backoff_time). */
+export const defaultRetryMax = 4000 * 1000
+/** The default capacity of the queue between the scheduler and the delivery workers. */
+export const defaultDeliveryBacklog = 1024
+
+/** Options of `make` and `Queue.layer`. */
+export interface Options {
+  /** Spool root; the partition's segments go in `<spoolDirectory>/<partition>`. */
+  readonly spoolDirectory: string
+  readonly partition: string
+  /** Bytes after which the spool starts a new segment. */
+  readonly segmentSize: number
+  /** Largest spool record; default `Spool.defaultRecordSize`. */
+  readonly recordSize?: number | undefined
+  /** Root of the Maildir tree: `<maildirRoot>/<domain>/<user>/`. */
+  readonly maildirRoot: string
+  /** Host name in Maildir file names. */
+  readonly hostname: string
+  readonly localDomains: ReadonlyArray<Event.LocalDomain>
+  /** How many messages are delivered at once. */
+  readonly deliveryConcurrency: number
+  /** Wait after the first temporary failure, in ms; doubled after each further one. */
+  readonly retryBase: number
+  /** Longest wait between attempts, in ms; default `defaultRetryMax`. */
+  readonly retryMax?: number | undefined
+  /** Capacity of the queue in front of the workers; default `defaultDeliveryBacklog`. */
+  readonly deliveryBacklog?: number | undefined
+  /** The partition's events, oldest first, as read from its log at start. */
+  readonly recovered: ReadonlyArray<Event.Event>
+}
+
+/** A message being received: stream its content in, then `Queue.commit` or `abort` it. */
+export interface Txn {
+  /** Assigned at `begin`, so that the session can put it in the Received header. */
+  readonly queueId: string
+  readonly write: (bytes: Uint8Array) => Effect.Effect<void, QueueError>
+  /** Forgets the message. Idempotent; does nothing after `commit`. */
+  readonly abort: Effect.Effect<void>
+}
+
+/** The name the session uses for `Txn`. */
+export type QueueTxn = Txn
+
+/** The Queue service. */
+export interface QueueShape {
+  readonly begin: () => Effect.Effect<Txn, QueueError>
+  /**
+   * Makes the message durable (content, then `MessageQueued`) and schedules its delivery.
+   * When this succeeds, the 250 may be sent.
+   */
+  readonly commit: (
+    txn: Txn,
+    envelope: Event.Envelope,
+    session: string
+  ) => Effect.Effect<{ readonly queueId: string }, QueueError>
+  /** Waits until no delivery is due or running (deferred retries do not count). */
+  readonly drain: Effect.Effect<void>
+  /** How many messages are queued and not completed. */
+  readonly pending: () => Effect.Effect<number>
+}
+
+/** Where a recipient's copy goes. */
+export type Route =
+  | { readonly _tag: "Maildir"; readonly domain: string; readonly user: string }
+  | { readonly _tag: "Discard" }
+  /** Not a local domain: for outbound delivery. */
+  | { readonly _tag: "Remote"; readonly domain: string }
+  /** Cannot be delivered, ever. */
+  | { readonly _tag: "Rejected"; readonly reason: string }
+
+/** Routes `recipient` (`local@domain`) by the local domains; domains match case-insensitively. */
+export const route = (localDomains: ReadonlyArray<Event.LocalDomain>, recipient: string): Route => {
+  const at = recipient.lastIndexOf("@")
+  if (at <= 0 || at === recipient.length - 1) return { _tag: "Rejected", reason: `invalid recipient ${recipient}` }
+  const local = recipient.slice(0, at)
+  const domain = recipient.slice(at + 1).toLowerCase()
+  const config = localDomains.find((d) => d.domain.toLowerCase() === domain)
+  if (config === undefined) return { _tag: "Remote", domain }
+  const user = local.toLowerCase()
+  if (config.users !== "*" && user !== "postmaster" && !config.users.includes(user)) {
+    return { _tag: "Rejected", reason: `5.1.1 no such user ${local} in ${domain}` }
+  }
+  return config.transport === "discard" ? { _tag: "Discard" } : { _tag: "Maildir", domain, user }
+}
+
+/** The reason given to recipients whose content is unreadable. */
+export const contentLost = "spool content lost"
+
+interface Entry {
+  pending: QueueState.Pending
+  /** Committed by this process and not attempted yet: no earlier attempt can have delivered it. */
+  fresh: boolean
+  /** The content is known to be intact (written by this process, or verified). */
+  checked: boolean
+  /** Why the content is unusable, once found to be. */
+  lost: string | undefined
+}
+
+interface Timer {
+  readonly at: number
+  readonly queueId: string
+}
+
+/** A binary min-heap of timers by due time. */
+const makeHeap = () => {
+  const items: Array<Timer> = []
+  const swap = (i: number, j: number) => {
+    const a = items[i]
+    const b = items[j]
+    if (a === undefined || b === undefined) return
+    items[i] = b
+    items[j] = a
+  }
+  const at = (i: number): number => items[i]?.at ?? Infinity
+  return {
+    peek: (): Timer | undefined => items[0],
+    push: (timer: Timer): void => {
+      items.push(timer)
+      let i = items.length - 1
+      while (i > 0 && at((i - 1) >> 1) > at(i)) {
+        swap(i, (i - 1) >> 1)
+        i = (i - 1) >> 1
+      }
+    },
+    pop: (): Timer | undefined => {
+      const top = items[0]
+      const last = items.pop()
+      if (items.length === 0 || last === undefined) return top
+      items[0] = last
+      let i = 0
+      for (;;) {
+        const left = 2 * i + 1
+        const right = left + 1
+        let smallest = i
+        if (at(left) < at(smallest)) smallest = left
+        if (at(right) < at(smallest)) smallest = right
+        if (smallest === i) return top
+        swap(i, smallest)
+        i = smallest
+      }
+    }
+  }
+}
+
+const spoolFailure = (error: Spool.SpoolError) =>
+  new QueueError({ reason: error.reason === "closed" ? "closed" : "spool", message: error.message })
+
+/** Builds the queue; its fibers and spool files live as long as the scope. */
+export const make = Effect.fnUntraced(function*(
+  options: Options
+): Effect.fn.Return<QueueShape, QueueError, EventLog | Scope.Scope> {
+  if (!QueueId.isValidPartition(options.partition)) {
+    return yield* new QueueError({ reason: "invalid", message: `partition must be 1 to 16 letters or digits` })
+  }
+  if (!Number.isSafeInteger(options.deliveryConcurrency) || options.deliveryConcurrency < 1) {
+    return yield* new QueueError({ reason: "invalid", message: "deliveryConcurrency must be a positive integer" })
+  }
+  const log = yield* EventLog
+  const retryMax = options.retryMax ?? defaultRetryMax
+  const spool = yield* Spool.make({
+    directory: options.spoolDirectory,
+    partition: options.partition,
+    segmentSize: options.segmentSize,
+    recordSize: options.recordSize
+  }).pipe(Effect.mapError(spoolFailure))
+
+  const messages = new Map<string, Entry>()
+  let lastId: string | undefined
+  for (const event of options.recovered) {
+    if (event._tag === "MessageQueued" && (lastId === undefined || event.queueId > lastId)) lastId = event.queueId
+  }
+  const ids = QueueId.generator({ partition: options.partition, after: lastId })
+
+  // Scheduling: every pending message is in exactly one place: `waiting` (due, in order),
+  // `ready` (handed to the workers), a worker, or `timers` (deferred).
+  const ready = yield* EffectQueue.bounded<string>(options.deliveryBacklog ?? defaultDeliveryBacklog)
+  const waiting: Array<string> = []
+  let waitingHead = 0
+  const timers = makeHeap()
+  const wake = Latch.makeUnsafe(false)
+  let outstanding = 0
+  let idleWaiters: Array<() => void> = []
+
+  const enqueue = (queueId: string): void => {
+    outstanding += 1
+    waiting.push(queueId)
+    wake.openUnsafe()
+  }
+  const takeWaiting = (): string | undefined => {
+    if (waitingHead >= waiting.length) return undefined
+    const queueId = waiting[waitingHead]
+    waitingHead += 1
+    if (waitingHead > 1024 && waitingHead * 2 > waiting.length) {
+      waiting.splice(0, waitingHead)
+      waitingHead = 0
+    }
+    return queueId
+  }
+  const schedule = (queueId: string, at: number, now: number): void => {
+    if (at <= now) return enqueue(queueId)
+    timers.push({ at, queueId })
+    wake.openUnsafe()
+  }
+  const releaseDue = (now: number): void => {
+    for (let timer = timers.peek(); timer !== undefined && timer.at <= now; timer = timers.peek()) {
+      timers.pop()
+      enqueue(timer.queueId)
+    }
+  }
+  const finished = (): void => {
+    outstanding -= 1
+    if (outstanding > 0) return
+    const waiters = idleWaiters
+    idleWaiters = []
+    for (const resume of waiters) resume()
+  }
+
+  const record = (entry: Entry, event: Event.MessageDelivered | Event.DeliveryFailed) =>
+    Effect.andThen(
+      log.append(event),
+      Effect.sync(() => {
+        entry.pending = QueueState.step(entry.pending, event) ?? entry.pending
+      })
+    )
+
+  const deliverOne = (entry: Entry, recipient: QueueState.Recipient) =>
+    Effect.gen(function*() {
+      const queued = entry.pending.queued
+      const target = route(options.localDomains, recipient.recipient)
+      const maildirTarget = (domain: string, user: string): Maildir.Target => ({
+        root: options.maildirRoot,
+        domain,
+        user,
+        name: Maildir.messageName({
+          at: queued.at,
+          queueId: queued.queueId,
+          index: recipient.index,
+          hostname: options.hostname
+        })
+      })
+      const delivered = (destination: string) =>
+        Effect.map(
+          Clock.currentTimeMillis,
+          (at) => Event.make("MessageDelivered", { at, queueId: queued.queueId, recipient: recipient.recipient, destination })
+        )
+      const failed = (permanent: boolean, reason: string) =>
+        Effect.map(Clock.currentTimeMillis, (at) =>
+          Event.make("DeliveryFailed", {
+            at,
+            queueId: queued.queueId,
+            recipient: recipient.recipient,
+            permanent,
+            reason,
+            ...(permanent
+              ? {}
+              : { retryAt: at + QueueState.retryDelay(recipient.attempts + 1, options.retryBase, retryMax) })
+          }))
+
+      if (entry.lost !== undefined) {
+        if (target._tag === "Maildir") {
+          const found = yield* Maildir.find(maildirTarget(target.domain, target.user)).pipe(
+            Effect.orElseSucceed(() => undefined)
+          )
+          if (found !== undefined) return yield* delivered(found)
+        }
+        return yield* failed(true, `${contentLost}: ${entry.lost}`)
+      }
+      switch (target._tag) {
+        case "Discard":
+          return yield* delivered("discard")
+        case "Rejected":
+          return yield* failed(true, target.reason)
+        case "Remote":
+          return yield* failed(false, `no route to ${target.domain}: outbound delivery is not implemented`)
+        case "Maildir": {
+          const outcome = yield* Effect.result(Maildir.deliver({
+            ...maildirTarget(target.domain, target.user),
+            content: spool.read(queued.spool),
+            scanCur: !entry.fresh
+          }))
+          if (outcome._tag === "Success") return yield* delivered(outcome.success.path)
+          const error = outcome.failure
+          if (error._tag === "MaildirError") {
+            return yield* failed(error.operation === "resolve", `maildir ${error.operation}: ${error.message}`)
+          }
+          if (error.reason === "io") return yield* failed(false, `spool read: ${error.message}`)
+          entry.lost = error.message
+          return yield* failed(true, `${contentLost}: ${error.message}`)
+        }
+      }
+    })
+
+  const attempt = (queueId: string) =>
+    Effect.gen(function*() {
+      const entry = messages.get(queueId)
+      if (entry === undefined) return
+      const now = yield* Clock.currentTimeMillis
+      const due = entry.pending.remaining.filter((r) => r.retryAt <= now)
+      if (due.length > 0 && !entry.checked && entry.lost === undefined) {
+        const queued = entry.pending.queued
+        const verified = yield* Effect.result(spool.verify(queued.spool, { size: queued.size, digest: queued.digest }))
+        if (verified._tag === "Failure" && verified.failure.reason === "io") {
+          yield* Effect.logWarning(`queue ${queueId}: spool unreadable, will retry: ${verified.failure.message}`)
+          return schedule(queueId, now + options.retryBase, now)
+        }
+        entry.checked = true
+        if (verified._tag === "Failure") entry.lost = verified.failure.message
+      }
+      for (const recipient of due) {
+        const event = yield* deliverOne(entry, recipient)
+        yield* record(entry, event)
+      }
+      entry.fresh = false
+      const after = yield* Clock.currentTimeMillis
+      if (entry.pending.remaining.length > 0) return schedule(queueId, entry.pending.nextAttemptAt, after)
+      const completed = yield* Effect.result(
+        log.appendDurable(Event.make("MessageCompleted", { at: after, queueId }))
+      )
+      if (completed._tag === "Failure") {
+        yield* Effect.logWarning(`queue ${queueId}: completion not logged, will retry: ${completed.failure.message}`)
+        return schedule(queueId, after + options.retryBase, after)
+      }
+      messages.delete(queueId)
+      yield* spool.release(entry.pending.queued.spool)
+    })
+
+  const worker = Effect.forever(
+    Effect.gen(function*() {
+      const queueId = yield* EffectQueue.take(ready)
+      yield* attempt(queueId).pipe(
+        Effect.catchDefect((defect) =>
+          Effect.gen(function*() {
+            yield* Effect.logError(`queue ${queueId}: delivery attempt died`, defect)
+            const now = yield* Clock.currentTimeMillis
+            if (messages.has(queueId)) schedule(queueId, now + options.retryBase, now)
+          })
+        ),
+        Effect.ensuring(Effect.sync(finished))
+      )
+    })
+  )
+
+  const scheduler = Effect.forever(
+    Effect.gen(function*() {
+      wake.closeUnsafe()
+      const now = yield* Clock.currentTimeMillis
+      releaseDue(now)
+      const next = takeWaiting()
+      if (next !== undefined) return yield* EffectQueue.offer(ready, next)
+      const timer = timers.peek()
+      if (timer === undefined) return yield* wake.await
+      yield* Effect.timeoutOption(wake.await, Duration.millis(Math.max(1, timer.at - now)))
+    })
+  )
+
+  // Recovery.
+  const recoveredAt = yield* Clock.currentTimeMillis
+  for (const [queueId, pending] of QueueState.fromEvents(options.recovered)) {
+    messages.set(queueId, { pending, fresh: false, checked: false, lost: undefined })
+    yield* spool.retain(pending.queued.spool)
+  }
+  yield* spool.sweep
+  for (const [queueId, entry] of messages) schedule(queueId, entry.pending.nextAttemptAt, recoveredAt)
+
+  yield* Effect.forkScoped(scheduler)
+  for (let i = 0; i < options.deliveryConcurrency; i++) yield* Effect.forkScoped(worker)
+
+  const txns = new WeakMap<Txn, Spool.Txn>()
+
+  const begin = () =>
+    Effect.gen(function*() {
+      const spoolTxn = yield* Effect.mapError(spool.begin, spoolFailure)
+      const queueId = ids.next(yield* Clock.currentTimeMillis)
+      const txn: Txn = {
+        queueId,
+        write: (bytes) => Effect.mapError(spoolTxn.write(bytes), spoolFailure),
+        abort: Effect.suspend(() => {
+          if (!txns.delete(txn)) return Effect.void
+          return spoolTxn.abort
+        })
+      }
+      txns.set(txn, spoolTxn)
+      return txn
+    })
+
+  const commit = (txn: Txn, envelope: Event.Envelope, session: string) =>
+    Effect.uninterruptible(Effect.gen(function*() {
+      const spoolTxn = txns.get(txn)
+      if (spoolTxn === undefined) {
+        return yield* new QueueError({ reason: "closed", message: `transaction ${txn.queueId} is not open` })
+      }
+      txns.delete(txn)
+      const stored = yield* Effect.mapError(spoolTxn.commit, spoolFailure)
+      const at = yield* Clock.currentTimeMillis
+      const queued = Event.make("MessageQueued", {
+        session,
+        at,
+        queueId: txn.queueId,
+        envelope,
+        size: stored.size,
+        digest: stored.digest,
+        spool: stored.reference
+      })
+      yield* log.appendDurable(queued).pipe(
+        Effect.mapError((error) => new QueueError({ reason: "log", message: error.message })),
+        Effect.onError(() => spool.release(stored.reference))
+      )
+      messages.set(txn.queueId, { pending: QueueState.queued(queued), fresh: true, checked: true, lost: undefined })
+      enqueue(txn.queueId)
+      return { queueId: txn.queueId }
+    }))
+
+  const drain = Effect.gen(function*() {
+    releaseDue(yield* Clock.currentTimeMillis)
+    if (outstanding === 0) return
+    yield* Effect.callback<void>((resume) => {
+      idleWaiters.push(() => resume(Effect.void))
+    })
+  })
+
+  return {
+    begin,
+    commit,
+    drain,
+    pending: () => Effect.sync(() => messages.size)
+  }
+})
+
+/** The Queue service of one partition. */
+export class Queue extends Context.Service<Queue, QueueShape>()("postern/queue/Queue") {
+  /** The file-backed queue of one partition (spool, Maildir delivery, recovery at start). */
+  static readonly layer = (options: Options): Layer.Layer<Queue, QueueError, EventLog> =>
+    Layer.effect(Queue, Effect.map(make(options), (shape) => Queue.of(shape)))
+}
