@@ -32,6 +32,6 @@ export default defineConfig({
   // The idle scenario holds 10,000 connections from 127.0.0.1; the default per-client limit
   // (200) would refuse all but the first few hundred.
   limits: { connections: 30_000, connectionsPerClient: 30_000, recipients: 1000 },
-  log: { fsync: "always" },
+  log: { fsync: (process.env["POSTERN_BENCH_FSYNC"] ?? "always") as "always" | "interval" | "never" },
   workers
 })

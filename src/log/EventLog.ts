@@ -18,6 +18,11 @@ export class LogError extends Schema.TaggedError<LogError>()("LogError", {
 
 export interface EventLogShape {
   readonly append: (event: Event.Event) => Effect.Effect<void>
+  /**
+   * `append` without an Effect, for the session's hot path (several events per command). It
+   * never blocks and never throws; a refused event is reported as a process warning.
+   */
+  readonly appendUnsafe: (event: Event.Event) => void
   readonly appendDurable: (event: Event.Event) => Effect.Effect<void, LogError>
   /** Waits until everything appended so far is durable. */
   readonly sync: Effect.Effect<void, LogError>
@@ -31,6 +36,7 @@ export class EventLog extends Context.Service<EventLog, EventLogShape>()("poster
 
 export const makeMemory = (sink: Array<Event.Event>): EventLogShape => ({
   append: (event) => Effect.sync(() => void sink.push(event)),
+  appendUnsafe: (event) => void sink.push(event),
   appendDurable: (event) => Effect.sync(() => void sink.push(event)),
   sync: Effect.void
 })

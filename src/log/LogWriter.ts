@@ -495,24 +495,35 @@ export const make = (options: Options): Effect.Effect<Writer, LogError, Scope.Sc
         message: `event of ${payload.length} bytes exceeds the record limit of ${LogRecord.maxPayload}`
       })
 
+    /** Queues the event; returns what went wrong, if anything, for the caller to report. */
+    const enqueue = (event: Event.Event): string | undefined => {
+      if (closed) {
+        stats.dropped++
+        if (warnedClosed) return undefined
+        warnedClosed = true
+        return `event log: ${event._tag} appended after close of ${dir}, dropped`
+      }
+      const payload = LogCodec.encode(event)
+      if (payload.length > LogRecord.maxPayload) {
+        stats.dropped++
+        return `event log: ${tooLarge(payload).message}, dropped`
+      }
+      pendingPayloads.push(payload)
+      stats.appended++
+      work.openUnsafe()
+      return undefined
+    }
+
     const append = (event: Event.Event): Effect.Effect<void> =>
       Effect.suspend(() => {
-        if (closed) {
-          stats.dropped++
-          if (warnedClosed) return Effect.void
-          warnedClosed = true
-          return Effect.logWarning(`event log: ${event._tag} appended after close of ${dir}, dropped`)
-        }
-        const payload = LogCodec.encode(event)
-        if (payload.length > LogRecord.maxPayload) {
-          stats.dropped++
-          return Effect.logError(`event log: ${tooLarge(payload).message}, dropped`)
-        }
-        pendingPayloads.push(payload)
-        stats.appended++
-        work.openUnsafe()
-        return Effect.void
+        const problem = enqueue(event)
+        return problem === undefined ? Effect.void : Effect.logWarning(problem)
       })
+
+    const appendUnsafe = (event: Event.Event): void => {
+      const problem = enqueue(event)
+      if (problem !== undefined) process.emitWarning(problem)
+    }
 
     const enqueueWaiter = (payload: Uint8Array | undefined): Effect.Effect<void, LogError> =>
       Effect.suspend(() => {
@@ -543,6 +554,7 @@ export const make = (options: Options): Effect.Effect<Writer, LogError, Scope.Sc
 
     return {
       append,
+      appendUnsafe,
       appendDurable,
       sync: enqueueWaiter(undefined),
       recovery,

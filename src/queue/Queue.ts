@@ -434,7 +434,7 @@ export const make = Effect.fnUntraced(function*(
         return yield* new QueueError({ reason: "closed", message: `transaction ${txn.queueId} is not open` })
       }
       txns.delete(txn)
-      const stored = yield* Effect.mapError(spoolTxn.commit, spoolFailure)
+      const { committed: stored, durable } = yield* Effect.mapError(spoolTxn.seal, spoolFailure)
       const at = yield* Clock.currentTimeMillis
       const queued = Event.make("MessageQueued", {
         session,
@@ -445,10 +445,15 @@ export const make = Effect.fnUntraced(function*(
         digest: stored.digest,
         spool: stored.reference
       })
-      yield* log.appendDurable(queued).pipe(
-        Effect.mapError((error) => new QueueError({ reason: "log", message: error.message })),
-        Effect.onError(() => spool.release(stored.reference))
-      )
+      // The content's fdatasync and the acceptance event's fsync run at once: the 250 waits for
+      // both. Should a crash land the event without the content, no 250 was sent, and recovery
+      // finds the content missing (CRC, size, digest) and never delivers a partial message.
+      yield* Effect.all([
+        Effect.mapError(durable, spoolFailure),
+        log.appendDurable(queued).pipe(
+          Effect.mapError((error) => new QueueError({ reason: "log", message: error.message }))
+        )
+      ], { concurrency: 2, discard: true }).pipe(Effect.onError(() => spool.release(stored.reference)))
       messages.set(txn.queueId, { pending: QueueState.queued(queued), fresh: true, checked: true, lost: undefined })
       enqueue(txn.queueId)
       return { queueId: txn.queueId }

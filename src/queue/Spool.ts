@@ -93,6 +93,16 @@ export interface Committed {
   readonly digest: string
 }
 
+/**
+ * A transaction whose last record is written but not yet known durable: `committed` is final,
+ * and `durable` completes when an fdatasync covered it. This lets the queue make its
+ * acceptance event durable at the same time instead of after.
+ */
+export interface Sealed {
+  readonly committed: Committed
+  readonly durable: Effect.Effect<void, SpoolError>
+}
+
 /** One message being written. Not safe to use from two fibers at once. */
 export interface Txn {
   /** The segment this message's records go to. */
@@ -107,6 +117,9 @@ export interface Txn {
    * The result holds one retention of the segment, for `release` when the message is done.
    * On failure or interruption the retention is given back.
    */
+  /** Ends the content; see `Sealed`. */
+  readonly seal: Effect.Effect<Sealed, SpoolError>
+  /** `seal`, then waits until it is durable. */
   readonly commit: Effect.Effect<Committed, SpoolError>
   /** Forgets the message (its records stay in the segment as garbage). Idempotent. */
   readonly abort: Effect.Effect<void>
@@ -540,7 +553,7 @@ export const make = Effect.fnUntraced(function*(options: Options): Effect.fn.Ret
       return flushed && previousEnd > 0 ? writer.whenWritten(previousEnd) : Effect.void
     }
 
-    const commit = Effect.suspend((): Effect.Effect<Committed, SpoolError> => {
+    const seal = Effect.suspend((): Effect.Effect<Sealed, SpoolError> => {
       if (state !== "open") return Effect.fail(closedError())
       const failure = writer.failure
       if (failure !== undefined) {
@@ -555,12 +568,13 @@ export const make = Effect.fnUntraced(function*(options: Options): Effect.fn.Ret
         digest: hash.digest("hex")
       }
       stats.commits += 1
-      const durable = extents.length === 0 ? Effect.void : writer.whenSynced(lastEnd)
-      return durable.pipe(
-        Effect.as(committed),
+      const durable = (extents.length === 0 ? Effect.void : writer.whenSynced(lastEnd)).pipe(
         Effect.onExit((exit) => (exit._tag === "Success" ? Effect.void : dropHold(segment)))
       )
+      return Effect.succeed({ committed, durable })
     })
+
+    const commit = Effect.flatMap(seal, ({ committed, durable }) => Effect.as(durable, committed))
 
     const abort = Effect.suspend(() => {
       if (state !== "open") return Effect.void
@@ -569,7 +583,7 @@ export const make = Effect.fnUntraced(function*(options: Options): Effect.fn.Ret
       return dropHold(segment)
     })
 
-    return { segment: segment.name, write, commit, abort }
+    return { segment: segment.name, write, seal, commit, abort }
   }
 
   const needsRoll = (segment: Segment): boolean =>

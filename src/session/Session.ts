@@ -63,6 +63,8 @@ const protocolOf = (state: Machine.State): string => (state.helo?.extended === t
 export const run = Effect.fnUntraced(function*(connection: Connection.Connection, options: SessionOptions) {
   const log = yield* EventLog
   const queue = yield* Queue
+  const clock = yield* Clock.Clock
+  const now = () => clock.currentTimeMillisUnsafe()
   const session = options.id
   const framer = Framer.make(options.limits)
   let state = Machine.initial(options.settings)
@@ -79,11 +81,10 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
     return connection.write(bytes)
   })
 
-  const openTransaction = Effect.fnUntraced(function*() {
+  const openTransaction = Effect.gen(function*() {
     const opened = yield* queue.begin()
     txn = opened
     contentBytes = 0
-    const at = yield* Clock.currentTimeMillis
     const recipients = state.transaction?.recipients ?? []
     const header = Received.format({
       helo: state.helo?.domain,
@@ -94,10 +95,10 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
       tlsComment: undefined,
       queueId: opened.queueId,
       recipient: recipients.length === 1 ? recipients[0] : undefined,
-      at
+      at: now()
     })
     yield* opened.write(encoder.encode(header))
-  })
+  }).pipe(Effect.catch(() => Effect.sync(() => (keepContent = false))))
 
   const abortTransaction = Effect.suspend(() => {
     const open = txn
@@ -105,113 +106,134 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
     return open === undefined ? Effect.void : open.abort
   })
 
+  const commit = (envelope: Event.Envelope) =>
+    Effect.gen(function*() {
+      const open = txn
+      txn = undefined
+      const result = open === undefined
+        ? ({ _tag: "Failure", reason: "content could not be spooled" } as const)
+        : yield* queue.commit(open, envelope, session).pipe(
+          Effect.map(({ queueId }) => ({ _tag: "Success", queueId }) as const),
+          Effect.catch((error) => Effect.succeed({ _tag: "Failure", reason: error.message } as const))
+        )
+      // The queue recorded MessageQueued (durably) on success; it is the Queued input's event.
+      const followUp = result._tag === "Success"
+        ? feed({ _tag: "Queued", queueId: result.queueId }, undefined)
+        : feed(
+          { _tag: "QueueFailed", reason: result.reason },
+          Event.make("QueueFailed", { session, at: now(), reason: result.reason })
+        )
+      if (followUp.length > 0) yield* perform(followUp)
+    })
+
+  /**
+   * Records the input's event, steps the machine and does at once what needs no I/O (replies
+   * are collected, framer modes switched); returns the actions that do need I/O, so that a
+   * command answered from memory costs no Effect at all.
+   */
+  const feed = (input: Machine.Input, event: Event.Event | undefined): ReadonlyArray<Machine.Action> => {
+    if (event !== undefined) log.appendUnsafe(event)
+    const next = Machine.step(state, input)
+    state = next.state
+    let effectful: Array<Machine.Action> | undefined
+    for (const action of next.actions) {
+      switch (action._tag) {
+        case "Reply": {
+          pending += Reply.format(action.reply)
+          const { code, enhanced, lines } = action.reply
+          log.appendUnsafe(
+            Event.make("ReplySent", { session, at: now(), code, lines, ...(enhanced === undefined ? {} : { enhanced }) })
+          )
+          break
+        }
+        case "ReadData":
+          framer.expectData()
+          keepContent = true
+          ;(effectful ??= []).push(action)
+          break
+        case "ReadBdat":
+          framer.expectBdat(action.size, action.first)
+          keepContent = action.keep
+          if (action.first && action.keep) (effectful ??= []).push(action)
+          break
+        case "Close":
+          closeReason = action.reason
+          break
+        case "Commit":
+        case "Abort":
+          ;(effectful ??= []).push(action)
+          break
+      }
+    }
+    return effectful ?? noActions
+  }
+
   const perform = (actions: ReadonlyArray<Machine.Action>): Effect.Effect<void> =>
-    Effect.gen(function*() {
-      for (const action of actions) {
-        switch (action._tag) {
-          case "Reply": {
-            pending += Reply.format(action.reply)
-            const at = yield* Clock.currentTimeMillis
-            const { code, enhanced, lines } = action.reply
-            yield* log.append(
-              Event.make("ReplySent", { session, at, code, lines, ...(enhanced === undefined ? {} : { enhanced }) })
-            )
-            break
-          }
-          case "ReadData":
-            framer.expectData()
-            keepContent = true
-            yield* openTransaction().pipe(Effect.catch(() => Effect.sync(() => (keepContent = false))))
-            break
-          case "ReadBdat":
-            framer.expectBdat(action.size, action.first)
-            keepContent = action.keep
-            if (action.first && action.keep) {
-              yield* openTransaction().pipe(Effect.catch(() => Effect.sync(() => (keepContent = false))))
-            }
-            break
-          case "Commit": {
-            const open = txn
-            txn = undefined
-            const result = open === undefined
-              ? ({ _tag: "Failure", reason: "content could not be spooled" } as const)
-              : yield* queue.commit(open, action.envelope, session).pipe(
-                Effect.map(({ queueId }) => ({ _tag: "Success", queueId }) as const),
-                Effect.catch((error) => Effect.succeed({ _tag: "Failure", reason: error.message } as const))
-              )
-            if (result._tag === "Success") {
-              yield* feed({ _tag: "Queued", queueId: result.queueId }, undefined)
-            } else {
-              const at = yield* Clock.currentTimeMillis
-              yield* feed({ _tag: "QueueFailed", reason: result.reason }, Event.make("QueueFailed", { session, at, reason: result.reason }))
-            }
-            break
-          }
-          case "Abort":
-            yield* abortTransaction
-            break
-          case "Close":
-            closeReason = action.reason
-            break
-        }
+    Effect.forEach(actions, (action) => {
+      switch (action._tag) {
+        case "ReadData":
+        case "ReadBdat":
+          return openTransaction
+        case "Commit":
+          return commit(action.envelope)
+        case "Abort":
+          return abortTransaction
+        default:
+          return Effect.void
       }
-    })
+    }, { discard: true })
 
-  /** Records the input (when it has an event of its own), steps the machine, performs the result. */
-  const feed = (input: Machine.Input, event: Event.Event | undefined): Effect.Effect<void> =>
-    Effect.gen(function*() {
-      if (event !== undefined) yield* log.append(event)
-      const next = Machine.step(state, input)
-      state = next.state
-      yield* perform(next.actions)
-    })
-
-  const handle = (unit: Framer.Framed): Effect.Effect<void> =>
-    Effect.gen(function*() {
-      switch (unit._tag) {
-        case "Line": {
-          const text = decoder.decode(unit.bytes)
-          const at = yield* Clock.currentTimeMillis
-          const flaw = unit.flaw
-          return yield* feed(
-            { _tag: "Line", text, flaw },
-            Event.make("CommandReceived", { session, at, line: redact(text), ...(flaw === undefined ? {} : { flaw }) })
-          )
-        }
-        case "LineTooLong":
-        case "LineFlood": {
-          const at = yield* Clock.currentTimeMillis
-          const reason = unit._tag === "LineTooLong" ? "too-long" : "flood"
-          return yield* feed({ _tag: unit._tag }, Event.make("LineRejected", { session, at, reason }))
-        }
-        case "Content": {
-          contentBytes += unit.bytes.length
-          const open = txn
-          if (!keepContent || open === undefined) return
-          if (contentBytes > options.settings.maxMessageSize) {
-            keepContent = false
-            return yield* abortTransaction
-          }
-          return yield* open.write(unit.bytes).pipe(
-            Effect.catch(() => Effect.andThen(abortTransaction, Effect.sync(() => (keepContent = false))))
-          )
-        }
-        case "ContentEnd": {
-          const at = yield* Clock.currentTimeMillis
-          const bare = unit.bareLineEnding
-          return yield* feed(
-            { _tag: "ContentEnd", size: unit.size, bareLineEnding: bare },
-            Event.make("ContentReceived", { session, at, size: unit.size, ...(bare === undefined ? {} : { bareLineEnding: bare }) })
-          )
-        }
+  /** Handles one framed unit; returns an Effect only when there is I/O to do. */
+  const handle = (unit: Framer.Framed): Effect.Effect<void> | undefined => {
+    switch (unit._tag) {
+      case "Line": {
+        const text = decoder.decode(unit.bytes)
+        const flaw = unit.flaw
+        const event = Event.make("CommandReceived", {
+          session,
+          at: now(),
+          line: redact(text),
+          ...(flaw === undefined ? {} : { flaw })
+        })
+        return effectsOf(feed({ _tag: "Line", text, flaw }, event))
       }
-    })
+      case "LineTooLong":
+      case "LineFlood": {
+        const reason = unit._tag === "LineTooLong" ? "too-long" : "flood"
+        return effectsOf(feed({ _tag: unit._tag }, Event.make("LineRejected", { session, at: now(), reason })))
+      }
+      case "Content": {
+        contentBytes += unit.bytes.length
+        const open = txn
+        if (!keepContent || open === undefined) return undefined
+        if (contentBytes > options.settings.maxMessageSize) {
+          keepContent = false
+          return abortTransaction
+        }
+        return open.write(unit.bytes).pipe(
+          Effect.catch(() => Effect.andThen(abortTransaction, Effect.sync(() => (keepContent = false))))
+        )
+      }
+      case "ContentEnd": {
+        const bare = unit.bareLineEnding
+        const event = Event.make("ContentReceived", {
+          session,
+          at: now(),
+          size: unit.size,
+          ...(bare === undefined ? {} : { bareLineEnding: bare })
+        })
+        return effectsOf(feed({ _tag: "ContentEnd", size: unit.size, bareLineEnding: bare }, event))
+      }
+    }
+  }
 
-  const opened = yield* Clock.currentTimeMillis
-  yield* log.append(
+  const effectsOf = (actions: ReadonlyArray<Machine.Action>): Effect.Effect<void> | undefined =>
+    actions.length === 0 ? undefined : perform(actions)
+
+  log.appendUnsafe(
     Event.make("SessionOpened", {
       session,
-      at: opened,
+      at: now(),
       settingsDigest: options.settingsDigest,
       role: options.role,
       peer: options.peer,
@@ -223,34 +245,32 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
 
   const loop = Effect.gen(function*() {
     if (options.initial !== undefined && options.initial.length > 0) framer.push(options.initial)
-    yield* feed({ _tag: "Connected", admission: options.admission }, undefined)
+    yield* perform(feed({ _tag: "Connected", admission: options.admission }, undefined))
     while (closeReason === undefined) {
       const unit = framer.next()
       if (unit !== undefined) {
-        yield* handle(unit)
+        const effect = handle(unit)
+        if (effect !== undefined) yield* effect
         continue
       }
       yield* flush
       const phase = Machine.timeoutPhase(state)
-      const chunk = yield* Effect.timeoutOption(connection.read, timeoutOf(options, phase))
-      if (chunk._tag === "None") {
-        const at = yield* Clock.currentTimeMillis
-        yield* feed({ _tag: "TimedOut", phase }, Event.make("TimedOut", { session, at, phase }))
+      const chunk = yield* connection.readWithin(timeoutOf(options, phase))
+      if (chunk === Connection.TimedOut) {
+        yield* perform(feed({ _tag: "TimedOut", phase }, Event.make("TimedOut", { session, at: now(), phase })))
         continue
       }
-      const value = chunk.value
-      if (value === Connection.Signalled) {
+      if (chunk === Connection.Signalled) {
         if (options.shuttingDown()) {
-          const at = yield* Clock.currentTimeMillis
-          yield* feed({ _tag: "Shutdown" }, Event.make("ShutdownRequested", { session, at }))
+          yield* perform(feed({ _tag: "Shutdown" }, Event.make("ShutdownRequested", { session, at: now() })))
         }
         continue
       }
-      if (value === undefined) {
+      if (chunk === undefined) {
         closeReason = "peer-closed"
         break
       }
-      framer.push(value)
+      framer.push(chunk)
     }
   })
 
@@ -260,9 +280,10 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
         yield* abortTransaction
         yield* flush
         yield* connection.close
-        const at = yield* Clock.currentTimeMillis
-        yield* log.append(Event.make("SessionClosed", { session, at, reason: closeReason ?? "io-error" }))
+        log.appendUnsafe(Event.make("SessionClosed", { session, at: now(), reason: closeReason ?? "io-error" }))
       })
     )
   )
 })
+
+const noActions: ReadonlyArray<Machine.Action> = []

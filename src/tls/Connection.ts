@@ -10,11 +10,18 @@ import { Effect } from "effect"
 
 /** A read ended by `signal()` rather than by data or end of stream. */
 export const Signalled: unique symbol = Symbol.for("postern/tls/Connection/Signalled")
+/** A read that found no data within its time limit. */
+export const TimedOut: unique symbol = Symbol.for("postern/tls/Connection/TimedOut")
 export type ReadResult = Uint8Array | undefined | typeof Signalled
 
 export interface Connection {
   /** The next chunk, `undefined` at end of stream (or error), or `Signalled`. */
   readonly read: Effect.Effect<ReadResult>
+  /**
+   * `read` with a time limit. The timer is a plain Node timer armed only when the read has to
+   * wait: racing a fiber against a sleep for every read would cost more than the read.
+   */
+  readonly readWithin: (millis: number) => Effect.Effect<ReadResult | typeof TimedOut>
   /** Writes and waits while the kernel buffer is full; a dead socket swallows the write. */
   readonly write: (bytes: Uint8Array) => Effect.Effect<void>
   /** Flushes what was written, then closes. */
@@ -57,18 +64,23 @@ export const fromSocket = (socket: Net.Socket, initial?: Uint8Array): Connection
   // An error is followed by "close"; the listener keeps the process alive.
   socket.on("error", finish)
 
-  const read: Effect.Effect<ReadResult> = Effect.suspend(() => {
+  const ready = (): ReadResult | "wait" => {
     if (signalled) {
       signalled = false
-      return Effect.succeed(Signalled)
+      return Signalled
     }
     const chunk = chunks.shift()
     if (chunk !== undefined) {
       buffered -= chunk.length
       if (socket.isPaused() && buffered <= highWaterMark / 2) socket.resume()
-      return Effect.succeed(chunk)
+      return chunk
     }
-    if (ended) return Effect.succeed(undefined)
+    return ended ? undefined : "wait"
+  }
+
+  const read: Effect.Effect<ReadResult> = Effect.suspend(() => {
+    const now = ready()
+    if (now !== "wait") return Effect.succeed(now)
     return Effect.callback<ReadResult>((resume) => {
       waiter = (result) => resume(Effect.succeed(result))
       return Effect.sync(() => {
@@ -76,6 +88,26 @@ export const fromSocket = (socket: Net.Socket, initial?: Uint8Array): Connection
       })
     })
   })
+
+  const readWithin = (millis: number): Effect.Effect<ReadResult | typeof TimedOut> =>
+    Effect.suspend(() => {
+      const now = ready()
+      if (now !== "wait") return Effect.succeed(now)
+      return Effect.callback<ReadResult | typeof TimedOut>((resume) => {
+        const timer = setTimeout(() => {
+          waiter = undefined
+          resume(Effect.succeed(TimedOut))
+        }, millis)
+        waiter = (result) => {
+          clearTimeout(timer)
+          resume(Effect.succeed(result))
+        }
+        return Effect.sync(() => {
+          clearTimeout(timer)
+          waiter = undefined
+        })
+      })
+    })
 
   const write = (bytes: Uint8Array): Effect.Effect<void> =>
     Effect.suspend(() => {
@@ -103,6 +135,7 @@ export const fromSocket = (socket: Net.Socket, initial?: Uint8Array): Connection
 
   return {
     read,
+    readWithin,
     write,
     close,
     signal: () => {
