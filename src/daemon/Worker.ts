@@ -3,8 +3,9 @@
  * them at start, serves the listeners, and stops gracefully on SIGTERM.
  */
 import * as Crypto from "node:crypto"
+import * as Dns from "node:dns/promises"
 import * as Path from "node:path"
-import { Deferred, Effect, Layer } from "effect"
+import { Deferred, Duration, Effect, Layer, Option } from "effect"
 import type * as ConfigModule from "../config/Config.ts"
 import { machineSettings } from "../config/Config.ts"
 import * as Event from "../log/Event.ts"
@@ -29,6 +30,18 @@ export interface WorkerOptions {
    */
   readonly onReloadRequest: (deliver: (config: ConfigModule.ConfigShape | undefined) => void) => void
 }
+
+/**
+ * The client's name for Received headers, through getnameinfo (so /etc/hosts is honoured), and
+ * never for longer than a moment: a slow resolver must not hold up the greeting.
+ */
+export const reverseName = (address: string): Effect.Effect<string | undefined> =>
+  Effect.tryPromise(() => Dns.lookupService(address, 0)).pipe(
+    Effect.map(({ hostname }) => (hostname === address ? undefined : hostname)),
+    Effect.timeoutOption(Duration.seconds(2)),
+    Effect.map(Option.getOrUndefined),
+    Effect.orElseSucceed(() => undefined)
+  )
 
 export const settingsDigest = (settings: Event.MachineSettings): string =>
   Crypto.createHash("sha256").update(JSON.stringify(settings)).digest("hex").slice(0, 16)
@@ -70,7 +83,8 @@ export const run = Effect.fnUntraced(function*(options: WorkerOptions) {
       timeouts: config.timeouts,
       maxConnections: Math.max(1, Math.ceil(config.limits.connections / options.workers)),
       maxConnectionsPerClient: Math.max(1, Math.ceil(config.limits.connectionsPerClient / options.workers)),
-      proxyHeaderTimeout: config.timeouts.command
+      proxyHeaderTimeout: config.timeouts.command,
+      resolveName: config.reverseDns ? reverseName : undefined
     })
     options.onListening(listeners.ports)
     yield* Effect.forkScoped(

@@ -87,6 +87,8 @@ export const SessionOpened = Schema.TaggedStruct("SessionOpened", {
   local: Endpoint,
   /** The load balancer's address when the peer came through the PROXY protocol. */
   proxiedBy: Schema.optionalKey(Endpoint),
+  /** The peer's reverse DNS name, when reverse lookups are on and one was found. */
+  clientName: Schema.optionalKey(Schema.String),
   admission: Admission
 })
 export type SessionOpened = typeof SessionOpened.Type

@@ -41,6 +41,8 @@ export interface ListenerOptions {
   readonly maxConnections: number
   readonly maxConnectionsPerClient: number
   readonly proxyHeaderTimeout: number
+  /** Reverse lookup of a client address, when enabled; undefined when no name is found. */
+  readonly resolveName: ((address: string) => Effect.Effect<string | undefined>) | undefined
 }
 
 export interface Listeners {
@@ -149,6 +151,9 @@ export const serve = Effect.fnUntraced(function*(
       const admission: Event.Admission = shuttingDown ? "shutdown" : admissions.admit(peer.address)
       const admitted = admission === "ok"
       live.add(connection)
+      const clientName = admitted && options.resolveName !== undefined
+        ? yield* options.resolveName(peer.address)
+        : undefined
       const { settings, digest } = options.current()
       yield* Session.run(connection, {
         id: sessionId(),
@@ -156,6 +161,7 @@ export const serve = Effect.fnUntraced(function*(
         peer,
         local,
         proxiedBy,
+        clientName,
         admission,
         initial,
         settings,

@@ -22,6 +22,8 @@ export interface SessionOptions {
   readonly peer: Event.Endpoint
   readonly local: Event.Endpoint
   readonly proxiedBy: Event.Endpoint | undefined
+  /** The peer's reverse DNS name (reverse lookups are a setting, off by default). */
+  readonly clientName: string | undefined
   readonly admission: Event.Admission
   /** Bytes that arrived with a PROXY header, already belonging to the SMTP conversation. */
   readonly initial: Uint8Array | undefined
@@ -88,7 +90,7 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
     const recipients = state.transaction?.recipients ?? []
     const header = Received.format({
       helo: state.helo?.domain,
-      clientName: undefined,
+      clientName: options.clientName,
       clientAddress: options.peer.address,
       hostname: options.settings.hostname,
       protocol: protocolOf(state),
@@ -239,7 +241,8 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
       peer: options.peer,
       local: options.local,
       admission: options.admission,
-      ...(options.proxiedBy === undefined ? {} : { proxiedBy: options.proxiedBy })
+      ...(options.proxiedBy === undefined ? {} : { proxiedBy: options.proxiedBy }),
+      ...(options.clientName === undefined ? {} : { clientName: options.clientName })
     })
   )
 

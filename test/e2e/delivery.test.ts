@@ -203,3 +203,27 @@ describe("delivery", () => {
     assert.deepStrictEqual(readMailbox(daemon, "elsewhere.test", "someone"), [])
   })
 })
+
+describe("delivery with reverse DNS on", () => {
+  let daemon: Daemon
+
+  beforeAll(async () => {
+    daemon = await startDaemon({ reverseDns: true })
+  })
+
+  afterAll(async () => {
+    await daemon?.dispose()
+  })
+
+  it("names the client by its reverse lookup (127.0.0.1 is localhost in /etc/hosts) in the Received header", async () => {
+    const token = uniqueToken("rdns")
+    const reply = await sendMessage(daemon.ports.smtp, {
+      from: "sender@client.test",
+      to: ["alice@example.test"],
+      content: `Subject: ${token}\r\n\r\n${token}\r\n`
+    })
+    assert.strictEqual(reply.code, 250, describeReply(reply))
+    const delivered = await waitForMail(daemon, "example.test", "alice", token)
+    assert.match(delivered.text, /^Received: from \S+ \(localhost \[127\.0\.0\.1\]\)/)
+  })
+})
