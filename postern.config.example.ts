@@ -7,7 +7,7 @@
  *
  * Every setting may be left out to take its default; a file containing only
  * `export default defineConfig({})` runs a server for `localhost` on ports 2525 and 2587.
- * `postern check <file>` validates a file and prints what it would do. A wrong value stops
+ * `postern config check <file>` validates a file and prints what it would do. A wrong value stops
  * the start with the field's path, the value and what was expected.
  *
  * Durations are milliseconds as a number, or strings such as "250ms", "300s", "5m",
@@ -22,9 +22,11 @@ export default defineConfig({
 
   // The sockets to listen on. Each has an address (default "127.0.0.1"), a port (1 to 65535,
   // required) and a role:
-  //   "smtp"        mail from other servers (port 25 in production), STARTTLS offered;
-  //   "submission"  mail from your users' clients (port 587), STARTTLS then authentication;
-  //   "submissions" the same with TLS from the first byte (port 465).
+  //   "smtp"        mail from other servers (port 25 in production);
+  //   "submission"  mail from your users' clients (port 587);
+  //   "submissions" the same with TLS from the first byte (port 465). This build has no TLS
+  //                 yet (STARTTLS and implicit TLS are the next capability), so a
+  //                 "submissions" listener refuses to start rather than serve plaintext.
   // proxyProtocol: accept a PROXY protocol header from a load balancer on these
   // networks (CIDR, IPv4 or IPv6; a bare address means just that host); a header from anyone
   // else is refused. Two listeners may not share an address and port.
@@ -35,8 +37,8 @@ export default defineConfig({
     { address: "127.0.0.1", port: 2587, role: "submission" },
     {
       address: "127.0.0.1",
-      port: 2465,
-      role: "submissions",
+      port: 2526,
+      role: "smtp",
       proxyProtocol: { trustedNetworks: ["10.0.0.0/8", "fd00::/8"] }
     }
   ],

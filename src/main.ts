@@ -90,7 +90,7 @@ const worker = Effect.gen(function*() {
       deliver?.(Option.getOrUndefined(next))
     })
   })
-  yield* Worker.run({
+  yield* Effect.tapError(Worker.run({
     config,
     partition,
     workers,
@@ -99,7 +99,13 @@ const worker = Effect.gen(function*() {
     onReloadRequest: (deliver) => {
       reload = deliver
     }
-  })
+  }), (error) =>
+    // Waits for the message to leave: the process exits right after, which would drop it.
+    Effect.callback<void>((resume) => {
+      const message: Primary.WorkerMessage = { type: "failed", message: "message" in error ? String(error.message) : String(error) }
+      if (process.send === undefined) return resume(Effect.void)
+      process.send(message, undefined, {}, () => resume(Effect.void))
+    }))
 })
 
 /**

@@ -4,7 +4,7 @@
  * own partition, forwards SIGHUP, and on SIGTERM stops every worker gracefully and exits 0.
  *
  * The listeners are bound in the workers; node:cluster shares each listening socket among
- * them (round-robin), so a connection lands on one worker and stays there.
+ * them and the kernel hands each connection to one worker, where it stays.
  */
 import Cluster, { type Worker } from "node:cluster"
 import { Effect } from "effect"
@@ -24,10 +24,14 @@ export const workerEnv = {
 } as const
 
 /** The messages a worker sends to the primary over the IPC channel. */
-export type WorkerMessage = { readonly type: "listening"; readonly ports: ReadonlyArray<number> }
+export type WorkerMessage =
+  | { readonly type: "listening"; readonly ports: ReadonlyArray<number> }
+  /** The worker could not start (a port in use, a listener it cannot serve): restarting would not help. */
+  | { readonly type: "failed"; readonly message: string }
 
 const isWorkerMessage = (value: unknown): value is WorkerMessage =>
-  typeof value === "object" && value !== null && "type" in value && value.type === "listening"
+  typeof value === "object" && value !== null && "type" in value &&
+  (value.type === "listening" || value.type === "failed")
 
 export const banner = (config: ConfigModule.ConfigShape, ports: ReadonlyArray<number>): string => {
   const listeners = config.listeners.map((l, i) => `  ${l.role.padEnd(11)} ${l.address}:${ports[i] ?? l.port}`).join("\n")
@@ -55,6 +59,10 @@ export const run = (options: PrimaryOptions): Effect.Effect<void> =>
     let listening = 0
     const restarts = new Map<string, number>()
 
+    // Workers accept from the shared listening socket themselves. Node's default on Linux has
+    // the primary accept every connection and pass it over IPC, which costs the primary more
+    // CPU per connection than a whole SMTP transaction costs the worker.
+    Cluster.schedulingPolicy = Cluster.SCHED_NONE
     Cluster.setupPrimary({ exec: options.entry, args: ["worker"] })
 
     const fork = (partition: string) => {
@@ -66,6 +74,11 @@ export const run = (options: PrimaryOptions): Effect.Effect<void> =>
       byPartition.set(partition, worker)
       worker.on("message", (message: unknown) => {
         if (!isWorkerMessage(message)) return
+        if (message.type === "failed") {
+          process.stderr.write(`postern: cannot start: ${message.message}\n`)
+          process.exitCode = 1
+          return stop()
+        }
         listening++
         if (listening === count) process.stdout.write(banner(config, message.ports))
       })
@@ -86,10 +99,12 @@ export const run = (options: PrimaryOptions): Effect.Effect<void> =>
 
     for (let i = 0; i < count; i++) fork(`w${i}`)
 
-    const stop = () => {
+    function stop() {
       if (stopping) return
       stopping = true
-      process.stderr.write("postern: stopping (SIGTERM): no new connections, finishing transactions\n")
+      if (process.exitCode !== 1) {
+        process.stderr.write("postern: stopping (SIGTERM): no new connections, finishing transactions\n")
+      }
       if (byPartition.size === 0) return resume(Effect.void)
       for (const worker of byPartition.values()) worker.process.kill("SIGTERM")
     }

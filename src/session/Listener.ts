@@ -181,6 +181,13 @@ export const serve = Effect.fnUntraced(function*(
   }
 
   for (const spec of options.listeners) {
+    if (spec.role === "submissions") {
+      return yield* new ListenError({
+        address: spec.address,
+        port: spec.port,
+        message: "role \"submissions\" needs implicit TLS, which this build does not have yet; refusing to serve it in plaintext"
+      })
+    }
     const trusted = (spec.proxyProtocol?.trustedNetworks ?? []).flatMap((text) => {
       const parsed = Network.parseNetwork(text)
       return parsed.ok ? [parsed.network] : []

@@ -336,7 +336,7 @@ export default defineConfig(input)
     Effect.gen(function*() {
       const config = yield* Config.load(NodePath.join(repoRoot, "postern.config.example.ts"))
       assert.strictEqual(config.hostname, "mx.example.org")
-      assert.deepStrictEqual(config.listeners.map((l) => l.role), ["smtp", "submission", "submissions"])
+      assert.deepStrictEqual(config.listeners.map((l) => l.role), ["smtp", "submission", "smtp"])
       assert.strictEqual(config.stateDirectory, NodePath.join(repoRoot, "var"))
       assert.deepStrictEqual(config.limits, Config.defaults.limits)
       assert.deepStrictEqual(config.timeouts, Config.defaults.timeouts)

@@ -4,6 +4,7 @@
  * file, field path, value and expectation, both by `config check` and by `serve`.
  */
 import * as Fs from "node:fs"
+import * as Net from "node:net"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { afterAll, afterEach, assert, describe, it } from "@effect/vitest"
@@ -113,5 +114,33 @@ describe("lifecycle", () => {
     assert.notStrictEqual(result.code, 0)
     expectConfigErrors(result.stdout + result.stderr, file)
     assert.notInclude(result.stdout, "Postern serving as")
+  })
+
+  it("serve whose port is taken refuses to start and exits 1 naming the address, instead of restarting workers forever", async () => {
+    const blocker = Net.createServer()
+    await new Promise<void>((resolve) => blocker.listen(0, "127.0.0.1", resolve))
+    const address = blocker.address()
+    const port = typeof address === "object" && address !== null ? address.port : 0
+    const state = Fs.mkdtempSync(Path.join(scratch, "taken-"))
+    const file = Path.join(state, "postern.config.ts")
+    Fs.writeFileSync(file, `export default ${JSON.stringify({ listeners: [{ port, role: "smtp" }], stateDirectory: state, workers: 2 })}\n`)
+    try {
+      const result = await runPostern(["serve", "--config", file], 30_000)
+      assert.strictEqual(result.code, 1, result.stderr)
+      assert.include(result.stderr, "cannot start")
+      assert.include(result.stderr, String(port))
+      assert.notInclude(result.stderr, "restarting it")
+    } finally {
+      blocker.close()
+    }
+  })
+
+  it("a submissions listener refuses to start until implicit TLS exists, rather than serving plaintext", async () => {
+    const state = Fs.mkdtempSync(Path.join(scratch, "implicit-"))
+    const file = Path.join(state, "postern.config.ts")
+    Fs.writeFileSync(file, `export default ${JSON.stringify({ listeners: [{ port: 1, role: "submissions" }], stateDirectory: state, workers: 1 })}\n`)
+    const result = await runPostern(["serve", "--config", file], 30_000)
+    assert.strictEqual(result.code, 1, result.stderr)
+    assert.include(result.stderr, "needs implicit TLS")
   })
 })
