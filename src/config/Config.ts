@@ -173,7 +173,7 @@ const MiB = 1024 * 1024
 
 const Log = Schema.Struct({
   directory: Schema.optionalKey(PathString),
-  fsync: orDefault(FsyncPolicy, "always"),
+  fsync: orDefault(FsyncPolicy, "interval"),
   fsyncInterval: orDefault(Duration.PositiveMillis, "10ms"),
   rotateSize: orDefault(PositiveInt, 64 * MiB)
 }).annotate({ expected: "an object of event log settings" })

@@ -68,7 +68,7 @@ describe("Config defaults", () => {
       })
       assert.deepStrictEqual(config.log, {
         directory: NodePath.resolve("var/log"),
-        fsync: "always",
+        fsync: "interval",
         fsyncInterval: 10,
         rotateSize: 64 * 1024 * 1024
       })
