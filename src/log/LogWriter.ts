@@ -17,6 +17,7 @@ import { Cause, Clock, Context, Deferred, Effect, Fiber, Latch, Layer, Scope } f
 import * as Fs from "node:fs/promises"
 import * as Path from "node:path"
 import * as Event from "./Event.ts"
+import * as Fsync from "./Fsync.ts"
 import { EventLog, type EventLogShape, LogError } from "./EventLog.ts"
 import * as LogCodec from "./LogCodec.ts"
 import * as LogReader from "./LogReader.ts"
@@ -108,14 +109,7 @@ const io = <A>(operation: string, thunk: () => Promise<A>): Effect.Effect<A, Log
 
 /** fsyncs a directory, so that entries created or removed in it survive a crash. */
 const syncDirectory = (dir: string): Effect.Effect<void, LogError> =>
-  io(`fsync directory ${dir}`, async () => {
-    const handle = await Fs.open(dir, "r")
-    try {
-      await handle.sync()
-    } finally {
-      await handle.close()
-    }
-  })
+  io(`fsync directory ${dir}`, () => Fsync.directory(dir))
 
 /** Creates `dir` and its missing parents, fsyncing each parent that gained an entry. */
 const ensureDirectory = (dir: string): Effect.Effect<void, LogError> =>

@@ -17,6 +17,7 @@
 import * as Fs from "node:fs/promises"
 import * as Path from "node:path"
 import { Effect, Schema, Stream } from "effect"
+import * as Fsync from "../log/Fsync.ts"
 
 /** A mailbox could not be resolved, read or written; `operation` names the step. */
 export class MaildirError extends Schema.TaggedError<MaildirError>()("MaildirError", {
@@ -156,14 +157,7 @@ export const find = (target: Target, options?: { readonly scanCur?: boolean }): 
   })
 
 const fsyncDirectory = (path: string): Effect.Effect<void, MaildirError> =>
-  attempt("fsync", path, async () => {
-    const handle = await Fs.open(path, "r")
-    try {
-      await handle.sync()
-    } finally {
-      await handle.close()
-    }
-  })
+  attempt("fsync", path, () => Fsync.directory(path))
 
 /** Creates tmp/, new/ and cur/ (and the directories above them) and makes the new entries durable. */
 const ensureMailbox = (box: Mailbox): Effect.Effect<void, MaildirError> =>

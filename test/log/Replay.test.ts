@@ -4,17 +4,8 @@ import * as Replay from "../../src/log/Replay.ts"
 import * as Machine from "../../src/session/Machine.ts"
 import * as Reply from "../../src/session/Reply.ts"
 import { samples } from "./EventSamples.ts"
+import { settings } from "../support/Settings.ts"
 
-const settings: Event.MachineSettings = {
-  hostname: "mx.example.test",
-  maxMessageSize: 1000,
-  maxRecipients: 3,
-  maxErrors: 5,
-  localDomains: [
-    { domain: "example.test", users: ["alice", "bob"], transport: "maildir" },
-    { domain: "sink.test", users: "*", transport: "discard" }
-  ]
-}
 const digest = "d1"
 const start = Date.UTC(2024, 0, 2, 3, 4, 5, 6)
 const peer = { address: "192.0.2.7", port: 40512 }

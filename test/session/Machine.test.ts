@@ -4,17 +4,8 @@ import type * as Command from "../../src/session/Command.ts"
 import * as Machine from "../../src/session/Machine.ts"
 import * as Protocol from "../../src/session/Protocol.ts"
 import * as Reply from "../../src/session/Reply.ts"
+import { settings } from "../support/Settings.ts"
 
-const settings: Event.MachineSettings = {
-  hostname: "mx.example.test",
-  maxMessageSize: 1000,
-  maxRecipients: 3,
-  maxErrors: 5,
-  localDomains: [
-    { domain: "example.test", users: ["alice", "bob"], transport: "maildir" },
-    { domain: "sink.test", users: "*", transport: "discard" }
-  ]
-}
 
 // ---------------------------------------------------------------------------------------------
 // Inputs
