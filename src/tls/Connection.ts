@@ -31,6 +31,42 @@ export interface Connection {
   readonly isClosed: () => boolean
 }
 
+/**
+ * Read deadlines of every connection of the process, checked by one sweep every
+ * `sweepInterval` ms. SMTP timeouts are minutes long, so a quarter of a second of slack costs
+ * nothing, whereas arming and clearing a Node timer for every read of every session cost
+ * a tenth of a worker's time under load.
+ */
+interface Deadline {
+  readonly at: number
+  readonly expire: () => void
+}
+
+const sweepInterval = 250
+const deadlines = new Set<Deadline>()
+let sweeper: ReturnType<typeof setInterval> | undefined
+
+const sweep = () => {
+  const now = Date.now()
+  for (const deadline of deadlines) {
+    if (deadline.at > now) continue
+    deadlines.delete(deadline)
+    deadline.expire()
+  }
+  if (deadlines.size === 0 && sweeper !== undefined) {
+    clearInterval(sweeper)
+    sweeper = undefined
+  }
+}
+
+const watch = (deadline: Deadline): void => {
+  deadlines.add(deadline)
+  if (sweeper === undefined) {
+    sweeper = setInterval(sweep, sweepInterval)
+    sweeper.unref()
+  }
+}
+
 /** Incoming bytes buffered before the socket is paused (the framer drains chunk by chunk). */
 const highWaterMark = 256 * 1024
 
@@ -94,16 +130,20 @@ export const fromSocket = (socket: Net.Socket, initial?: Uint8Array): Connection
       const now = ready()
       if (now !== "wait") return Effect.succeed(now)
       return Effect.callback<ReadResult | typeof TimedOut>((resume) => {
-        const timer = setTimeout(() => {
-          waiter = undefined
-          resume(Effect.succeed(TimedOut))
-        }, millis)
+        const deadline: Deadline = {
+          at: Date.now() + millis,
+          expire: () => {
+            waiter = undefined
+            resume(Effect.succeed(TimedOut))
+          }
+        }
+        watch(deadline)
         waiter = (result) => {
-          clearTimeout(timer)
+          deadlines.delete(deadline)
           resume(Effect.succeed(result))
         }
         return Effect.sync(() => {
-          clearTimeout(timer)
+          deadlines.delete(deadline)
           waiter = undefined
         })
       })
