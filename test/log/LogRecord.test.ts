@@ -3,18 +3,10 @@ import { Schema } from "effect"
 import * as Zlib from "node:zlib"
 import * as Crc32 from "../../src/log/Crc32.ts"
 import * as LogRecord from "../../src/log/LogRecord.ts"
+import { concat } from "../support/Bytes.ts"
 
 const bytesOf = (text: string) => new TextEncoder().encode(text)
 
-const concat = (parts: ReadonlyArray<Uint8Array>): Uint8Array => {
-  const out = new Uint8Array(parts.reduce((n, part) => n + part.length, 0))
-  let at = 0
-  for (const part of parts) {
-    out.set(part, at)
-    at += part.length
-  }
-  return out
-}
 
 const payloads = [bytesOf("first record"), new Uint8Array(0), bytesOf("the third and last record, a little longer")]
 const framed = payloads.map(LogRecord.frame)

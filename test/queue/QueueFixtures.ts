@@ -28,15 +28,7 @@ export const content = (length: number, seed: number): Uint8Array => {
 
 export const sha256 = (bytes: Uint8Array): string => Crypto.createHash("sha256").update(bytes).digest("hex")
 
-export const concat = (chunks: ReadonlyArray<Uint8Array>): Uint8Array => {
-  const out = new Uint8Array(chunks.reduce((sum, chunk) => sum + chunk.length, 0))
-  let offset = 0
-  for (const chunk of chunks) {
-    out.set(chunk, offset)
-    offset += chunk.length
-  }
-  return out
-}
+export { concat } from "../support/Bytes.ts"
 
 /** The names in a directory, sorted; empty when it does not exist. */
 export const list = (directory: string): Effect.Effect<ReadonlyArray<string>> =>
