@@ -69,6 +69,12 @@ export interface State {
 export interface Step {
   readonly state: State
   readonly actions: ReadonlyArray<Action>
+  /**
+   * The command ends a pipelined group (RFC 2920: EHLO, DATA, QUIT, NOOP...): the client
+   * waits for the replies gathered so far, so they are written now rather than with the
+   * replies to whatever follows. Not an action: it changes when bytes are written, never what.
+   */
+  readonly flush: boolean
 }
 
 export const initial = (settings: Event.MachineSettings): State => ({
@@ -104,7 +110,7 @@ type ReplyAction = Extract<Action, { readonly _tag: "Reply" }>
 
 const close = (reason: Event.SessionCloseReason): Action => ({ _tag: "Close", reason })
 
-const done = (state: State, ...actions: ReadonlyArray<Action>): Step => ({ state, actions })
+const done = (state: State, ...actions: ReadonlyArray<Action>): Step => ({ state, actions, flush: false })
 
 const replies = {
   ok: reply(250, "2.0.0", "Ok"),
@@ -222,8 +228,10 @@ const line = (state: State, text: string, flaw: Framer.LineFlaw | undefined): St
       return rejected(state, { _tag: "Reply", reply: parsed.reply }, true)
     case "Invalid":
       return rejected(state, { _tag: "Reply", reply: parsed.reply }, Protocol.flagsOf(parsed.verb).countsAsError)
-    case "Parsed":
-      return command(state, parsed.command)
+    case "Parsed": {
+      const next = command(state, parsed.command)
+      return Protocol.flagsOf(parsed.command._tag).endsGroup ? { ...next, flush: true } : next
+    }
   }
 }
 

@@ -75,6 +75,8 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
   let keepContent = false
   let contentBytes = 0
   let closeReason: Event.SessionCloseReason | undefined
+  /** The last command ended a pipelined group: write its replies before reading on. */
+  let flushNow = false
 
   const flush = Effect.suspend(() => {
     if (pending.length === 0) return Effect.void
@@ -137,6 +139,7 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
     if (event !== undefined) log.appendUnsafe(event)
     const next = Machine.step(state, input)
     state = next.state
+    if (next.flush) flushNow = true
     let effectful: Array<Machine.Action> | undefined
     for (const action of next.actions) {
       switch (action._tag) {
@@ -254,6 +257,10 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
       if (unit !== undefined) {
         const effect = handle(unit)
         if (effect !== undefined) yield* effect
+        if (flushNow) {
+          flushNow = false
+          yield* flush
+        }
         continue
       }
       yield* flush

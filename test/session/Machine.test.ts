@@ -1114,3 +1114,31 @@ describe("Machine: random conversations", () => {
     }
   })
 })
+
+describe("Machine: pipelined groups (RFC 2920)", () => {
+  const afterGreeting = Machine.step(Machine.initial(settings), connect()).state
+  const afterEhlo = Machine.step(afterGreeting, line("EHLO client.example")).state
+  const withMail = Machine.step(afterEhlo, line("MAIL FROM:<a@b.example>")).state
+  const withRecipient = Machine.step(withMail, line("RCPT TO:<alice@example.test>")).state
+
+  const table: ReadonlyArray<readonly [string, Machine.State, string, boolean]> = [
+    ["EHLO", afterGreeting, "EHLO client.example", true],
+    ["HELO", afterGreeting, "HELO client.example", true],
+    ["NOOP", afterEhlo, "NOOP", true],
+    ["QUIT", afterEhlo, "QUIT", true],
+    ["VRFY", afterEhlo, "VRFY alice", true],
+    ["DATA", withRecipient, "DATA", true],
+    ["MAIL", afterEhlo, "MAIL FROM:<a@b.example>", false],
+    ["RCPT", withMail, "RCPT TO:<alice@example.test>", false],
+    ["RSET", withMail, "RSET", false],
+    ["BDAT (the reply comes at the chunk's end)", withRecipient, "BDAT 10 LAST", false],
+    ["an unknown command", afterEhlo, "FROB", false]
+  ]
+
+  for (const [name, state, text, flush] of table) {
+    it(`${name} ${flush ? "ends" : "does not end"} a group: its replies are ${flush ? "written at once" : "held for the group"}`, () => {
+      const next = Machine.step(state, line(text))
+      assert.strictEqual(next.flush, flush)
+    })
+  }
+})
