@@ -90,7 +90,7 @@ const queueScenario = (directory: string, concurrency: number) =>
       segmentSize: 64 * 1024 * 1024,
       maildirRoot: Path.join(directory, "mail"),
       hostname: "bench.test",
-      localDomains: [{ domain: "discard.test", users: "*", transport: "discard" }],
+      localDomains: () => [{ domain: "discard.test", users: "*", transport: "discard" }],
       deliveryConcurrency: 4,
       retryBase: 60_000,
       recovered: []

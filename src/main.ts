@@ -78,7 +78,8 @@ const worker = Effect.gen(function*() {
   const file = process.env[Primary.workerEnv.config] || undefined
   const partition = process.env[Primary.workerEnv.partition] ?? "w0"
   const workers = Number(process.env[Primary.workerEnv.workers] ?? "1")
-  const config = yield* Config.load(file)
+  const json = process.env[Primary.workerEnv.configJson]
+  const config = json === undefined || json === "" ? yield* Config.load(file) : yield* Config.decode(JSON.parse(json), "primary")
   const stop = yield* Deferred.make<void>()
   process.on("SIGTERM", () => Deferred.doneUnsafe(stop, Effect.void))
   process.on("SIGINT", () => undefined)
@@ -100,9 +101,10 @@ const worker = Effect.gen(function*() {
       reload = deliver
     }
   }), (error) =>
-    // Waits for the message to leave: the process exits right after, which would drop it.
-    Effect.callback<void>((resume) => {
-      const message: Primary.WorkerMessage = { type: "failed", message: "message" in error ? String(error.message) : String(error) }
+    // Only a listener that cannot be served stops the daemon; anything else (a log or spool
+    // that failed to open) ends this worker, and the primary starts it again.
+    error._tag !== "ListenError" ? Effect.void : Effect.callback<void>((resume) => {
+      const message: Primary.WorkerMessage = { type: "failed", message: error.message }
       if (process.send === undefined) return resume(Effect.void)
       process.send(message, undefined, {}, () => resume(Effect.void))
     }))

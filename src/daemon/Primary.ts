@@ -20,7 +20,9 @@ export interface PrimaryOptions {
 export const workerEnv = {
   partition: "POSTERN_PARTITION",
   workers: "POSTERN_WORKERS",
-  config: "POSTERN_CONFIG"
+  config: "POSTERN_CONFIG",
+  /** The configuration the primary validated, so a restarted worker runs what the others run. */
+  configJson: "POSTERN_CONFIG_JSON"
 } as const
 
 /** The messages a worker sends to the primary over the IPC channel. */
@@ -52,8 +54,8 @@ export const banner = (config: ConfigModule.ConfigShape, ports: ReadonlyArray<nu
 
 export const run = (options: PrimaryOptions): Effect.Effect<void> =>
   Effect.callback<void>((resume) => {
-    const { config } = options
-    const count = config.workers
+    const count = options.config.workers
+    let config = options.config
     const byPartition = new Map<string, Worker>()
     let stopping = false
     let listening = 0
@@ -69,7 +71,8 @@ export const run = (options: PrimaryOptions): Effect.Effect<void> =>
       const worker = Cluster.fork({
         [workerEnv.partition]: partition,
         [workerEnv.workers]: String(count),
-        [workerEnv.config]: options.configFile ?? ""
+        [workerEnv.config]: options.configFile ?? "",
+        [workerEnv.configJson]: JSON.stringify(config)
       })
       byPartition.set(partition, worker)
       worker.on("message", (message: unknown) => {
@@ -114,6 +117,7 @@ export const run = (options: PrimaryOptions): Effect.Effect<void> =>
           process.stderr.write(`postern: reload refused, keeping the running configuration:\n${result.failure.message}\n`)
           return
         }
+        config = { ...result.success, listeners: config.listeners, log: config.log, spool: config.spool, maildirRoot: config.maildirRoot, workers: config.workers }
         process.stderr.write("postern: configuration reloaded (listeners and paths change at restart)\n")
         for (const worker of byPartition.values()) worker.process.kill("SIGHUP")
       })

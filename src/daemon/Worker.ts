@@ -112,7 +112,7 @@ export const run = Effect.fnUntraced(function*(options: WorkerOptions) {
         segmentSize: config.spool.segmentSize,
         maildirRoot: config.maildirRoot,
         hostname: config.hostname,
-        localDomains: settings.localDomains,
+        localDomains: () => current.settings.localDomains,
         deliveryConcurrency: 16,
         retryBase: config.timeouts.deliveryRetry,
         recovered: recovered.entries.map((e) => e.event)

@@ -60,7 +60,11 @@ export interface Options {
   readonly maildirRoot: string
   /** Host name in Maildir file names. */
   readonly hostname: string
-  readonly localDomains: ReadonlyArray<Event.LocalDomain>
+  /**
+   * The local domains as they are now. A function, because SIGHUP may change them: delivery
+   * must route with the same table the session used to accept the recipient.
+   */
+  readonly localDomains: () => ReadonlyArray<Event.LocalDomain>
   /** How many messages are delivered at once. */
   readonly deliveryConcurrency: number
   /** Wait after the first temporary failure, in ms; doubled after each further one. */
@@ -270,7 +274,7 @@ export const make = Effect.fnUntraced(function*(
   const deliverOne = (entry: Entry, recipient: QueueState.Recipient) =>
     Effect.gen(function*() {
       const queued = entry.pending.queued
-      const target = route(options.localDomains, recipient.recipient)
+      const target = route(options.localDomains(), recipient.recipient)
       const maildirTarget = (domain: string, user: string): Maildir.Target => ({
         root: options.maildirRoot,
         domain,

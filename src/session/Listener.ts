@@ -129,16 +129,20 @@ export const serve = Effect.fnUntraced(function*(
 
   const accept = (spec: ListenerSpec, trusted: ReadonlyArray<Network.Network>) => (socket: Net.Socket) => {
     socket.setNoDelay(true)
-    const connection = Connection.fromSocket(socket)
+    const connection = Connection.fromSocket(socket, { writeTimeout: options.timeouts.command })
     const tcpPeer: Event.Endpoint = { address: normalizeAddress(socket.remoteAddress), port: socket.remotePort ?? 0 }
     const local: Event.Endpoint = { address: normalizeAddress(socket.localAddress), port: socket.localPort ?? 0 }
     const expectProxy = spec.proxyProtocol !== undefined && Network.inNetworks(tcpPeer.address, trusted)
+    // In `live` from the first byte, so that shutdown reaches connections still sending a
+    // PROXY header and the global limit counts them.
+    live.add(connection)
 
     const session = Effect.gen(function*() {
       let peer = tcpPeer
       let proxiedBy: Event.Endpoint | undefined
       let initial: Uint8Array | undefined
       if (expectProxy) {
+        if (live.size > options.maxConnections) return yield* connection.close
         const proxied = yield* Effect.result(readProxyHeader(connection, options.proxyHeaderTimeout))
         if (proxied._tag === "Failure") return yield* connection.close
         const source = proxied.success.header.source
@@ -150,32 +154,30 @@ export const serve = Effect.fnUntraced(function*(
       }
       const admission: Event.Admission = shuttingDown ? "shutdown" : admissions.admit(peer.address)
       const admitted = admission === "ok"
-      live.add(connection)
-      const clientName = admitted && options.resolveName !== undefined
-        ? yield* options.resolveName(peer.address)
-        : undefined
-      const { settings, digest } = options.current()
-      yield* Session.run(connection, {
-        id: sessionId(),
-        role: spec.role,
-        peer,
-        local,
-        proxiedBy,
-        clientName,
-        admission,
-        initial,
-        settings,
-        settingsDigest: digest,
-        limits: options.framing,
-        timeouts: options.timeouts,
-        shuttingDown: () => shuttingDown
-      }).pipe(
-        Effect.ensuring(Effect.sync(() => {
-          live.delete(connection)
-          if (admitted) admissions.release(peer.address)
-        }))
-      )
-    })
+      yield* Effect.gen(function*() {
+        const clientName = admitted && options.resolveName !== undefined
+          ? yield* options.resolveName(peer.address)
+          : undefined
+        const { settings, digest } = options.current()
+        yield* Session.run(connection, {
+          id: sessionId(),
+          role: spec.role,
+          peer,
+          local,
+          proxiedBy,
+          clientName,
+          admission,
+          initial,
+          settings,
+          settingsDigest: digest,
+          limits: options.framing,
+          timeouts: options.timeouts,
+          shuttingDown: () => shuttingDown
+        })
+      }).pipe(Effect.ensuring(Effect.sync(() => {
+        if (admitted) admissions.release(peer.address)
+      })))
+    }).pipe(Effect.ensuring(Effect.sync(() => live.delete(connection))))
     // A session never fails by design; a defect ends that session only, never the listener.
     run(session.pipe(Effect.catchCause((cause) => Effect.andThen(Effect.logError("session defect", cause), connection.close))))
   }
@@ -192,7 +194,9 @@ export const serve = Effect.fnUntraced(function*(
       const parsed = Network.parseNetwork(text)
       return parsed.ok ? [parsed.network] : []
     })
-    const server = Net.createServer({ noDelay: true }, accept(spec, trusted))
+    // allowHalfOpen: a client may send QUIT and shut down its side at once; its replies (the
+    // 250 for a message it pipelined) must still reach it, or it retries a queued message.
+    const server = Net.createServer({ noDelay: true, allowHalfOpen: true }, accept(spec, trusted))
     server.maxConnections = Number.MAX_SAFE_INTEGER
     server.on("error", (error) => {
       void Effect.runFork(Effect.logError("listener error", error.message))

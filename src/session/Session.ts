@@ -85,6 +85,12 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
     return connection.write(bytes)
   })
 
+  const abortTransaction = Effect.suspend(() => {
+    const open = txn
+    txn = undefined
+    return open === undefined ? Effect.void : open.abort
+  })
+
   const openTransaction = Effect.gen(function*() {
     const opened = yield* queue.begin()
     txn = opened
@@ -102,16 +108,19 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
       at: now()
     })
     yield* opened.write(encoder.encode(header))
-  }).pipe(Effect.catch(() => Effect.sync(() => (keepContent = false))))
+  }).pipe(
+    // Without its trace header the content must not be committed: drop the transaction, and
+    // the commit at the content's end answers 451.
+    Effect.catch(() => Effect.andThen(abortTransaction, Effect.sync(() => (keepContent = false))))
+  )
 
-  const abortTransaction = Effect.suspend(() => {
-    const open = txn
-    txn = undefined
-    return open === undefined ? Effect.void : open.abort
-  })
-
+  /**
+   * Uninterruptible from the commit to the reply being gathered: a message the queue has made
+   * durable must get its 250 (the session's finalizer writes what is gathered), or the client
+   * would send it again.
+   */
   const commit = (envelope: Event.Envelope) =>
-    Effect.gen(function*() {
+    Effect.uninterruptible(Effect.gen(function*() {
       const open = txn
       txn = undefined
       const result = open === undefined
@@ -128,7 +137,7 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
           Event.make("QueueFailed", { session, at: now(), reason: result.reason })
         )
       if (followUp.length > 0) yield* perform(followUp)
-    })
+    }))
 
   /**
    * Records the input's event, steps the machine and does at once what needs no I/O (replies

@@ -70,8 +70,17 @@ const watch = (deadline: Deadline): void => {
 /** Incoming bytes buffered before the socket is paused (the framer drains chunk by chunk). */
 const highWaterMark = 256 * 1024
 
-export const fromSocket = (socket: Net.Socket, initial?: Uint8Array): Connection => {
-  const chunks: Array<Uint8Array> = initial !== undefined && initial.length > 0 ? [initial] : []
+export interface ConnectionOptions {
+  /**
+   * How long a write may wait for a peer that does not read (a full window), and how long
+   * `close` waits for the last bytes to leave, before the socket is destroyed: a client that
+   * stops reading must not hold a session, its admission slot or a descriptor for ever.
+   */
+  readonly writeTimeout: number
+}
+
+export const fromSocket = (socket: Net.Socket, options: ConnectionOptions): Connection => {
+  const chunks: Array<Uint8Array> = []
   let buffered = 0
   let ended = false
   let signalled = false
@@ -154,14 +163,24 @@ export const fromSocket = (socket: Net.Socket, initial?: Uint8Array): Connection
       if (socket.destroyed || !socket.writable) return Effect.void
       if (socket.write(bytes)) return Effect.void
       return Effect.callback<void>((resume) => {
+        const deadline: Deadline = {
+          at: Date.now() + options.writeTimeout,
+          expire: () => {
+            socket.destroy()
+            done()
+          }
+        }
         const done = () => {
+          deadlines.delete(deadline)
           socket.off("drain", done)
           socket.off("close", done)
           resume(Effect.void)
         }
+        watch(deadline)
         socket.on("drain", done)
         socket.on("close", done)
         return Effect.sync(() => {
+          deadlines.delete(deadline)
           socket.off("drain", done)
           socket.off("close", done)
         })
@@ -170,7 +189,11 @@ export const fromSocket = (socket: Net.Socket, initial?: Uint8Array): Connection
 
   const close = Effect.sync(() => {
     ended = true
-    if (!socket.destroyed) socket.destroySoon()
+    if (socket.destroyed) return
+    socket.destroySoon()
+    const deadline: Deadline = { at: Date.now() + options.writeTimeout, expire: () => socket.destroy() }
+    watch(deadline)
+    socket.once("close", () => deadlines.delete(deadline))
   })
 
   return {

@@ -70,4 +70,32 @@ describe("pipelining", () => {
       client.destroy()
     }
   })
+
+  it("a client that pipelines the whole transaction with QUIT and then shuts down its side still gets 250 and 221", async () => {
+    const token = uniqueToken("halfclose")
+    const script = String.raw`
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.settimeout(10)
+data = b""
+while not data.endswith(b"\r\n"):
+    data += s.recv(4096)
+s.sendall(b"EHLO client.test\r\nMAIL FROM:<sender@client.test>\r\nRCPT TO:<alice@example.test>\r\n")
+s.sendall(b"DATA\r\n")
+s.sendall(("Subject: " + sys.argv[2] + "\r\n\r\n" + sys.argv[2] + "\r\n.\r\nQUIT\r\n").encode())
+s.shutdown(socket.SHUT_WR)
+rest = b""
+while True:
+    chunk = s.recv(65536)
+    if not chunk:
+        break
+    rest += chunk
+sys.stdout.write(rest.decode())
+`
+    const { execFileSync } = await import("node:child_process")
+    const output = execFileSync("python3", ["-c", script, String(daemon.ports.smtp), token], { encoding: "utf8", timeout: 20_000 })
+    assert.match(output, /^250 2\.0\.0 Ok: queued as \S+\r$/m, output)
+    assert.match(output, /^221 2\.0\.0 Bye\r$/m, output)
+    await waitForMail(daemon, "example.test", "alice", token)
+  })
 })

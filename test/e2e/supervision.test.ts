@@ -100,4 +100,39 @@ describe("supervision", () => {
       follower.kill("SIGKILL")
     }
   })
+
+  it("a user added by SIGHUP is accepted and delivered: delivery routes with the reloaded table too", async () => {
+    const original = Fs.readFileSync(daemon.configFile, "utf8")
+    try {
+      const edited = original.replace(/"alice",\s*"bob"/, '"alice", "bob", "carol"')
+      assert.notStrictEqual(edited, original, "the fixture lists alice and bob")
+      Fs.writeFileSync(daemon.configFile, edited)
+      process.kill(daemon.pid(), "SIGHUP")
+      // Both workers must know carol before the message goes out, whichever takes it.
+      let accepted = 0
+      for (let attempt = 0; attempt < 150 && accepted < 8; attempt++) {
+        const client = await SmtpClient.open(daemon.ports.smtp)
+        await client.request("EHLO client.test")
+        await client.request("MAIL FROM:<sender@client.test>")
+        const reply = await client.request("RCPT TO:<carol@example.test>")
+        client.destroy()
+        accepted = reply.code === 250 ? accepted + 1 : 0
+        if (accepted === 0) await sleep(100)
+      }
+      assert.strictEqual(accepted, 8)
+      for (let i = 0; i < 4; i++) {
+        const token = uniqueToken("carol")
+        const reply = await sendMessage(daemon.ports.smtp, {
+          from: "sender@client.test",
+          to: ["carol@example.test"],
+          content: `Subject: ${token}\r\n\r\n${token}\r\n`
+        })
+        assert.strictEqual(reply.code, 250, describeReply(reply))
+        await waitForMail(daemon, "example.test", "carol", token)
+      }
+    } finally {
+      Fs.writeFileSync(daemon.configFile, original)
+      process.kill(daemon.pid(), "SIGHUP")
+    }
+  })
 })

@@ -21,7 +21,7 @@ const optionsFor = (root: string, recovered: ReadonlyArray<Event.Event> = []): Q
   segmentSize: 1,
   maildirRoot: Path.join(root, "mail"),
   hostname,
-  localDomains: [
+  localDomains: () => [
     { domain: "mail.test", users: "*", transport: "maildir" },
     { domain: "list.test", users: ["only"], transport: "maildir" },
     { domain: "void.test", users: "*", transport: "discard" }
