@@ -83,12 +83,17 @@ const worker = Effect.gen(function*() {
   const stop = yield* Deferred.make<void>()
   process.on("SIGTERM", () => Deferred.doneUnsafe(stop, Effect.void))
   process.on("SIGINT", () => undefined)
+  // The worker takes one reload at a time; a SIGHUP that comes while it is busy with the last
+  // one is kept (the newest wins) and handed over as soon as it asks again.
   let reload: ((config: Config.ConfigShape | undefined) => void) | undefined
+  let waiting: { readonly config: Config.ConfigShape | undefined } | undefined
   process.on("SIGHUP", () => {
     Effect.runPromise(Effect.option(Config.load(file))).then((next) => {
+      const config = Option.getOrUndefined(next)
       const deliver = reload
       reload = undefined
-      deliver?.(Option.getOrUndefined(next))
+      if (deliver === undefined) waiting = { config }
+      else deliver(config)
     })
   })
   yield* Effect.tapError(Worker.run({
@@ -98,7 +103,10 @@ const worker = Effect.gen(function*() {
     stop,
     onListening: (ports) => process.send?.({ type: "listening", ports } satisfies Primary.WorkerMessage),
     onReloadRequest: (deliver) => {
-      reload = deliver
+      const pending = waiting
+      waiting = undefined
+      if (pending === undefined) reload = deliver
+      else deliver(pending.config)
     }
   }), (error) =>
     // Only a listener that cannot be served stops the daemon; anything else (a log or spool
