@@ -449,15 +449,17 @@ export const make = Effect.fnUntraced(function*(
         digest: stored.digest,
         spool: stored.reference
       })
-      // The content's fdatasync and the acceptance event's fsync run at once: the 250 waits for
-      // both. Should a crash land the event without the content, no 250 was sent, and recovery
-      // finds the content missing (CRC, size, digest) and never delivers a partial message.
-      yield* Effect.all([
-        Effect.mapError(durable, spoolFailure),
-        log.appendDurable(queued).pipe(
-          Effect.mapError((error) => new QueueError({ reason: "log", message: error.message }))
-        )
-      ], { concurrency: 2, discard: true }).pipe(Effect.onError(() => spool.release(stored.reference)))
+      // The content's fdatasync (requested at seal) and the acceptance event's fsync run at
+      // once, without a fiber for either: the 250 waits for both. Should a crash land the event
+      // without the content, no 250 was sent, and recovery finds the content missing (CRC,
+      // size, digest) and never delivers a partial message.
+      yield* log.appendDurable(queued).pipe(
+        Effect.mapError((error) => new QueueError({ reason: "log", message: error.message })),
+        // The spool's wait is settled either way, so that its hold is dropped if it failed.
+        Effect.tapError(() => Effect.ignore(durable)),
+        Effect.andThen(Effect.mapError(durable, spoolFailure)),
+        Effect.onError(() => spool.release(stored.reference))
+      )
       messages.set(txn.queueId, { pending: QueueState.queued(queued), fresh: true, checked: true, lost: undefined })
       enqueue(txn.queueId)
       return { queueId: txn.queueId }

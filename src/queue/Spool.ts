@@ -26,7 +26,7 @@
 import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
-import { Clock, Effect, Schema, Semaphore, Stream } from "effect"
+import { Clock, Deferred, Effect, Schema, Semaphore, Stream } from "effect"
 import type { Scope } from "effect"
 import * as Crc32 from "../log/Crc32.ts"
 import type * as Event from "../log/Event.ts"
@@ -95,8 +95,8 @@ export interface Committed {
 
 /**
  * A transaction whose last record is written but not yet known durable: `committed` is final,
- * and `durable` completes when an fdatasync covered it. This lets the queue make its
- * acceptance event durable at the same time instead of after.
+ * and `durable` completes when an fdatasync covered it. The fdatasync is requested at `seal`,
+ * so the queue can make its acceptance event durable meanwhile instead of after.
  */
 export interface Sealed {
   readonly committed: Committed
@@ -318,6 +318,20 @@ class SegmentWriter {
         return callFsVoid("close", this.path, (cb) => Fs.close(this.fd, cb))
       })
     )
+  }
+
+  /**
+   * Asks for an fdatasync covering `until` now, and returns the wait for it. Unlike
+   * `whenSynced`, the request does not wait to be awaited: the fdatasync runs while the caller
+   * does other work (the queue appends the acceptance event meanwhile).
+   */
+  requestSync(until: number): Effect.Effect<void, SpoolError> {
+    if (this.failure !== undefined) return Effect.fail(this.failure)
+    if (this.synced >= until) return Effect.void
+    const done = Deferred.makeUnsafe<void, SpoolError>()
+    this.syncWaiters.push({ until, done: (error) => Deferred.doneUnsafe(done, error === undefined ? Effect.void : Effect.fail(error)) })
+    this.pump()
+    return Deferred.await(done)
   }
 
   private wait(list: Array<Waiter>, until: number): Effect.Effect<void, SpoolError> {
@@ -572,7 +586,7 @@ export const make = Effect.fnUntraced(function*(options: Options): Effect.fn.Ret
         digest: hash.digest("hex")
       }
       stats.commits += 1
-      const durable = (extents.length === 0 ? Effect.void : writer.whenSynced(lastEnd)).pipe(
+      const durable = (extents.length === 0 ? Effect.void : writer.requestSync(lastEnd)).pipe(
         Effect.onExit((exit) => (exit._tag === "Success" ? Effect.void : dropHold(segment)))
       )
       return Effect.succeed({ committed, durable })
