@@ -291,12 +291,6 @@ class SegmentWriter {
     return this.wait(this.writeWaiters, until)
   }
 
-  whenSynced(until: number): Effect.Effect<void, SpoolError> {
-    if (this.failure !== undefined) return Effect.fail(this.failure)
-    if (this.synced >= until) return Effect.void
-    return this.wait(this.syncWaiters, until)
-  }
-
   /** Resolves once nothing is queued or in flight (then the fd may be closed). */
   whenIdle(): Effect.Effect<void> {
     if (!this.busy && this.queued.length === 0 && this.syncWaiters.length === 0) return Effect.void
@@ -321,9 +315,9 @@ class SegmentWriter {
   }
 
   /**
-   * Asks for an fdatasync covering `until` now, and returns the wait for it. Unlike
-   * `whenSynced`, the request does not wait to be awaited: the fdatasync runs while the caller
-   * does other work (the queue appends the acceptance event meanwhile).
+   * Asks for an fdatasync covering `until` now, and returns the wait for it. The request does
+   * not wait to be awaited: the fdatasync runs while the caller does other work (the queue
+   * appends the acceptance event meanwhile).
    */
   requestSync(until: number): Effect.Effect<void, SpoolError> {
     if (this.failure !== undefined) return Effect.fail(this.failure)

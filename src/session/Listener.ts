@@ -98,21 +98,21 @@ const listen = (server: Net.Server, spec: ListenerSpec): Effect.Effect<number, L
 /** Reads the PROXY header from the start of the connection; fails on garbage or silence. */
 const readProxyHeader = (connection: Connection.Connection, timeout: number) =>
   Effect.gen(function*() {
+    const deadline = Date.now() + timeout
     let bytes = new Uint8Array(0)
     while (true) {
       const result = ProxyProtocol.parse(bytes)
       if (result._tag === "Header") return { header: result.header, rest: bytes.subarray(result.consumed) }
       if (result._tag === "Invalid") return yield* Effect.fail(result.reason)
-      const chunk = yield* connection.read
+      const chunk = yield* connection.readWithin(Math.max(0, deadline - Date.now()))
+      if (chunk === Connection.TimedOut) return yield* Effect.fail("timeout")
       if (chunk === undefined || chunk === Connection.Signalled) return yield* Effect.fail("connection closed")
       const joined = new Uint8Array(bytes.length + chunk.length)
       joined.set(bytes)
       joined.set(chunk, bytes.length)
       bytes = joined
     }
-  }).pipe(
-    Effect.timeoutOrElse({ duration: Duration.millis(timeout), orElse: () => Effect.fail("timeout") })
-  )
+  })
 
 export const serve = Effect.fnUntraced(function*(
   options: ListenerOptions

@@ -52,7 +52,7 @@ export type Reading =
   /** A BDAT chunk; `reply` is the error to give at its end when the chunk is consumed only to stay in sync. */
   | { readonly _tag: "Bdat"; readonly last: boolean; readonly reply: Reply.Reply | undefined }
   /** The content is complete and the queue is storing it. */
-  | { readonly _tag: "Queueing"; readonly last: boolean }
+  | { readonly _tag: "Queueing" }
 
 export interface State {
   readonly settings: Event.MachineSettings
@@ -393,7 +393,7 @@ const contentEnd = (state: State, size: number, bareLineEnding: "lf" | "cr" | un
     if (state.draining) return afterMessage(resetTransaction(state), answer, { _tag: "Abort" })
     return done({ ...state, reading: { _tag: "Commands" } }, answer)
   }
-  return done({ ...state, reading: { _tag: "Queueing", last: true } }, {
+  return done({ ...state, reading: { _tag: "Queueing" } }, {
     _tag: "Commit",
     envelope: envelopeOf(transaction)
   })

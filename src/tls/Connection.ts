@@ -16,10 +16,11 @@ export type ReadResult = Uint8Array | undefined | typeof Signalled
 
 export interface Connection {
   /** The next chunk, `undefined` at end of stream (or error), or `Signalled`. */
-  readonly read: Effect.Effect<ReadResult>
   /**
-   * `read` with a time limit. The timer is a plain Node timer armed only when the read has to
-   * wait: racing a fiber against a sleep for every read would cost more than the read.
+   * The next chunk, `undefined` at end of stream (or error), `Signalled`, or `TimedOut` when
+   * nothing came within `millis`. The deadline is checked by the process-wide sweep, armed only
+   * when the read has to wait: racing a fiber against a sleep for every read would cost more
+   * than the read.
    */
   readonly readWithin: (millis: number) => Effect.Effect<ReadResult | typeof TimedOut>
   /** Writes and waits while the kernel buffer is full; a dead socket swallows the write. */
@@ -123,17 +124,6 @@ export const fromSocket = (socket: Net.Socket, options: ConnectionOptions): Conn
     return ended ? undefined : "wait"
   }
 
-  const read: Effect.Effect<ReadResult> = Effect.suspend(() => {
-    const now = ready()
-    if (now !== "wait") return Effect.succeed(now)
-    return Effect.callback<ReadResult>((resume) => {
-      waiter = (result) => resume(Effect.succeed(result))
-      return Effect.sync(() => {
-        waiter = undefined
-      })
-    })
-  })
-
   const readWithin = (millis: number): Effect.Effect<ReadResult | typeof TimedOut> =>
     Effect.suspend(() => {
       const now = ready()
@@ -197,7 +187,6 @@ export const fromSocket = (socket: Net.Socket, options: ConnectionOptions): Conn
   })
 
   return {
-    read,
     readWithin,
     write,
     close,
