@@ -200,7 +200,9 @@ describe("LogWriter", () => {
       yield* Effect.promise(() => Fs.truncate(file, cut))
       const recovery = yield* Effect.scoped(Effect.gen(function*() {
         const log = yield* LogWriter.make(options(root))
-        assert.strictEqual(yield* fileSize(file), lastOffset, "the tail is cut on open")
+        // The cut itself is proven below: LogRepaired lands exactly at lastOffset. Reading the
+        // file size here raced the writer, which may already have appended LogRepaired.
+        assert.isAtLeast(yield* fileSize(file), lastOffset, "the intact records are kept")
         yield* log.append(numbered(1, 0))
         return log.recovery
       }))
