@@ -6,7 +6,8 @@
  *     import { defineConfig } from "postern"
  *
  * Every setting may be left out to take its default; a file containing only
- * `export default defineConfig({})` runs a server for `localhost` on ports 2525 and 2587.
+ * `export default defineConfig({})` runs a server for `localhost` on ports 2525 and 2587
+ * (STARTTLS) and 2465 (implicit TLS), with a self-signed certificate made on first start.
  * `postern config check <file>` validates a file and prints what it would do. A wrong value stops
  * the start with the field's path, the value and what was expected.
  *
@@ -24,17 +25,22 @@ export default defineConfig({
   // required) and a role:
   //   "smtp"        mail from other servers (port 25 in production);
   //   "submission"  mail from your users' clients (port 587);
-  //   "submissions" the same with TLS from the first byte (port 465). This build has no TLS
-  //                 yet (STARTTLS and implicit TLS are the next capability), so a
-  //                 "submissions" listener refuses to start rather than serve plaintext.
+  //   "submissions" the same with TLS from the first byte (port 465; Postfix's wrappermode).
+  // tls: the STARTTLS level of an smtp or submission listener (RFC 3207):
+  //   "none"     STARTTLS not offered;
+  //   "may"      offered (default for smtp: other servers may not have TLS);
+  //   "encrypt"  required: MAIL and AUTH before STARTTLS get 530 5.7.0 (default for submission).
+  // A submissions listener is always TLS.
   // proxyProtocol: accept a PROXY protocol header from a load balancer on these
   // networks (CIDR, IPv4 or IPv6; a bare address means just that host); a header from anyone
   // else is refused. Two listeners may not share an address and port.
   // Default: [{ address: "127.0.0.1", port: 2525, role: "smtp" },
-  //           { address: "127.0.0.1", port: 2587, role: "submission" }]
+  //           { address: "127.0.0.1", port: 2587, role: "submission" },
+  //           { address: "127.0.0.1", port: 2465, role: "submissions" }]
   listeners: [
-    { address: "127.0.0.1", port: 2525, role: "smtp" },
-    { address: "127.0.0.1", port: 2587, role: "submission" },
+    { address: "127.0.0.1", port: 2525, role: "smtp", tls: "may" },
+    { address: "127.0.0.1", port: 2587, role: "submission", tls: "encrypt" },
+    { address: "127.0.0.1", port: 2465, role: "submissions" },
     {
       address: "127.0.0.1",
       port: 2526,
@@ -118,6 +124,56 @@ export default defineConfig({
     directory: "./var/spool",
     // Size in bytes of one spool segment file. Default: 67108864 (64 MiB)
     segmentSize: 64 * 1024 * 1024
+  },
+
+  tls: {
+    // The default certificate (PEM: the certificate, then its intermediates) and its key (PEM:
+    // RSA PKCS#1, PKCS#8 or EC SEC1, optionally encrypted with `passphrase`). Served to clients
+    // that send no server name (SNI) or one no domain below matches. Without a certificate and
+    // without domains, a self-signed one is made under <stateDirectory>/tls on first start.
+    certificate: "/etc/postern/tls/mx.example.org.pem",
+    key: "/etc/postern/tls/mx.example.org.key",
+    // passphrase: "...",
+
+    // Certificates by server name (SNI): exact names and wildcards ("*.example.org" matches one
+    // label). Each may override minVersion, maxVersion, ciphers, cipherSuites, groups and
+    // preferServerCiphers. Default: []
+    domains: [
+      {
+        names: ["mail.example.net", "*.example.net"],
+        certificate: "/etc/postern/tls/example.net.pem",
+        key: "/etc/postern/tls/example.net.key",
+        minVersion: "TLSv1.3"
+      }
+    ],
+
+    // Protocol versions: "TLSv1.2" or "TLSv1.3" (older ones are never offered).
+    // Default: "TLSv1.2" to "TLSv1.3"
+    minVersion: "TLSv1.2",
+    maxVersion: "TLSv1.3",
+    // TLS 1.2 ciphers (OpenSSL syntax). Default: ECDHE with AES-GCM or ChaCha20-Poly1305 only.
+    ciphers: "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:" +
+      "ECDHE-RSA-CHACHA20-POLY1305:ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256",
+    // TLS 1.3 cipher suites. Default: "TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256"
+    cipherSuites: "TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256",
+    // Key exchange groups in preference order. Default: "X25519:P-256:P-384"
+    groups: "X25519:P-256:P-384",
+    // The server's cipher order wins (Postfix's tls_preempt_cipherlist). Default: true
+    preferServerCiphers: true,
+    // Fail handshakes whose server name matches no domain, even with a default certificate.
+    // Default: false
+    requireSni: false,
+    // A client that has not finished the handshake by then is dropped. Default: "10s"
+    handshakeTimeout: "10s",
+    // Session resumption with tickets. The ticket key changes every `rotation` and is derived
+    // from a secret under <stateDirectory>/tls, so every worker can resume any session.
+    // Default: { lifetime: "2h", rotation: "1h" }
+    sessionTickets: { lifetime: "2h", rotation: "1h" },
+    // Ask clients for a certificate and check it against `ca`; the result (subject, SHA-256
+    // fingerprint, verified or not) is recorded, and available to policy. Default: { request: false }
+    clientCertificates: { request: false },
+    // Certificates that expire within this time are reported at start and reload. Default: "14 days"
+    expiryWarning: "14 days"
   },
 
   // Look up the client's host name from its address (PTR) for the Received header.

@@ -7,6 +7,7 @@ import { fileURLToPath } from "node:url"
 import { NodeServices } from "@effect/platform-node"
 import { Cause, Console, Deferred, Effect, Exit, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
+import * as BenchCli from "./bench/BenchCli.ts"
 import * as Config from "./config/Config.ts"
 import * as Primary from "./daemon/Primary.ts"
 import * as Worker from "./daemon/Worker.ts"
@@ -70,7 +71,7 @@ const replay = Command.make(
 
 const postern = Command.make("postern").pipe(
   Command.withDescription("Postern mail transfer agent"),
-  Command.withSubcommands([serve, configCommand, replay])
+  Command.withSubcommands([serve, configCommand, replay, BenchCli.command])
 )
 
 /** A cluster worker: configuration from the primary's environment, stop on SIGTERM. */
@@ -79,7 +80,7 @@ const worker = Effect.gen(function*() {
   const partition = process.env[Primary.workerEnv.partition] ?? "w0"
   const workers = Number(process.env[Primary.workerEnv.workers] ?? "1")
   const json = process.env[Primary.workerEnv.configJson]
-  const config = json === undefined || json === "" ? yield* Config.load(file) : yield* Config.decode(JSON.parse(json), "primary")
+  const config = json === undefined || json === "" ? yield* Config.load(file) : Config.fromPrimary(json)
   const stop = yield* Deferred.make<void>()
   process.on("SIGTERM", () => Deferred.doneUnsafe(stop, Effect.void))
   process.on("SIGINT", () => undefined)

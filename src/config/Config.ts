@@ -19,6 +19,8 @@ import * as NodeUrl from "node:url"
 import { Context, Effect, Formatter, Layer, Result, Schema, SchemaAST, SchemaIssue, SchemaTransformation } from "effect"
 import { IpNetwork } from "effect/net"
 import * as Event from "../log/Event.ts"
+import type * as TlsSettings from "../tls/TlsSettings.ts"
+import { defaultProtocol } from "../tls/TlsSettings.ts"
 import * as Duration from "./Duration.ts"
 
 // ---------------------------------------------------------------------------------------------
@@ -135,12 +137,18 @@ const ProxyProtocol = Schema.Struct({
   trustedNetworks: Schema.Array(Cidr).annotate({ expected: "a list of networks" }).check(nonEmptyArray("network"))
 }).annotate({ expected: "an object { trustedNetworks }" })
 
+const SecurityLevel = Schema.Literals(["none", "may", "encrypt"]).annotate({
+  expected: "one of \"none\", \"may\", \"encrypt\""
+})
+
 const Listener = Schema.Struct({
   address: orDefault(Address, "127.0.0.1"),
   port: Port,
   role: Role,
+  /** STARTTLS: "none", "may" (the default for smtp), "encrypt" (the default for submission). Ignored for submissions (always TLS). */
+  tls: Schema.optionalKey(SecurityLevel),
   proxyProtocol: Schema.optionalKey(ProxyProtocol)
-}).annotate({ expected: "a listener { address?, port, role, proxyProtocol? }" })
+}).annotate({ expected: "a listener { address?, port, role, tls?, proxyProtocol? }" })
 
 const LocalDomain = Schema.Struct({
   domain: Domain,
@@ -183,9 +191,87 @@ const Spool = Schema.Struct({
   segmentSize: orDefault(PositiveInt, 64 * MiB)
 }).annotate({ expected: "an object of spool settings" })
 
+const TlsVersion = Schema.Literals(["TLSv1.2", "TLSv1.3"]).annotate({
+  expected: "\"TLSv1.2\" or \"TLSv1.3\" (older versions are never offered)"
+})
+
+const NonEmptyText = (what: string) => text(what, (s) => s.trim().length > 0)
+
+const ServerName = text(
+  "a server name such as \"mail.example.org\" or a wildcard such as \"*.example.org\"",
+  (s) => domainPattern.test(s.startsWith("*.") ? s.slice(2) : s)
+).pipe(Schema.decodeTo(Schema.String, SchemaTransformation.toLowerCase()))
+
+/** Protocol settings a domain may override. */
+const protocolFields = {
+  minVersion: Schema.optionalKey(TlsVersion),
+  maxVersion: Schema.optionalKey(TlsVersion),
+  ciphers: Schema.optionalKey(NonEmptyText("an OpenSSL cipher list")),
+  cipherSuites: Schema.optionalKey(NonEmptyText("TLS 1.3 cipher suites separated by \":\"")),
+  groups: Schema.optionalKey(NonEmptyText("key exchange groups separated by \":\" such as \"X25519:P-256\"")),
+  preferServerCiphers: Schema.optionalKey(Bool)
+}
+
+const versionOrder = (v: TlsSettings.TlsVersion): number => (v === "TLSv1.2" ? 2 : 3)
+
+const versionsInOrder = Schema.makeFilter((p: { readonly minVersion?: TlsSettings.TlsVersion; readonly maxVersion?: TlsSettings.TlsVersion }) =>
+  p.minVersion === undefined || p.maxVersion === undefined || versionOrder(p.minVersion) <= versionOrder(p.maxVersion) ||
+  `expected minVersion at most maxVersion, got ${p.minVersion} > ${p.maxVersion}`
+)
+
+const DomainTls = Schema.Struct({
+  names: Schema.Array(ServerName).annotate({ expected: "a list of server names" }).check(nonEmptyArray("name")),
+  certificate: PathString,
+  key: PathString,
+  passphrase: Schema.optionalKey(Schema.String),
+  ...protocolFields
+}).annotate({ expected: "a domain { names, certificate, key, passphrase?, minVersion?, maxVersion?, ciphers?, ... }" })
+  .check(versionsInOrder)
+
+const SessionTickets = Schema.Struct({
+  lifetime: orDefault(Duration.PositiveMillis, "2h"),
+  rotation: orDefault(Duration.PositiveMillis, "1h")
+}).annotate({ expected: "an object { lifetime?, rotation? }" })
+
+const ClientCertificates = Schema.Struct({
+  request: orDefault(Bool, false),
+  ca: Schema.optionalKey(PathString)
+}).annotate({ expected: "an object { request?, ca? }" })
+
+const Tls = Schema.Struct({
+  /** The default certificate (PEM chain) and key; without any, a self-signed one is made under the state directory. */
+  certificate: Schema.optionalKey(PathString),
+  key: Schema.optionalKey(PathString),
+  passphrase: Schema.optionalKey(Schema.String),
+  domains: orDefault(Schema.Array(DomainTls).annotate({ expected: "a list of domains" }), []),
+  minVersion: orDefault(TlsVersion, defaultProtocol.minVersion),
+  maxVersion: orDefault(TlsVersion, defaultProtocol.maxVersion),
+  ciphers: orDefault(NonEmptyText("an OpenSSL cipher list"), defaultProtocol.ciphers),
+  cipherSuites: orDefault(NonEmptyText("TLS 1.3 cipher suites separated by \":\""), defaultProtocol.cipherSuites),
+  groups: orDefault(NonEmptyText("key exchange groups separated by \":\""), defaultProtocol.groups),
+  preferServerCiphers: orDefault(Bool, defaultProtocol.preferServerCiphers),
+  requireSni: orDefault(Bool, false),
+  handshakeTimeout: orDefault(Duration.PositiveMillis, "10s"),
+  sessionTickets: orDefault(SessionTickets, {}),
+  clientCertificates: orDefault(ClientCertificates, {}),
+  expiryWarning: orDefault(Duration.Millis, "14 days")
+}).annotate({ expected: "an object of TLS settings" })
+  .check(
+    versionsInOrder,
+    Schema.makeFilter((t: { readonly certificate?: string; readonly key?: string }) =>
+      (t.certificate === undefined) === (t.key === undefined) ||
+      "expected both certificate and key, or neither"
+    ),
+    Schema.makeFilter((t: { readonly clientCertificates: { readonly request: boolean; readonly ca?: string } }) =>
+      !t.clientCertificates.request || t.clientCertificates.ca !== undefined ||
+      "expected clientCertificates.ca (the CA file to verify client certificates with) when clientCertificates.request is true"
+    )
+  )
+
 const defaultListeners: ReadonlyArray<typeof Listener.Encoded> = [
   { address: "127.0.0.1", port: 2525, role: "smtp" },
-  { address: "127.0.0.1", port: 2587, role: "submission" }
+  { address: "127.0.0.1", port: 2587, role: "submission" },
+  { address: "127.0.0.1", port: 2465, role: "submissions" }
 ]
 
 /** The configuration file's schema, before paths are resolved and machine defaults applied. */
@@ -211,6 +297,7 @@ export const ConfigSchema = Schema.Struct({
   workers: orDefault(Workers, "auto"),
   log: orDefault(Log, {}),
   spool: orDefault(Spool, {}),
+  tls: orDefault(Tls, {}),
   reverseDns: orDefault(Bool, false)
 }).annotate({ expected: "an object (the configuration), as `export default defineConfig({ ... })`" })
 
@@ -220,8 +307,22 @@ export const ConfigSchema = Schema.Struct({
 /** What `defineConfig` accepts: every setting with a default may be left out. */
 export type ConfigInput = typeof ConfigSchema.Encoded
 
-/** One listening socket. */
-export type Listener = typeof Listener.Type
+/** One listening socket, with its TLS level resolved from its role. */
+export interface Listener {
+  readonly address: string
+  readonly port: number
+  readonly role: Event.Role
+  /** "implicit" for submissions; "may" or "encrypt" by default for smtp and submission. */
+  readonly security: Event.Security
+  readonly proxyProtocol?: { readonly trustedNetworks: ReadonlyArray<string> }
+}
+
+/** TLS: the settings, and where a self-signed certificate is kept when none is configured. */
+export interface TlsConfig {
+  readonly settings: TlsSettings.TlsSettings
+  /** Set when no certificate is configured at all: the directory of the generated one. */
+  readonly selfSignedDirectory: string | undefined
+}
 
 /** Size and count limits. */
 export type Limits = typeof Limits.Type
@@ -258,6 +359,7 @@ export interface ConfigShape {
   readonly workers: number
   readonly log: LogSettings
   readonly spool: SpoolSettings
+  readonly tls: TlsConfig
   readonly reverseDns: boolean
 }
 
@@ -326,9 +428,33 @@ const finish = (parsed: typeof ConfigSchema.Type, baseDirectory: string): Config
   const stateDirectory = resolve(parsed.stateDirectory)
   const underState = (path: string | undefined, name: string) =>
     path === undefined ? NodePath.join(stateDirectory, name) : resolve(path)
+  const tls = parsed.tls
+  const protocol: TlsSettings.ProtocolSettings = {
+    minVersion: tls.minVersion,
+    maxVersion: tls.maxVersion,
+    ciphers: tls.ciphers,
+    cipherSuites: tls.cipherSuites,
+    groups: tls.groups,
+    preferServerCiphers: tls.preferServerCiphers
+  }
+  const filesOf = (f: { readonly certificate: string; readonly key: string; readonly passphrase?: string }) => ({
+    certificate: resolve(f.certificate),
+    key: resolve(f.key),
+    ...(f.passphrase === undefined ? {} : { passphrase: f.passphrase })
+  })
+  const configured = tls.certificate !== undefined && tls.key !== undefined
+    ? filesOf({ certificate: tls.certificate, key: tls.key, ...(tls.passphrase === undefined ? {} : { passphrase: tls.passphrase }) })
+    : undefined
+  const selfSigned = configured === undefined && tls.domains.length === 0
   return {
     hostname: parsed.hostname ?? NodeOs.hostname(),
-    listeners: parsed.listeners,
+    listeners: parsed.listeners.map((l) => ({
+      address: l.address,
+      port: l.port,
+      role: l.role,
+      security: l.role === "submissions" ? "implicit" : l.tls ?? (l.role === "smtp" ? "may" : "encrypt"),
+      ...(l.proxyProtocol === undefined ? {} : { proxyProtocol: l.proxyProtocol })
+    })),
     stateDirectory,
     maildirRoot: underState(parsed.maildirRoot, "mail"),
     localDomains: parsed.localDomains,
@@ -344,6 +470,33 @@ const finish = (parsed: typeof ConfigSchema.Type, baseDirectory: string): Config
     spool: {
       directory: underState(parsed.spool.directory, "spool"),
       segmentSize: parsed.spool.segmentSize
+    },
+    tls: {
+      settings: {
+        defaultCertificate: configured,
+        domains: tls.domains.map((d) => ({
+          names: d.names,
+          files: filesOf(d),
+          protocol: {
+            minVersion: d.minVersion ?? protocol.minVersion,
+            maxVersion: d.maxVersion ?? protocol.maxVersion,
+            ciphers: d.ciphers ?? protocol.ciphers,
+            cipherSuites: d.cipherSuites ?? protocol.cipherSuites,
+            groups: d.groups ?? protocol.groups,
+            preferServerCiphers: d.preferServerCiphers ?? protocol.preferServerCiphers
+          }
+        })),
+        protocol,
+        requireSni: tls.requireSni,
+        handshakeTimeout: tls.handshakeTimeout,
+        sessionTickets: tls.sessionTickets,
+        clientCertificates: {
+          request: tls.clientCertificates.request,
+          ...(tls.clientCertificates.ca === undefined ? {} : { ca: resolve(tls.clientCertificates.ca) })
+        },
+        expiryWarning: tls.expiryWarning
+      },
+      selfSignedDirectory: selfSigned ? NodePath.join(stateDirectory, "tls") : undefined
     },
     reverseDns: parsed.reverseDns
   }
@@ -365,6 +518,16 @@ export const decode = (
     Effect.mapError((error) => new ConfigError({ source, issues: formatIssue(error.issue) })),
     Effect.map((parsed) => finish(parsed, baseDirectory))
   )
+
+/**
+ * The configuration the primary validated, as it hands it to its workers (JSON of a decoded
+ * `ConfigShape`): a restarted worker runs what the others run, even if the file changed since.
+ * The decoded form is not the file's form (paths resolved, listener security filled in), so it
+ * is not decoded again.
+ */
+export const toPrimaryJson = (config: ConfigShape): string => JSON.stringify(config)
+
+export const fromPrimary = (json: string): ConfigShape => JSON.parse(json) as ConfigShape
 
 /** Identity, for typing: `export default defineConfig({ ... })` gets completion and checks. */
 export const defineConfig = (input: ConfigInput): ConfigInput => input
@@ -457,13 +620,32 @@ const formatMillis = (ms: number): string =>
     ? `${ms / 1_000}s`
     : `${ms}ms`
 
+const tlsSummary = (tls: TlsConfig): ReadonlyArray<string> => {
+  const s = tls.settings
+  const certificate = s.defaultCertificate !== undefined
+    ? `  default certificate ${s.defaultCertificate.certificate}`
+    : tls.selfSignedDirectory !== undefined
+    ? `  default certificate: self-signed, kept in ${tls.selfSignedDirectory}`
+    : "  no default certificate: clients must send a configured server name"
+  return [
+    certificate,
+    ...s.domains.map((d) => `  ${d.names.join(", ")}: ${d.files.certificate} (${d.protocol.minVersion}-${d.protocol.maxVersion})`),
+    `  ${s.protocol.minVersion} to ${s.protocol.maxVersion}, server cipher order ${s.protocol.preferServerCiphers ? "on" : "off"}, groups ${s.protocol.groups}`,
+    `  handshake timeout ${formatMillis(s.handshakeTimeout)}, SNI ${s.requireSni ? "required" : "optional"}, session tickets for ${
+      formatMillis(s.sessionTickets.lifetime)
+    } (key changes every ${formatMillis(s.sessionTickets.rotation)})`,
+    `  client certificates ${s.clientCertificates.request ? `requested (CA ${s.clientCertificates.ca ?? "?"})` : "not requested"}`
+  ]
+}
+
 /** A human summary of a decoded configuration: listeners, domains, paths, limits, timeouts. */
 export const summary = (config: ConfigShape, source: string): string => {
   const listeners = config.listeners.map((l) => {
     const proxy = l.proxyProtocol === undefined
       ? ""
       : `  PROXY protocol from ${l.proxyProtocol.trustedNetworks.join(", ")}`
-    return `  ${l.role.padEnd(12)} ${l.address}:${l.port}${proxy}`
+    const tls = l.security === "implicit" ? "implicit TLS" : `STARTTLS ${l.security}`
+    return `  ${l.role.padEnd(12)} ${`${l.address}:${l.port}`.padEnd(22)} ${tls}${proxy}`
   })
   const domains = config.localDomains.length === 0
     ? ["  (none)"]
@@ -497,6 +679,8 @@ export const summary = (config: ConfigShape, source: string): string => {
     `  shutdown grace ${formatMillis(timeouts.shutdownGrace)}, first delivery retry ${
       formatMillis(timeouts.deliveryRetry)
     }`,
+    "tls:",
+    ...tlsSummary(config.tls),
     `reverse DNS: ${config.reverseDns ? "on" : "off"}`
   ].join("\n")
 }

@@ -72,7 +72,7 @@ export const run = (options: PrimaryOptions): Effect.Effect<void> =>
         [workerEnv.partition]: partition,
         [workerEnv.workers]: String(count),
         [workerEnv.config]: options.configFile ?? "",
-        [workerEnv.configJson]: JSON.stringify(config)
+        [workerEnv.configJson]: Config.toPrimaryJson(config)
       })
       byPartition.set(partition, worker)
       worker.on("message", (message: unknown) => {

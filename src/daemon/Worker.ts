@@ -75,8 +75,10 @@ export const run = Effect.fnUntraced(function*(options: WorkerOptions) {
         address: l.address,
         port: l.port,
         role: l.role,
+        security: l.security,
         proxyProtocol: l.proxyProtocol
       })),
+      tls: undefined,
       partition,
       current: () => current,
       framing: { maxLineLength: config.limits.lineLength, maxDiscard: config.limits.lineDiscard },

@@ -24,6 +24,13 @@ export type Role = typeof Role.Type
 export const Admission = Schema.Literals(["ok", "global-limit", "client-limit", "shutdown"])
 export type Admission = typeof Admission.Type
 
+/**
+ * A listener's TLS: none (STARTTLS not offered), may (offered), encrypt (required before MAIL
+ * and AUTH, RFC 3207 section 4), implicit (TLS from the first byte: submissions, port 465).
+ */
+export const Security = Schema.Literals(["none", "may", "encrypt", "implicit"])
+export type Security = typeof Security.Type
+
 export const LocalDomain = Schema.Struct({
   domain: Schema.String,
   /** Lower-cased local parts, or "*" for a catch-all domain. */
@@ -50,7 +57,8 @@ export const SessionCloseReason = Schema.Literals([
   "protocol",
   "admission",
   "shutdown",
-  "io-error"
+  "io-error",
+  "tls-failed"
 ])
 export type SessionCloseReason = typeof SessionCloseReason.Type
 
@@ -89,7 +97,9 @@ export const SessionOpened = Schema.TaggedStruct("SessionOpened", {
   proxiedBy: Schema.optionalKey(Endpoint),
   /** The peer's reverse DNS name, when reverse lookups are on and one was found. */
   clientName: Schema.optionalKey(Schema.String),
-  admission: Admission
+  admission: Admission,
+  /** The listener's TLS level; absent in logs written before TLS existed, meaning "none". */
+  security: Schema.optionalKey(Security)
 })
 export type SessionOpened = typeof SessionOpened.Type
 
@@ -105,7 +115,8 @@ export type CommandReceived = typeof CommandReceived.Type
 export const LineRejected = Schema.TaggedStruct("LineRejected", {
   session: SessionId,
   at: Millis,
-  reason: Schema.Literals(["too-long", "flood"])
+  /** "tls-record": a TLS handshake record where a command line should start (a TLS client on a plaintext port). */
+  reason: Schema.Literals(["too-long", "flood", "tls-record"])
 })
 export type LineRejected = typeof LineRejected.Type
 
@@ -204,6 +215,109 @@ export const LogRepaired = Schema.TaggedStruct("LogRepaired", {
 })
 export type LogRepaired = typeof LogRepaired.Type
 
+/** Why a handshake failed, as far as OpenSSL's error tells. */
+export const TlsFailure = Schema.Literals([
+  "timeout",
+  "protocol-version",
+  "no-shared-cipher",
+  "unknown-sni",
+  "bad-record",
+  "client-alert",
+  "plaintext-pending",
+  "peer-closed",
+  "other"
+])
+export type TlsFailure = typeof TlsFailure.Type
+
+/** How the served certificate was chosen. */
+export const CertificateMatch = Schema.Literals(["exact", "wildcard", "default"])
+export type CertificateMatch = typeof CertificateMatch.Type
+
+export const ClientCertificate = Schema.Struct({
+  subject: Schema.String,
+  /** SHA-256 of the DER certificate, colon-separated upper-case hex as OpenSSL prints it. */
+  fingerprint256: Schema.String,
+  /** Whether it chains to the configured client CA. */
+  verified: Schema.Boolean
+})
+export type ClientCertificate = typeof ClientCertificate.Type
+
+/** The facts of an established TLS session, as the machine, policy and Received header see them. */
+export const TlsFacts = Schema.Struct({
+  version: Schema.String,
+  cipher: Schema.String,
+  /** The cipher's secret bits and the algorithm's bits, for the Received header. */
+  bits: Schema.Number,
+  algorithmBits: Schema.Number,
+  group: Schema.optionalKey(Schema.String),
+  sni: Schema.optionalKey(Schema.String),
+  /** The configured name (or "default") whose certificate was served. */
+  certificate: Schema.String,
+  match: CertificateMatch,
+  resumed: Schema.Boolean,
+  clientCertificate: Schema.optionalKey(ClientCertificate)
+})
+export type TlsFacts = typeof TlsFacts.Type
+
+/** The handshake began: after `220 Ready to start TLS`, or on connect for implicit TLS. */
+export const TlsHandshakeStarted = Schema.TaggedStruct("TlsHandshakeStarted", {
+  session: SessionId,
+  at: Millis,
+  mode: Schema.Literals(["starttls", "implicit"]),
+  /** Plaintext that followed STARTTLS before the handshake and was dropped unread (CVE-2011-0411). */
+  discardedBytes: Schema.Number
+})
+export type TlsHandshakeStarted = typeof TlsHandshakeStarted.Type
+
+/** A machine input: the session is now encrypted and starts over (RFC 3207 section 4.2). */
+export const TlsEstablished = Schema.TaggedStruct("TlsEstablished", {
+  session: SessionId,
+  at: Millis,
+  facts: TlsFacts,
+  durationMs: Schema.Number
+})
+export type TlsEstablished = typeof TlsEstablished.Type
+
+export const TlsHandshakeFailed = Schema.TaggedStruct("TlsHandshakeFailed", {
+  session: SessionId,
+  at: Millis,
+  reason: TlsFailure,
+  detail: Schema.String,
+  durationMs: Schema.Number
+})
+export type TlsHandshakeFailed = typeof TlsHandshakeFailed.Type
+
+/** A certificate was read and checked at start or reload. */
+export const CertificateLoaded = Schema.TaggedStruct("CertificateLoaded", {
+  at: Millis,
+  /** The configured name it serves, or "default". */
+  name: Schema.String,
+  file: Schema.String,
+  subject: Schema.String,
+  names: Schema.Array(Schema.String),
+  notAfter: Millis,
+  fingerprint256: Schema.String,
+  reload: Schema.Boolean
+})
+export type CertificateLoaded = typeof CertificateLoaded.Type
+
+/** A certificate failed its checks; the one in service (if any) stays. */
+export const CertificateRejected = Schema.TaggedStruct("CertificateRejected", {
+  at: Millis,
+  name: Schema.String,
+  file: Schema.String,
+  reason: Schema.String
+})
+export type CertificateRejected = typeof CertificateRejected.Type
+
+export const CertificateExpiring = Schema.TaggedStruct("CertificateExpiring", {
+  at: Millis,
+  name: Schema.String,
+  file: Schema.String,
+  notAfter: Millis
+})
+export type CertificateExpiring = typeof CertificateExpiring.Type
+
 export const Event = Schema.Union([
   SettingsRecorded,
   SessionOpened,
@@ -219,7 +333,13 @@ export const Event = Schema.Union([
   MessageDelivered,
   DeliveryFailed,
   MessageCompleted,
-  LogRepaired
+  LogRepaired,
+  TlsHandshakeStarted,
+  TlsEstablished,
+  TlsHandshakeFailed,
+  CertificateLoaded,
+  CertificateRejected,
+  CertificateExpiring
 ])
 export type Event = typeof Event.Type
 export type EncodedEvent = typeof Event.Encoded

@@ -49,11 +49,15 @@ export const settingsByDigest = (events: Iterable<Event.Event>): ReadonlyMap<str
 export const inputOf = (event: Event.Event): Machine.Input | undefined => {
   switch (event._tag) {
     case "SessionOpened":
-      return { _tag: "Connected", admission: event.admission }
+      return { _tag: "Connected", admission: event.admission, security: event.security ?? "none" }
     case "CommandReceived":
       return { _tag: "Line", text: event.line, flaw: event.flaw }
     case "LineRejected":
-      return { _tag: event.reason === "too-long" ? "LineTooLong" : "LineFlood" }
+      return { _tag: event.reason === "too-long" ? "LineTooLong" : event.reason === "flood" ? "LineFlood" : "TlsRecord" }
+    case "TlsEstablished":
+      return { _tag: "TlsEstablished", facts: event.facts }
+    case "TlsHandshakeFailed":
+      return { _tag: "TlsFailed" }
     case "ContentReceived":
       return { _tag: "ContentEnd", size: event.size, bareLineEnding: event.bareLineEnding }
     case "MessageQueued":
@@ -139,6 +143,21 @@ const time = (at: number): string => new Date(at).toISOString().replace("T", " "
 
 const visible = (text: string): string => text.replace(/[\u0000-\u001f\u007f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`)
 
+/** The TLS facts on one line: version, cipher, SNI, the certificate served and why, resumption, client certificate. */
+export const describeTls = (facts: Event.TlsFacts): string =>
+  [
+    `${facts.version} ${facts.cipher} (${facts.bits} bits)`,
+    facts.group === undefined ? undefined : `group ${facts.group}`,
+    facts.sni === undefined ? "no SNI" : `SNI ${facts.sni}`,
+    `certificate ${facts.certificate} (${facts.match})`,
+    facts.resumed ? "resumed" : "full handshake",
+    facts.clientCertificate === undefined
+      ? undefined
+      : `client certificate ${facts.clientCertificate.subject} ${facts.clientCertificate.fingerprint256}${
+        facts.clientCertificate.verified ? "" : " (not verified)"
+      }`
+  ].filter((part) => part !== undefined).join(", ")
+
 /** One line per event, as an administrator reads a session: client lines, server lines, facts. */
 export const transcript = (session: RecordedSession): ReadonlyArray<string> =>
   session.events.flatMap((event): ReadonlyArray<string> => {
@@ -148,6 +167,7 @@ export const transcript = (session: RecordedSession): ReadonlyArray<string> =>
         return [
           `${at} -- connection from ${event.peer.address}:${event.peer.port} to ${event.local.address}:${event.local.port} (${event.role})` +
           (event.proxiedBy === undefined ? "" : ` via proxy ${event.proxiedBy.address}:${event.proxiedBy.port}`) +
+          (event.security === undefined || event.security === "none" ? "" : `, TLS ${event.security}`) +
           (event.admission === "ok" ? "" : `, refused: ${event.admission}`)
         ]
       case "CommandReceived":
@@ -173,6 +193,15 @@ export const transcript = (session: RecordedSession): ReadonlyArray<string> =>
         return [`${at} -- shutdown requested`]
       case "SessionClosed":
         return [`${at} -- closed: ${event.reason}${event.detail === undefined ? "" : ` (${event.detail})`}`]
+      case "TlsHandshakeStarted":
+        return [
+          `${at} -- TLS handshake (${event.mode})` +
+          (event.discardedBytes === 0 ? "" : `; ${event.discardedBytes} octets of plaintext after STARTTLS discarded`)
+        ]
+      case "TlsEstablished":
+        return [`${at} -- TLS established in ${event.durationMs} ms: ${describeTls(event.facts)}`]
+      case "TlsHandshakeFailed":
+        return [`${at} -- TLS handshake failed after ${event.durationMs} ms: ${event.reason} (${event.detail})`]
       default:
         return []
     }

@@ -25,6 +25,11 @@ export type Framed =
   /** More than maxDiscard bytes without a line end: the connection should be closed. */
   | { readonly _tag: "LineFlood" }
   /**
+   * A TLS handshake record (0x16) where a command line starts: a client speaking TLS to a
+   * plaintext port. Binary input follows, so the framer holds nothing more after it.
+   */
+  | { readonly _tag: "TlsRecord" }
+  /**
    * Message content (DATA: dot-unstuffed; BDAT: raw). The bytes may alias the pushed chunk and
    * are only valid until the next `push`.
    */
@@ -71,6 +76,9 @@ const NUL = 0
 const EMPTY = new Uint8Array(0)
 const TOO_LONG: Framed = { _tag: "LineTooLong" }
 const FLOOD: Framed = { _tag: "LineFlood" }
+const TLS_RECORD: Framed = { _tag: "TlsRecord" }
+/** TLS content type "handshake": the first byte of a ClientHello. Never the start of an SMTP command. */
+const TLS_HANDSHAKE = 0x16
 
 // DATA scanner states. A dot at the start of a line is never content (it is either stuffing or
 // the terminator), so the only byte ever held back is the CR after such a dot.
@@ -119,7 +127,7 @@ class FramerImpl implements Framer {
   #partialLen = 0
   #discarding = false
   #discarded = 0
-  #flooded = false
+  #stopped = false
   // Content (DATA and BDAT).
   #dstate = D_BOL
   #size = 0
@@ -137,8 +145,8 @@ class FramerImpl implements Framer {
   }
 
   push(bytes: Uint8Array): void {
-    // After a flood the session closes; holding more input would only grow memory.
-    if (this.#flooded) return
+    // After a flood or a TLS record the session closes; holding more input would only grow memory.
+    if (this.#stopped) return
     const rest = this.#chunk.length - this.#pos
     if (rest <= 0) {
       this.#chunk = bytes
@@ -224,14 +232,14 @@ class FramerImpl implements Framer {
   }
 
   #flood(): Framed {
-    this.#flooded = true
+    this.#stopped = true
     this.#release()
     this.#partialLen = 0
     return FLOOD
   }
 
   #nextLine(): Framed | undefined {
-    if (this.#flooded) return undefined
+    if (this.#stopped) return undefined
     const buf = this.#chunk
     const end = buf.length
     const start = this.#pos
@@ -255,6 +263,11 @@ class FramerImpl implements Framer {
       return total > this.#maxDiscard ? this.#flood() : TOO_LONG
     }
     const held = this.#partialLen
+    if (held === 0 && buf[start] === TLS_HANDSHAKE) {
+      this.#stopped = true
+      this.#release()
+      return TLS_RECORD
+    }
     if (lf < 0) {
       const n = held + (end - start)
       if (n >= this.#maxLine) {

@@ -12,6 +12,7 @@ import type { EventLog } from "../log/EventLog.ts"
 import * as Network from "../policy/Network.ts"
 import type { Queue } from "../queue/Queue.ts"
 import * as Connection from "../tls/Connection.ts"
+import type * as Handshake from "../tls/Handshake.ts"
 import type * as Framer from "./Framer.ts"
 import * as ProxyProtocol from "./ProxyProtocol.ts"
 import * as Session from "./Session.ts"
@@ -26,6 +27,7 @@ export interface ListenerSpec {
   readonly address: string
   readonly port: number
   readonly role: Event.Role
+  readonly security: Event.Security
   readonly proxyProtocol: { readonly trustedNetworks: ReadonlyArray<string> } | undefined
 }
 
@@ -41,6 +43,8 @@ export interface ListenerOptions {
   readonly maxConnections: number
   readonly maxConnectionsPerClient: number
   readonly proxyHeaderTimeout: number
+  /** The TLS handshake for STARTTLS and implicit TLS; undefined serves no TLS at all. */
+  readonly tls: Handshake.Upgrade | undefined
   /** Reverse lookup of a client address, when enabled; undefined when no name is found. */
   readonly resolveName: ((address: string) => Effect.Effect<string | undefined>) | undefined
 }
@@ -167,6 +171,8 @@ export const serve = Effect.fnUntraced(function*(
           proxiedBy,
           clientName,
           admission,
+          security: options.tls === undefined ? "none" : spec.security,
+          tls: options.tls,
           initial,
           settings,
           settingsDigest: digest,
@@ -183,11 +189,11 @@ export const serve = Effect.fnUntraced(function*(
   }
 
   for (const spec of options.listeners) {
-    if (spec.role === "submissions") {
+    if (spec.security === "implicit" && options.tls === undefined) {
       return yield* new ListenError({
         address: spec.address,
         port: spec.port,
-        message: "role \"submissions\" needs implicit TLS, which this build does not have yet; refusing to serve it in plaintext"
+        message: "role \"submissions\" is implicit TLS and no TLS is configured; refusing to serve it in plaintext"
       })
     }
     const trusted = (spec.proxyProtocol?.trustedNetworks ?? []).flatMap((text) => {

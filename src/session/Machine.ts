@@ -14,10 +14,15 @@ import * as Protocol from "./Protocol.ts"
 import * as Reply from "./Reply.ts"
 
 export type Input =
-  | { readonly _tag: "Connected"; readonly admission: Event.Admission }
+  | { readonly _tag: "Connected"; readonly admission: Event.Admission; readonly security: Event.Security }
   | { readonly _tag: "Line"; readonly text: string; readonly flaw: Framer.LineFlaw | undefined }
   | { readonly _tag: "LineTooLong" }
   | { readonly _tag: "LineFlood" }
+  /** A TLS handshake record arrived where a command should start (see Framer). */
+  | { readonly _tag: "TlsRecord" }
+  /** The handshake after STARTTLS (or on an implicit TLS listener) succeeded. */
+  | { readonly _tag: "TlsEstablished"; readonly facts: Event.TlsFacts }
+  | { readonly _tag: "TlsFailed" }
   | { readonly _tag: "ContentEnd"; readonly size: number; readonly bareLineEnding: "lf" | "cr" | undefined }
   | { readonly _tag: "Queued"; readonly queueId: string }
   | { readonly _tag: "QueueFailed"; readonly reason: string }
@@ -34,6 +39,11 @@ export type Action =
   | { readonly _tag: "Commit"; readonly envelope: Event.Envelope }
   /** Drop the content received so far. */
   | { readonly _tag: "Abort" }
+  /**
+   * Drop any plaintext already received, then run the server side of the TLS handshake; answer
+   * with a TlsEstablished or TlsFailed input.
+   */
+  | { readonly _tag: "StartTls" }
   | { readonly _tag: "Close"; readonly reason: Event.SessionCloseReason }
 
 export interface Transaction {
@@ -53,11 +63,17 @@ export type Reading =
   | { readonly _tag: "Bdat"; readonly last: boolean; readonly reply: Reply.Reply | undefined }
   /** The content is complete and the queue is storing it. */
   | { readonly _tag: "Queueing" }
+  /** A TLS handshake is under way. */
+  | { readonly _tag: "Handshake" }
 
 export interface State {
   readonly settings: Event.MachineSettings
   readonly greeted: boolean
   readonly closed: boolean
+  /** The listener's TLS level. */
+  readonly security: Event.Security
+  /** The TLS session's facts once the connection is encrypted. */
+  readonly tls: Event.TlsFacts | undefined
   readonly helo: { readonly extended: boolean; readonly domain: string } | undefined
   readonly transaction: Transaction | undefined
   readonly reading: Reading
@@ -81,6 +97,8 @@ export const initial = (settings: Event.MachineSettings): State => ({
   settings,
   greeted: false,
   closed: false,
+  security: "none",
+  tls: undefined,
   helo: undefined,
   transaction: undefined,
   reading: { _tag: "Commands" },
@@ -92,6 +110,7 @@ export const initial = (settings: Event.MachineSettings): State => ({
 export const timeoutPhase = (state: State): Event.TimeoutPhase => {
   switch (state.reading._tag) {
     case "Commands":
+    case "Handshake":
       return "command"
     case "Data":
     case "Bdat":
@@ -133,6 +152,11 @@ const replies = {
   bareLf: reply(500, "5.5.2", "Error: bare <LF> received"),
   bareCr: reply(500, "5.5.2", "Error: bare <CR> received"),
   nul: reply(500, "5.5.2", "Error: NUL character received"),
+  tlsRecord: reply(500, "5.5.1", "Error: TLS handshake on a plaintext connection; use STARTTLS or the implicit TLS port"),
+  readyTls: reply(220, "2.0.0", "Ready to start TLS"),
+  tlsActive: reply(554, "5.5.1", "Error: TLS already active"),
+  tlsInTransaction: reply(503, "5.5.1", "Error: MAIL transaction in progress"),
+  mustStartTls: reply(530, "5.7.0", "Must issue a STARTTLS command first"),
   bareLfContent: reply(550, "5.5.2", "Error: bare <LF> received in message content"),
   bareCrContent: reply(550, "5.5.2", "Error: bare <CR> received in message content")
 } as const
@@ -163,13 +187,19 @@ export const step = (state: State, input: Input): Step => {
   if (state.closed) return done(state)
   switch (input._tag) {
     case "Connected":
-      return connected(state, input.admission)
+      return connected({ ...state, security: input.security }, input.admission)
     case "Line":
       return line(state, input.text, input.flaw)
     case "LineTooLong":
       return rejected(state, replies.lineTooLong, true)
     case "LineFlood":
       return done({ ...state, closed: true }, replies.lineTooLong, close("protocol"))
+    case "TlsRecord":
+      return done({ ...state, closed: true }, replies.tlsRecord, close("protocol"))
+    case "TlsEstablished":
+      return tlsEstablished(state, input.facts)
+    case "TlsFailed":
+      return done({ ...resetTransaction(state), closed: true }, close("tls-failed"))
     case "ContentEnd":
       return contentEnd(state, input.size, input.bareLineEnding)
     case "Queued":
@@ -186,7 +216,7 @@ export const step = (state: State, input: Input): Step => {
       )
     }
     case "Shutdown":
-      if (state.reading._tag === "Commands") return shutdownNow(state)
+      if (state.reading._tag === "Commands" && state.greeted) return shutdownNow(state)
       return done({ ...state, draining: true })
   }
 }
@@ -194,10 +224,19 @@ export const step = (state: State, input: Input): Step => {
 const shutdownNow = (state: State): Step =>
   done({ ...resetTransaction(state), closed: true }, serviceReply(state, 421, "4.3.2", "Service shutting down"), close("shutdown"))
 
+const greeting = (state: State): Step =>
+  done({ ...state, greeted: true }, reply(220, undefined, `${state.settings.hostname} ESMTP Postern`))
+
 const connected = (state: State, admission: Event.Admission): Step => {
+  // On an implicit TLS listener nothing is said in plaintext: the greeting follows the
+  // handshake, and a refused connection is closed before it (a TLS client could not read a 421).
+  if (state.security === "implicit") {
+    if (admission !== "ok") return done({ ...state, closed: true }, close(admission === "shutdown" ? "shutdown" : "admission"))
+    return done({ ...state, reading: { _tag: "Handshake" } }, { _tag: "StartTls" })
+  }
   switch (admission) {
     case "ok":
-      return done({ ...state, greeted: true }, reply(220, undefined, `${state.settings.hostname} ESMTP Postern`))
+      return greeting(state)
     case "global-limit":
     case "client-limit":
       return done(
@@ -235,8 +274,16 @@ const line = (state: State, text: string, flaw: Framer.LineFlaw | undefined): St
   }
 }
 
+/** STARTTLS is offered on listeners with TLS, until the connection is encrypted. */
+const offersStartTls = (state: State): boolean =>
+  (state.security === "may" || state.security === "encrypt") && state.tls === undefined
+
 const command = (state: State, cmd: Command.Command): Step => {
-  const counts = Protocol.flagsOf(cmd._tag).countsAsError
+  const flags = Protocol.flagsOf(cmd._tag)
+  const counts = flags.countsAsError
+  if (state.security === "encrypt" && state.tls === undefined && !flags.allowedBeforeTls) {
+    return rejected(state, replies.mustStartTls, counts)
+  }
   switch (cmd._tag) {
     case "Ehlo":
       return done(
@@ -244,7 +291,10 @@ const command = (state: State, cmd: Command.Command): Step => {
         ...dropChunks(state),
         {
           _tag: "Reply",
-          reply: Reply.multiline(250, [state.settings.hostname, ...Protocol.ehloKeywords(state.settings.maxMessageSize)])
+          reply: Reply.multiline(250, [
+            state.settings.hostname,
+            ...Protocol.ehloKeywords(state.settings.maxMessageSize, { startTls: offersStartTls(state) })
+          ])
         }
       )
     case "Helo":
@@ -274,10 +324,29 @@ const command = (state: State, cmd: Command.Command): Step => {
     case "Help":
       return done(state, replies.help)
     case "Starttls":
-      return rejected(state, replies.notImplemented, counts)
+      return startTls(state, counts)
     case "Auth":
       return rejected(state, replies.authNotEnabled, counts)
   }
+}
+
+const startTls = (state: State, counts: boolean): Step => {
+  if (state.tls !== undefined) return rejected(state, replies.tlsActive, counts)
+  if (!offersStartTls(state)) return rejected(state, replies.notImplemented, counts)
+  if (state.transaction !== undefined) return rejected(state, replies.tlsInTransaction, counts)
+  return done({ ...state, reading: { _tag: "Handshake" } }, replies.readyTls, { _tag: "StartTls" })
+}
+
+/**
+ * RFC 3207 section 4.2: after the handshake the client knows nothing from before it, so HELO
+ * and any transaction are forgotten and it must EHLO again. On an implicit TLS listener this
+ * is where the greeting is given.
+ */
+const tlsEstablished = (state: State, facts: Event.TlsFacts): Step => {
+  if (state.reading._tag !== "Handshake") return done(state)
+  const secured: State = { ...resetTransaction(state), helo: undefined, tls: facts }
+  if (state.draining) return shutdownNow(secured)
+  return secured.greeted ? done(secured) : greeting(secured)
 }
 
 const mail = (state: State, from: Address.ReversePath, parameters: Command.MailParameters, counts: boolean): Step => {

@@ -39,9 +39,13 @@ export const table: { readonly [V in Command.Verb]: CommandFlags } = {
 export const flagsOf = (verb: Command.Verb): CommandFlags => table[verb]
 
 /** EHLO keywords in the order they are advertised; SIZE carries the limit. */
-export const ehloKeywords = (maxMessageSize: number): ReadonlyArray<string> => [
+export const ehloKeywords = (
+  maxMessageSize: number,
+  offers: { readonly startTls: boolean }
+): ReadonlyArray<string> => [
   "PIPELINING",
   `SIZE ${maxMessageSize}`,
+  ...(offers.startTls ? ["STARTTLS"] : []),
   "8BITMIME",
   "ENHANCEDSTATUSCODES",
   "SMTPUTF8",

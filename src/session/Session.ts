@@ -11,6 +11,7 @@ import * as Event from "../log/Event.ts"
 import { EventLog } from "../log/EventLog.ts"
 import { Queue, type QueueTxn } from "../queue/Queue.ts"
 import * as Connection from "../tls/Connection.ts"
+import * as Handshake from "../tls/Handshake.ts"
 import * as Framer from "./Framer.ts"
 import * as Machine from "./Machine.ts"
 import * as Received from "./Received.ts"
@@ -25,6 +26,10 @@ export interface SessionOptions {
   /** The peer's reverse DNS name (reverse lookups are a setting, off by default). */
   readonly clientName: string | undefined
   readonly admission: Event.Admission
+  /** The listener's TLS level. */
+  readonly security: Event.Security
+  /** Runs a TLS handshake; undefined when the listener has no TLS (then `security` is "none"). */
+  readonly tls: Handshake.Upgrade | undefined
   /** Bytes that arrived with a PROXY header, already belonging to the SMTP conversation. */
   readonly initial: Uint8Array | undefined
   readonly settings: Event.MachineSettings
@@ -60,7 +65,9 @@ const timeoutOf = (options: SessionOptions, phase: Event.TimeoutPhase): number =
   }
 }
 
-const protocolOf = (state: Machine.State): string => (state.helo?.extended === true ? "ESMTP" : "SMTP")
+/** RFC 3848's protocol names: ESMTP, plus S once the session is encrypted. */
+const protocolOf = (state: Machine.State): string =>
+  `${state.helo?.extended === true ? "ESMTP" : "SMTP"}${state.tls === undefined ? "" : "S"}`
 
 export const run = Effect.fnUntraced(function*(connection: Connection.Connection, options: SessionOptions) {
   const log = yield* EventLog
@@ -102,7 +109,7 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
       clientAddress: options.peer.address,
       hostname: options.settings.hostname,
       protocol: protocolOf(state),
-      tlsComment: undefined,
+      tlsComment: state.tls === undefined ? undefined : Handshake.receivedComment(state.tls),
       queueId: opened.queueId,
       recipient: recipients.length === 1 ? recipients[0] : undefined,
       at: now()
@@ -140,6 +147,42 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
     }))
 
   /**
+   * The plaintext that came after STARTTLS is dropped unread (CVE-2011-0411): from the framer
+   * and from the connection's own buffer; what is still in the kernel reaches OpenSSL as a bad
+   * record and fails the handshake. The 220 is written first, in plaintext.
+   */
+  const startTls = Effect.gen(function*() {
+    yield* flush
+    const implicit = options.security === "implicit"
+    const discardedBytes = framer.discard() + connection.discardPending()
+    const started = now()
+    log.appendUnsafe(
+      Event.make("TlsHandshakeStarted", { session, at: started, mode: implicit ? "implicit" : "starttls", discardedBytes })
+    )
+    const upgrade = options.tls
+    const outcome = upgrade === undefined
+      ? ({ _tag: "Failure", failure: { reason: "other", detail: "no TLS configured for this listener" } } as const)
+      : yield* Effect.result(upgrade(connection))
+    const at = now()
+    const followUp = outcome._tag === "Success"
+      ? feed(
+        { _tag: "TlsEstablished", facts: outcome.success },
+        Event.make("TlsEstablished", { session, at, facts: outcome.success, durationMs: at - started })
+      )
+      : feed(
+        { _tag: "TlsFailed" },
+        Event.make("TlsHandshakeFailed", {
+          session,
+          at,
+          reason: outcome.failure.reason,
+          detail: outcome.failure.detail,
+          durationMs: at - started
+        })
+      )
+    if (followUp.length > 0) yield* perform(followUp)
+  })
+
+  /**
    * Records the input's event, steps the machine and does at once what needs no I/O (replies
    * are collected, framer modes switched); returns the actions that do need I/O, so that a
    * command answered from memory costs no Effect at all.
@@ -175,6 +218,7 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
           break
         case "Commit":
         case "Abort":
+        case "StartTls":
           ;(effectful ??= []).push(action)
           break
       }
@@ -192,6 +236,8 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
           return commit(action.envelope)
         case "Abort":
           return abortTransaction
+        case "StartTls":
+          return startTls
         default:
           return Effect.void
       }
@@ -212,8 +258,9 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
         return effectsOf(feed({ _tag: "Line", text, flaw }, event))
       }
       case "LineTooLong":
-      case "LineFlood": {
-        const reason = unit._tag === "LineTooLong" ? "too-long" : "flood"
+      case "LineFlood":
+      case "TlsRecord": {
+        const reason = unit._tag === "LineTooLong" ? "too-long" : unit._tag === "LineFlood" ? "flood" : "tls-record"
         return effectsOf(feed({ _tag: unit._tag }, Event.make("LineRejected", { session, at: now(), reason })))
       }
       case "Content": {
@@ -253,6 +300,7 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
       peer: options.peer,
       local: options.local,
       admission: options.admission,
+      security: options.security,
       ...(options.proxiedBy === undefined ? {} : { proxiedBy: options.proxiedBy }),
       ...(options.clientName === undefined ? {} : { clientName: options.clientName })
     })
@@ -260,7 +308,7 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
 
   const loop = Effect.gen(function*() {
     if (options.initial !== undefined && options.initial.length > 0) framer.push(options.initial)
-    yield* perform(feed({ _tag: "Connected", admission: options.admission }, undefined))
+    yield* perform(feed({ _tag: "Connected", admission: options.admission, security: options.security }, undefined))
     while (closeReason === undefined) {
       const unit = framer.next()
       if (unit !== undefined) {

@@ -6,7 +6,9 @@
  * pending read must be wakeable by the daemon (shutdown) without racing fibers per read.
  */
 import type * as Net from "node:net"
+import * as Tls from "node:tls"
 import { Effect } from "effect"
+import * as HandshakeFailure from "./HandshakeFailure.ts"
 
 /** A read ended by `signal()` rather than by data or end of stream. */
 export const Signalled: unique symbol = Symbol.for("postern/tls/Connection/Signalled")
@@ -30,6 +32,18 @@ export interface Connection {
   /** Wakes a pending read (or the next one) with `Signalled`. */
   readonly signal: () => void
   readonly isClosed: () => boolean
+  /** Drops the chunks received and not yet read (plaintext pipelined after STARTTLS); returns their size. */
+  readonly discardPending: () => number
+  /**
+   * Runs the server side of a TLS handshake over the connection (STARTTLS, or implicit TLS
+   * before the greeting); reads and writes go through TLS afterwards. Fails when the peer does
+   * not complete it within `timeout` ms (the socket is destroyed: Node's own handshake timeout
+   * does not close a bare TLSSocket) or the handshake fails.
+   */
+  readonly startTls: (
+    options: Tls.TLSSocketOptions,
+    timeout: number
+  ) => Effect.Effect<Tls.TLSSocket, HandshakeFailure.HandshakeFailure>
 }
 
 /**
@@ -80,7 +94,9 @@ export interface ConnectionOptions {
   readonly writeTimeout: number
 }
 
-export const fromSocket = (socket: Net.Socket, options: ConnectionOptions): Connection => {
+export const fromSocket = (raw: Net.Socket, options: ConnectionOptions): Connection => {
+  /** The plain socket, or the TLS socket over it after `startTls`. */
+  let socket: Net.Socket = raw
   const chunks: Array<Uint8Array> = []
   let buffered = 0
   let ended = false
@@ -95,20 +111,30 @@ export const fromSocket = (socket: Net.Socket, options: ConnectionOptions): Conn
     return true
   }
 
-  socket.on("data", (chunk: Uint8Array) => {
+  const onData = (chunk: Uint8Array) => {
     if (wake(chunk)) return
     chunks.push(chunk)
     buffered += chunk.length
     if (buffered > highWaterMark) socket.pause()
-  })
+  }
   const finish = () => {
     ended = true
     wake(undefined)
   }
-  socket.on("end", finish)
-  socket.on("close", finish)
-  // An error is followed by "close"; the listener keeps the process alive.
-  socket.on("error", finish)
+  const attach = (target: Net.Socket) => {
+    target.on("data", onData)
+    target.on("end", finish)
+    target.on("close", finish)
+    // An error is followed by "close"; the listener keeps the process alive.
+    target.on("error", finish)
+  }
+  const detach = (target: Net.Socket) => {
+    target.off("data", onData)
+    target.off("end", finish)
+    target.off("close", finish)
+    target.off("error", finish)
+  }
+  attach(raw)
 
   const ready = (): ReadResult | "wait" => {
     if (signalled) {
@@ -186,13 +212,74 @@ export const fromSocket = (socket: Net.Socket, options: ConnectionOptions): Conn
     socket.once("close", () => deadlines.delete(deadline))
   })
 
+  const discardPending = (): number => {
+    const dropped = buffered
+    chunks.length = 0
+    buffered = 0
+    return dropped
+  }
+
+  const startTls = (
+    tlsOptions: Tls.TLSSocketOptions,
+    timeout: number
+  ): Effect.Effect<Tls.TLSSocket, HandshakeFailure.HandshakeFailure> =>
+    Effect.callback<Tls.TLSSocket, HandshakeFailure.HandshakeFailure>((resume) => {
+      if (ended || raw.destroyed) {
+        resume(Effect.fail(HandshakeFailure.peerClosed))
+        return
+      }
+      // From here the bytes on the wire belong to TLS: plaintext the peer sent after STARTTLS
+      // and before its ClientHello reaches OpenSSL as a bad record and fails the handshake.
+      detach(raw)
+      raw.on("error", ignore)
+      if (raw.isPaused()) raw.resume()
+      const secure = new Tls.TLSSocket(raw, { ...tlsOptions, isServer: true })
+      let settled = false
+      const settle = (outcome: Effect.Effect<Tls.TLSSocket, HandshakeFailure.HandshakeFailure>) => {
+        if (settled) return
+        settled = true
+        deadlines.delete(deadline)
+        secure.off("secure", onSecure)
+        secure.off("error", onError)
+        secure.off("_tlsError", onError)
+        secure.off("close", onClose)
+        resume(outcome)
+      }
+      const fail = (failure: HandshakeFailure.HandshakeFailure) => {
+        ended = true
+        secure.on("error", ignore)
+        secure.destroy()
+        settle(Effect.fail(failure))
+      }
+      const onSecure = () => {
+        socket = secure
+        attach(secure)
+        settle(Effect.succeed(secure))
+      }
+      const onError = (error: unknown) => fail(HandshakeFailure.classify(error))
+      const onClose = () => fail(HandshakeFailure.peerClosed)
+      const deadline: Deadline = { at: Date.now() + timeout, expire: () => fail(HandshakeFailure.timedOut(timeout)) }
+      watch(deadline)
+      secure.once("secure", onSecure)
+      secure.on("error", onError)
+      secure.on("_tlsError", onError)
+      secure.once("close", onClose)
+      return Effect.sync(() => {
+        if (!settled) fail(HandshakeFailure.timedOut(timeout))
+      })
+    })
+
   return {
     readWithin,
     write,
     close,
+    discardPending,
+    startTls,
     signal: () => {
       if (!wake(Signalled)) signalled = true
     },
     isClosed: () => ended || socket.destroyed
   }
 }
+
+const ignore = () => {}

@@ -46,8 +46,9 @@ describe("Config defaults", () => {
     Effect.gen(function*() {
       const config = yield* Config.load(undefined)
       assert.deepStrictEqual(config.listeners, [
-        { address: "127.0.0.1", port: 2525, role: "smtp" },
-        { address: "127.0.0.1", port: 2587, role: "submission" }
+        { address: "127.0.0.1", port: 2525, role: "smtp", security: "may" },
+        { address: "127.0.0.1", port: 2587, role: "submission", security: "encrypt" },
+        { address: "127.0.0.1", port: 2465, role: "submissions", security: "implicit" }
       ])
       assert.deepStrictEqual(config.localDomains, [{ domain: "localhost", users: "*", transport: "maildir" }])
       assert.deepStrictEqual(config.limits, {
@@ -266,7 +267,7 @@ export default defineConfig(input)
       )
       const config = yield* Config.load(file)
       assert.strictEqual(config.hostname, "mx.example.org")
-      assert.deepStrictEqual(config.listeners, [{ address: "127.0.0.1", port: 2600, role: "submissions" }])
+      assert.deepStrictEqual(config.listeners, [{ address: "127.0.0.1", port: 2600, role: "submissions", security: "implicit" }])
       assert.strictEqual(config.stateDirectory, NodePath.join(directory, "state"))
       assert.strictEqual(config.spool.directory, NodePath.join(directory, "state/spool"))
       assert.strictEqual(config.maildirRoot, NodePath.join(directory, "state/mail"))
@@ -407,7 +408,8 @@ describe("Config service and check", () => {
       const text = yield* Config.check(file)
       assert.include(text, `configuration: ${file}`)
       assert.include(text, "hostname: mx.example.org")
-      assert.include(text, "smtp         0.0.0.0:25  PROXY protocol from 10.0.0.0/8")
+      assert.include(text, "smtp         0.0.0.0:25             STARTTLS may  PROXY protocol from 10.0.0.0/8")
+      assert.include(text, "default certificate: self-signed, kept in")
       assert.include(text, "example.org")
       assert.include(text, "alice, bob -> maildir")
       assert.include(text, `spool   ${NodePath.join(directory, "var/spool")}`)

@@ -6,6 +6,20 @@ const session = "s-01HZY3"
 const peer = { address: "192.0.2.7", port: 40512 }
 const local = { address: "127.0.0.1", port: 25 }
 
+/** The facts of a TLS session with every optional field present. */
+export const tlsFacts: Event.TlsFacts = {
+  version: "TLSv1.3",
+  cipher: "TLS_AES_256_GCM_SHA384",
+  bits: 256,
+  algorithmBits: 256,
+  group: "X25519",
+  sni: "mx.example.test",
+  certificate: "mx.example.test",
+  match: "exact",
+  resumed: false,
+  clientCertificate: { subject: "CN=client.example.test", fingerprint256: "AB:CD", verified: true }
+}
+
 /** Every tag of `Event.Event`, once; the tests check that none is missing. */
 export const samples: ReadonlyArray<Event.Event> = [
   Event.make("SettingsRecorded", {
@@ -30,7 +44,8 @@ export const samples: ReadonlyArray<Event.Event> = [
     peer,
     local,
     proxiedBy: { address: "10.0.0.1", port: 3000 },
-    admission: "ok"
+    admission: "ok",
+    security: "encrypt"
   }),
   Event.make("CommandReceived", { session, at, line: "MAIL FROM:<alice@example.test> SIZE=1024", flaw: "bare-lf" }),
   Event.make("LineRejected", { session, at, reason: "too-long" }),
@@ -59,7 +74,22 @@ export const samples: ReadonlyArray<Event.Event> = [
     retryAt: at + 60_000
   }),
   Event.make("MessageCompleted", { at, queueId: "Q1" }),
-  Event.make("LogRepaired", { at, file: "/var/log/postern/w0/00000001.plog", offset: 4096, droppedBytes: 17 })
+  Event.make("LogRepaired", { at, file: "/var/log/postern/w0/00000001.plog", offset: 4096, droppedBytes: 17 }),
+  Event.make("TlsHandshakeStarted", { session, at, mode: "starttls", discardedBytes: 6 }),
+  Event.make("TlsEstablished", { session, at, facts: tlsFacts, durationMs: 3 }),
+  Event.make("TlsHandshakeFailed", { session, at, reason: "timeout", detail: "no complete handshake within 10000 ms", durationMs: 10_000 }),
+  Event.make("CertificateLoaded", {
+    at,
+    name: "mx.example.test",
+    file: "/etc/postern/mx.pem",
+    subject: "CN=mx.example.test",
+    names: ["mx.example.test"],
+    notAfter: at + 86_400_000,
+    fingerprint256: "AB:CD",
+    reload: false
+  }),
+  Event.make("CertificateRejected", { at, name: "default", file: "/etc/postern/default.pem", reason: "key does not match" }),
+  Event.make("CertificateExpiring", { at, name: "default", file: "/etc/postern/default.pem", notAfter: at + 86_400_000 })
 ]
 
 /** A small event with a recognisable position, for ordering tests. */

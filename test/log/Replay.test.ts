@@ -3,7 +3,7 @@ import * as Event from "../../src/log/Event.ts"
 import * as Replay from "../../src/log/Replay.ts"
 import * as Machine from "../../src/session/Machine.ts"
 import * as Reply from "../../src/session/Reply.ts"
-import { samples } from "./EventSamples.ts"
+import { samples, tlsFacts } from "./EventSamples.ts"
 import { settings } from "../support/Settings.ts"
 
 const digest = "d1"
@@ -34,7 +34,7 @@ const record = (
   let state = Machine.initial(options.settings ?? settings)
   let envelope: Event.Envelope | undefined
   let closed: Event.SessionCloseReason | undefined
-  const all: ReadonlyArray<Machine.Input> = [{ _tag: "Connected", admission }, ...inputs.map((s) => (typeof s === "string" ? line(s) : s))]
+  const all: ReadonlyArray<Machine.Input> = [{ _tag: "Connected", admission, security: "none" }, ...inputs.map((s) => (typeof s === "string" ? line(s) : s))]
   for (const input of all) {
     at += 1
     switch (input._tag) {
@@ -343,7 +343,7 @@ describe("Replay.inputOf", () => {
   it("maps each recorded input to the machine input, and facts to nothing", () => {
     const expected: { readonly [K in Event.Event["_tag"]]: Machine.Input | undefined } = {
       SettingsRecorded: undefined,
-      SessionOpened: { _tag: "Connected", admission: "ok" },
+      SessionOpened: { _tag: "Connected", admission: "ok", security: "encrypt" },
       CommandReceived: { _tag: "Line", text: "MAIL FROM:<alice@example.test> SIZE=1024", flaw: "bare-lf" },
       LineRejected: { _tag: "LineTooLong" },
       ContentReceived: { _tag: "ContentEnd", size: 4096, bareLineEnding: "cr" },
@@ -356,7 +356,13 @@ describe("Replay.inputOf", () => {
       MessageDelivered: undefined,
       DeliveryFailed: undefined,
       MessageCompleted: undefined,
-      LogRepaired: undefined
+      LogRepaired: undefined,
+      TlsHandshakeStarted: undefined,
+      TlsEstablished: { _tag: "TlsEstablished", facts: tlsFacts },
+      TlsHandshakeFailed: { _tag: "TlsFailed" },
+      CertificateLoaded: undefined,
+      CertificateRejected: undefined,
+      CertificateExpiring: undefined
     }
     for (const event of samples) assert.deepStrictEqual(Replay.inputOf(event), expected[event._tag], event._tag)
   })

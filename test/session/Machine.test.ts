@@ -12,7 +12,11 @@ import { settings } from "../support/Settings.ts"
 
 type Step = Machine.Input | string
 
-const connect = (admission: Event.Admission = "ok"): Machine.Input => ({ _tag: "Connected", admission })
+const connect = (admission: Event.Admission = "ok", security: Event.Security = "none"): Machine.Input => ({
+  _tag: "Connected",
+  admission,
+  security
+})
 const line = (text: string): Machine.Input => ({ _tag: "Line", text, flaw: undefined })
 const flawed = (text: string, flaw: "bare-lf" | "bare-cr" | "nul"): Machine.Input => ({ _tag: "Line", text, flaw })
 const end = (size: number, bareLineEnding?: "lf" | "cr"): Machine.Input => ({
@@ -44,6 +48,8 @@ const render = (action: Machine.Action): string => {
       return `[commit <${action.envelope.from}> -> ${action.envelope.to.map((t) => `<${t}>`).join(",")}]`
     case "Abort":
       return "[abort]"
+    case "StartTls":
+      return "[start tls]"
     case "Close":
       return `[close ${action.reason}]`
   }
