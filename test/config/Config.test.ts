@@ -337,7 +337,16 @@ export default defineConfig(input)
     Effect.gen(function*() {
       const config = yield* Config.load(NodePath.join(repoRoot, "postern.config.example.ts"))
       assert.strictEqual(config.hostname, "mx.example.org")
-      assert.deepStrictEqual(config.listeners.map((l) => l.role), ["smtp", "submission", "smtp"])
+      assert.deepStrictEqual(config.listeners.map((l) => `${l.role}/${l.security}`), [
+        "smtp/may",
+        "submission/encrypt",
+        "submissions/implicit",
+        "smtp/may"
+      ])
+      assert.strictEqual(config.tls.settings.defaultCertificate?.certificate, "/etc/postern/tls/mx.example.org.pem")
+      assert.deepStrictEqual(config.tls.settings.domains.map((d) => d.names), [["mail.example.net", "*.example.net"]])
+      assert.strictEqual(config.tls.settings.domains[0]?.protocol.minVersion, "TLSv1.3")
+      assert.strictEqual(config.tls.selfSignedDirectory, undefined)
       assert.strictEqual(config.stateDirectory, NodePath.join(repoRoot, "var"))
       assert.deepStrictEqual(config.limits, Config.defaults.limits)
       assert.deepStrictEqual(config.timeouts, Config.defaults.timeouts)
