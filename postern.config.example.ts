@@ -136,8 +136,9 @@ export default defineConfig({
     // passphrase: "...",
 
     // Certificates by server name (SNI): exact names and wildcards ("*.example.org" matches one
-    // label). Each may override minVersion, maxVersion, ciphers, cipherSuites, groups and
-    // preferServerCiphers. Default: []
+    // label). Each may narrow the protocol versions (minVersion, maxVersion); ciphers and
+    // groups are server-wide, because Node takes only the certificate from the SNI choice.
+    // Default: []
     domains: [
       {
         names: ["mail.example.net", "*.example.net"],

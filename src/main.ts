@@ -74,6 +74,8 @@ const postern = Command.make("postern").pipe(
   Command.withSubcommands([serve, configCommand, replay, BenchCli.command])
 )
 
+const fatal = (tag: string): boolean => tag === "ListenError" || tag === "CertificateError" || tag === "TicketKeyError"
+
 /** A cluster worker: configuration from the primary's environment, stop on SIGTERM. */
 const worker = Effect.gen(function*() {
   const file = process.env[Primary.workerEnv.config] || undefined
@@ -110,9 +112,10 @@ const worker = Effect.gen(function*() {
       else deliver(pending.config)
     }
   }), (error) =>
-    // Only a listener that cannot be served stops the daemon; anything else (a log or spool
-    // that failed to open) ends this worker, and the primary starts it again.
-    error._tag !== "ListenError" ? Effect.void : Effect.callback<void>((resume) => {
+    // A listener that cannot be served or a certificate that cannot be used stops the daemon:
+    // starting again would fail the same way. Anything else (a log or spool that failed to
+    // open) ends this worker, and the primary starts it again.
+    !fatal(error._tag) ? Effect.void : Effect.callback<void>((resume) => {
       const message: Primary.WorkerMessage = { type: "failed", message: error.message }
       if (process.send === undefined) return resume(Effect.void)
       process.send(message, undefined, {}, () => resume(Effect.void))

@@ -202,14 +202,14 @@ const ServerName = text(
   (s) => domainPattern.test(s.startsWith("*.") ? s.slice(2) : s)
 ).pipe(Schema.decodeTo(Schema.String, SchemaTransformation.toLowerCase()))
 
-/** Protocol settings a domain may override. */
+/**
+ * What a domain may override: the protocol versions. Node takes only the certificate from the
+ * context chosen by SNI (the ciphers, groups and cipher order of the handshake are the
+ * server's), so per-domain ciphers would be settings that silently do nothing.
+ */
 const protocolFields = {
   minVersion: Schema.optionalKey(TlsVersion),
-  maxVersion: Schema.optionalKey(TlsVersion),
-  ciphers: Schema.optionalKey(NonEmptyText("an OpenSSL cipher list")),
-  cipherSuites: Schema.optionalKey(NonEmptyText("TLS 1.3 cipher suites separated by \":\"")),
-  groups: Schema.optionalKey(NonEmptyText("key exchange groups separated by \":\" such as \"X25519:P-256\"")),
-  preferServerCiphers: Schema.optionalKey(Bool)
+  maxVersion: Schema.optionalKey(TlsVersion)
 }
 
 const versionOrder = (v: TlsSettings.TlsVersion): number => (v === "TLSv1.2" ? 2 : 3)
@@ -225,7 +225,7 @@ const DomainTls = Schema.Struct({
   key: PathString,
   passphrase: Schema.optionalKey(Schema.String),
   ...protocolFields
-}).annotate({ expected: "a domain { names, certificate, key, passphrase?, minVersion?, maxVersion?, ciphers?, ... }" })
+}).annotate({ expected: "a domain { names, certificate, key, passphrase?, minVersion?, maxVersion? }" })
   .check(versionsInOrder)
 
 const SessionTickets = Schema.Struct({
@@ -480,10 +480,10 @@ const finish = (parsed: typeof ConfigSchema.Type, baseDirectory: string): Config
           protocol: {
             minVersion: d.minVersion ?? protocol.minVersion,
             maxVersion: d.maxVersion ?? protocol.maxVersion,
-            ciphers: d.ciphers ?? protocol.ciphers,
-            cipherSuites: d.cipherSuites ?? protocol.cipherSuites,
-            groups: d.groups ?? protocol.groups,
-            preferServerCiphers: d.preferServerCiphers ?? protocol.preferServerCiphers
+            ciphers: protocol.ciphers,
+            cipherSuites: protocol.cipherSuites,
+            groups: protocol.groups,
+            preferServerCiphers: protocol.preferServerCiphers
           }
         })),
         protocol,

@@ -14,6 +14,9 @@ import * as LogReader from "../log/LogReader.ts"
 import * as LogWriter from "../log/LogWriter.ts"
 import { Queue } from "../queue/Queue.ts"
 import * as Listener from "../session/Listener.ts"
+import type * as CertStore from "../tls/CertStore.ts"
+import * as Handshake from "../tls/Handshake.ts"
+import * as Setup from "../tls/Setup.ts"
 
 export interface WorkerOptions {
   readonly config: ConfigModule.ConfigShape
@@ -43,6 +46,24 @@ export const reverseName = (address: string): Effect.Effect<string | undefined> 
     Effect.orElseSucceed(() => undefined)
   )
 
+/** Tells the administrator on stderr what the event log records about certificates that need attention. */
+const reportCertificates = (
+  partition: string,
+  events: ReadonlyArray<Event.Event>,
+  rejected: ReadonlyArray<{ readonly message: string }>
+): void => {
+  // One worker speaks for all: they read the same files.
+  if (partition !== "w0") return
+  for (const event of events) {
+    if (event._tag === "CertificateExpiring") {
+      process.stderr.write(
+        `postern: warning: certificate ${event.file} (${event.name}) expires ${new Date(event.notAfter).toISOString()}\n`
+      )
+    }
+  }
+  for (const error of rejected) process.stderr.write(`postern: certificate reload refused, keeping the old one: ${error.message}\n`)
+}
+
 export const settingsDigest = (settings: Event.MachineSettings): string =>
   Crypto.createHash("sha256").update(JSON.stringify(settings)).digest("hex").slice(0, 16)
 
@@ -70,6 +91,16 @@ export const run = Effect.fnUntraced(function*(options: WorkerOptions) {
       )
     }
     yield* log.appendDurable(Event.make("SettingsRecorded", { at: Date.now(), digest, settings }))
+    const tls = yield* Setup.prepare(config)
+    for (const event of tls.events) log.appendUnsafe(event)
+    reportCertificates(partition, tls.events, [])
+    const store: CertStore.CertStore = tls.store
+    const reloadCertificates = (report: CertStore.ReloadReport) =>
+      Effect.sync(() => {
+        for (const event of report.events) log.appendUnsafe(event)
+        reportCertificates(partition, report.events, report.rejected)
+      })
+    yield* Effect.forkScoped(store.watch(reloadCertificates))
     const listeners = yield* Listener.serve({
       listeners: config.listeners.map((l) => ({
         address: l.address,
@@ -78,7 +109,7 @@ export const run = Effect.fnUntraced(function*(options: WorkerOptions) {
         security: l.security,
         proxyProtocol: l.proxyProtocol
       })),
-      tls: undefined,
+      tls: Handshake.make(() => store, { timeout: config.tls.settings.handshakeTimeout }),
       partition,
       current: () => current,
       framing: { maxLineLength: config.limits.lineLength, maxDiscard: config.limits.lineDiscard },
@@ -94,6 +125,8 @@ export const run = Effect.fnUntraced(function*(options: WorkerOptions) {
         const reloaded = yield* Deferred.make<ConfigModule.ConfigShape | undefined>()
         options.onReloadRequest((config) => Deferred.doneUnsafe(reloaded, Effect.succeed(config)))
         const next = yield* Deferred.await(reloaded)
+        // Certificates are re-read on every SIGHUP, even when the file did not change or is broken.
+        yield* Effect.flatMap(store.reload, reloadCertificates)
         if (next === undefined) return
         const nextSettings = machineSettings(next)
         current = { settings: nextSettings, digest: settingsDigest(nextSettings) }

@@ -7,22 +7,13 @@ import type * as Tls from "node:tls"
 import { Effect } from "effect"
 import type * as Event from "../log/Event.ts"
 import type * as Connection from "./Connection.ts"
+import * as CertStore from "./CertStore.ts"
 import type * as HandshakeFailure from "./HandshakeFailure.ts"
 
 /** Which certificate a handshake served, and why. */
 export interface Served {
   readonly certificate: string
   readonly match: Event.CertificateMatch
-}
-
-/** The part of the certificate store a handshake needs. */
-export interface CertificateChooser {
-  /**
-   * Options for a server `TLSSocket`. `onResolved` is called when the client's SNI picked a
-   * certificate; a handshake without SNI (or whose name fell back to the default) reports
-   * nothing and got the default.
-   */
-  readonly serverOptions: (onResolved: (served: Served) => void) => Tls.TLSSocketOptions
 }
 
 /** Performs a handshake over a connection and returns its facts. */
@@ -44,11 +35,11 @@ export const cipherBits = (cipher: string): number => {
 }
 
 /** The negotiated facts of an established server socket. */
-export const factsOf = (socket: Tls.TLSSocket, served: Served, requestedClientCertificate: boolean): Event.TlsFacts => {
+export const factsOf = (socket: Tls.TLSSocket, served: Served): Event.TlsFacts => {
   const cipher = socket.getCipher()
   const bits = cipherBits(cipher.name)
   const servername = (socket as Tls.TLSSocket & { readonly servername?: string | false | null }).servername
-  const peer = requestedClientCertificate ? socket.getPeerX509Certificate() : undefined
+  const peer = CertStore.clientCertificate(socket)
   return {
     version: socket.getProtocol() ?? cipher.version,
     cipher: cipher.name,
@@ -58,34 +49,33 @@ export const factsOf = (socket: Tls.TLSSocket, served: Served, requestedClientCe
     certificate: served.certificate,
     match: served.match,
     resumed: socket.isSessionReused(),
-    ...(peer === undefined
-      ? {}
-      : {
-        clientCertificate: {
-          subject: peer.subject.replace(/\n/g, ", "),
-          fingerprint256: peer.fingerprint256,
-          verified: socket.authorized
-        }
-      })
+    ...(peer === undefined ? {} : { clientCertificate: peer })
   }
 }
 
 /**
- * An upgrade that takes its options from `chooser()` at each handshake (so a reloaded store
- * serves new connections) and gives up after `timeout` ms.
+ * An upgrade that takes its options from the store in service at each handshake (a reload
+ * serves new connections, open ones keep theirs) and gives up after `timeout` ms. Node runs
+ * no SNI callback for a client without SNI or resuming a session, so the certificate is then
+ * looked up from the established socket.
  */
-export const make = (
-  chooser: () => CertificateChooser,
-  settings: { readonly timeout: number; readonly requestClientCertificate: boolean }
-): Upgrade =>
+export const make = (store: () => CertStore.CertStore, settings: { readonly timeout: number }): Upgrade =>
 (connection) =>
   Effect.suspend(() => {
-    let served = defaultServed
-    const options = chooser().serverOptions((resolved) => {
-      served = resolved
-    })
+    const current = store()
+    let resolved: Served | undefined
+    let refused: HandshakeFailure.HandshakeFailure | undefined
+    const options = current.serverOptions(
+      (resolution) => {
+        resolved = resolution
+      },
+      (refusal) => {
+        refused = { reason: refusal.reason, detail: refusal.detail }
+      }
+    )
     return connection.startTls(options, settings.timeout).pipe(
-      Effect.map((socket) => factsOf(socket, served, settings.requestClientCertificate))
+      Effect.mapError((failure) => refused ?? failure),
+      Effect.map((socket) => factsOf(socket, resolved ?? current.resolutionOf(socket) ?? defaultServed))
     )
   })
 

@@ -8,7 +8,8 @@ import * as Net from "node:net"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { afterAll, afterEach, assert, describe, it } from "@effect/vitest"
-import { type Daemon, runPostern, sleep, startDaemon, uniqueToken, waitForMail } from "../support/Daemon.ts"
+import * as Certificates from "../support/Certificates.ts"
+import { type Daemon, freePorts, runPostern, sleep, startDaemon, uniqueToken, waitForMail } from "../support/Daemon.ts"
 import { describeReply, queueIdOf, SmtpClient } from "../support/SmtpClient.ts"
 
 describe("lifecycle", () => {
@@ -135,12 +136,24 @@ describe("lifecycle", () => {
     }
   })
 
-  it("a submissions listener refuses to start until implicit TLS exists, rather than serving plaintext", async () => {
-    const state = Fs.mkdtempSync(Path.join(scratch, "implicit-"))
+  it("a certificate whose key does not match stops the daemon with a message naming the file, instead of restarting workers", async () => {
+    const state = Fs.mkdtempSync(Path.join(scratch, "mismatch-"))
+    const pki = await Certificates.makePki(Path.join(state, "pki"), {
+      leaves: [{ name: "mx", dns: ["mx.postern.test"] }, { name: "other", dns: ["other.postern.test"] }]
+    })
+    const [port] = await freePorts(1)
     const file = Path.join(state, "postern.config.ts")
-    Fs.writeFileSync(file, `export default ${JSON.stringify({ listeners: [{ port: 1, role: "submissions" }], stateDirectory: state, workers: 1 })}\n`)
+    const config = {
+      listeners: [{ port, role: "submissions" }],
+      stateDirectory: state,
+      workers: 2,
+      tls: { certificate: pki.leaf("mx").certificateFile, key: pki.leaf("other").keyFile }
+    }
+    Fs.writeFileSync(file, `export default ${JSON.stringify(config)}\n`)
     const result = await runPostern(["serve", "--config", file], 30_000)
     assert.strictEqual(result.code, 1, result.stderr)
-    assert.include(result.stderr, "needs implicit TLS")
+    assert.include(result.stderr, "cannot start")
+    assert.include(result.stderr, pki.leaf("mx").certificateFile)
+    assert.notInclude(result.stderr, "restarting it")
   })
 })
