@@ -36,17 +36,25 @@ const isWorkerMessage = (value: unknown): value is WorkerMessage =>
   (value.type === "listening" || value.type === "failed")
 
 export const banner = (config: ConfigModule.ConfigShape, ports: ReadonlyArray<number>): string => {
-  const listeners = config.listeners.map((l, i) => `  ${l.role.padEnd(11)} ${l.address}:${ports[i] ?? l.port}`).join("\n")
+  const listeners = config.listeners.map((l, i) =>
+    `  ${l.role.padEnd(11)} ${`${l.address}:${ports[i] ?? l.port}`.padEnd(21)} ${
+      l.security === "implicit" ? "implicit TLS" : l.security === "none" ? "no TLS" : `STARTTLS (${l.security})`
+    }`
+  ).join("\n")
+  const tls = config.tls.selfSignedDirectory !== undefined
+    ? `self-signed certificate in ${config.tls.selfSignedDirectory}`
+    : config.tls.settings.defaultCertificate?.certificate ?? `${config.tls.settings.domains.length} certificate(s) by SNI`
   const smtp = config.listeners.find((l) => l.role === "smtp") ?? config.listeners[0]
   const domain = config.localDomains[0]?.domain ?? "localhost"
   const tryIt = smtp === undefined
     ? ""
-    : `\nSend a test message:\n  swaks --server ${smtp.address}:${smtp.port} --from you@example.com --to postmaster@${domain}\n`
+    : `\nSend a test message (add --tls for STARTTLS):\n  swaks --server ${smtp.address}:${smtp.port} --from you@example.com --to postmaster@${domain}\n`
   return `Postern serving as ${config.hostname} with ${config.workers} worker(s)\n` +
     `Listeners:\n${listeners}\n` +
     `Event log:  ${config.log.directory} (fsync ${config.log.fsync})\n` +
     `Spool:      ${config.spool.directory}\n` +
     `Maildir:    ${config.maildirRoot}\n` +
+    `TLS:        ${tls}\n` +
     `Local domains: ${config.localDomains.map((d) => `${d.domain} (${d.transport})`).join(", ")}\n` +
     tryIt +
     `Replay sessions: postern replay ${config.log.directory}\n`
