@@ -64,6 +64,7 @@ export const run = Effect.fnUntraced(function*(options: ReplayOptions) {
     yield* line(options.json, summary, describe(summary))
   }
   if (options.follow) {
+    yield* Console.error(`following ${options.directory} (new events as they are written; Ctrl-C stops)`)
     yield* LogReader.follow(options.directory, true).pipe(
       Stream.runForEach((event) =>
         options.json

@@ -85,9 +85,13 @@ describe("supervision", () => {
       stdio: ["ignore", "pipe", "pipe"]
     })
     let output = ""
+    let errors = ""
     follower.stdout.on("data", (chunk: Buffer) => (output += chunk.toString("utf8")))
+    follower.stderr.on("data", (chunk: Buffer) => (errors += chunk.toString("utf8")))
     try {
-      await sleep(2_000)
+      // Following starts at the end of the log: the session must come after it has begun.
+      await waitFor("the follower to start", () => (errors.includes("following") ? true : undefined), 15_000)
+      await sleep(500)
       const token = uniqueToken("follow")
       const client = await SmtpClient.open(daemon.ports.smtp)
       const reply = await client.request(`EHLO ${token}.client.test`)

@@ -7,6 +7,7 @@ type Ev =
   | readonly ["flood"]
   | readonly ["content", string]
   | readonly ["end", number, "lf" | "cr" | undefined]
+  | readonly ["tls"]
 
 const bytesOf = (s: string): Uint8Array => Uint8Array.from(s, (c) => c.charCodeAt(0))
 const textOf = (b: Uint8Array): string => {
@@ -18,6 +19,7 @@ const textOf = (b: Uint8Array): string => {
 const line = (text: string, flaw?: Framer.LineFlaw): Ev => ["line", text, flaw]
 const tooLong: Ev = ["tooLong"]
 const flood: Ev = ["flood"]
+const tls: Ev = ["tls"]
 const content = (text: string): Ev => ["content", text]
 const end = (size: number, bare?: "lf" | "cr"): Ev => ["end", size, bare]
 
@@ -86,6 +88,9 @@ const drive = (limits: Framer.FramerLimits, pushes: ReadonlyArray<Uint8Array>): 
           break
         case "LineFlood":
           out.push(flood)
+          break
+        case "TlsRecord":
+          out.push(tls)
           break
       }
     }
@@ -574,6 +579,56 @@ describe("Framer", () => {
         input += "QUIT\r\n"
         expected.push(line("QUIT"))
         assert.deepStrictEqual(drive(standard, randomSplits(bytesOf(input), rand)), expected, JSON.stringify(chunks))
+      }
+    })
+  })
+  describe("a TLS record where a command starts", () => {
+    /** The first bytes of a real ClientHello: binary, with CR and LF bytes that must not make lines. */
+    const clientHello = "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\x00\n\x0a\xc0\x2b\r\nQUIT\r\n"
+    runVectors([
+      { name: "0x16 as the first byte of the connection", input: clientHello, expected: [tls] },
+      { name: "0x16 alone", input: "\x16", expected: [tls] },
+      { name: "0x16 after a complete line", input: "EHLO x\r\n" + clientHello, expected: [line("EHLO x"), tls] },
+      { name: "0x16 after an empty line", input: "\r\n\x16\x03\x01", expected: [line(""), tls] },
+      { name: "0x16 after a bare-LF line", input: "NOOP\n\x16\x03", expected: [line("NOOP", "bare-lf"), tls] },
+      { name: "0x16 after an over-long line", input: "x".repeat(40) + "\r\n\x16\x03", expected: [tooLong, tls] },
+      { name: "0x16 after pipelined commands", input: "NOOP\r\nRSET\r\n\x16NOOP\r\n", expected: [line("NOOP"), line("RSET"), tls] },
+      { name: "0x16 inside a line is part of the line", input: "NO\x16OP\r\nQUIT\r\n", expected: [line("NO\x16OP"), line("QUIT")] },
+      { name: "0x16 at the end of a line is part of the line", input: "EHLO x\x16\r\nQUIT\r\n", expected: [line("EHLO x\x16"), line("QUIT")] },
+      {
+        name: "0x16 in DATA content is content; after the content it is a TLS record",
+        input: "DATA\r\n\x16\x03\x01\r\n.\r\n\x16\x03",
+        expected: [line("DATA"), content("\x16\x03\x01\r\n"), end(5), tls]
+      },
+      {
+        name: "0x16 in a BDAT chunk is content; after the chunk it is a TLS record",
+        input: "BDAT 3 LAST\r\n\x16\x03\x01\x16\x03",
+        expected: [line("BDAT 3 LAST"), content("\x16\x03\x01"), end(3), tls]
+      }
+    ])
+
+    it("after TlsRecord, next() stays undefined and pushes are not held", () => {
+      const framer = Framer.make(standard)
+      framer.push(bytesOf("EHLO x\r\n\x16\x03\x01\x02\x00"))
+      const first = framer.next()
+      assert.deepStrictEqual(first?._tag === "Line" ? textOf(first.bytes) : first, "EHLO x")
+      assert.deepStrictEqual(framer.next(), { _tag: "TlsRecord" })
+      assert.strictEqual(framer.buffered(), 0)
+      assert.isUndefined(framer.next())
+      for (const more of ["NOOP\r\n", "\x16", "QUIT\r\nQUIT\r\n"]) {
+        framer.push(bytesOf(more))
+        assert.isUndefined(framer.next())
+        assert.strictEqual(framer.buffered(), 0)
+      }
+    })
+
+    it("in every split of the input, the units before the record are the same and nothing follows it", () => {
+      const rand = prng(316)
+      for (let run = 0; run < 500; run++) {
+        const lines = Array.from({ length: rand(4) }, (_, i) => `NOOP ${i}`)
+        const input = lines.map((l) => l + "\r\n").join("") + "\x16\x03\x01\r\nNOOP\r\n"
+        const expected: Array<Ev> = [...lines.map((l) => line(l)), tls]
+        assert.deepStrictEqual(drive(standard, randomSplits(bytesOf(input), rand)), expected, JSON.stringify(input))
       }
     })
   })

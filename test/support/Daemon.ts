@@ -27,6 +27,8 @@ export const repoRoot = Path.resolve(Path.dirname(fileURLToPath(import.meta.url)
 /** A listener added to the two default ones; its port is picked for it. */
 export interface ExtraListener {
   readonly role: "smtp" | "submission" | "submissions"
+  /** The STARTTLS level of an smtp or submission listener; the role's default when left out. */
+  readonly tls?: "none" | "may" | "encrypt"
   readonly proxyProtocol?: { readonly trustedNetworks: ReadonlyArray<string> }
 }
 
