@@ -258,6 +258,21 @@ const Tls = Schema.Struct({
 }).annotate({ expected: "an object of TLS settings" })
   .check(
     versionsInOrder,
+    // A domain's versions are merged with the server's: check what the merge gives.
+    Schema.makeFilter((t: {
+      readonly minVersion: TlsSettings.TlsVersion
+      readonly maxVersion: TlsSettings.TlsVersion
+      readonly domains: ReadonlyArray<{ readonly minVersion?: TlsSettings.TlsVersion; readonly maxVersion?: TlsSettings.TlsVersion }>
+    }) =>
+      t.domains.flatMap((d, index) => {
+        const min = d.minVersion ?? t.minVersion
+        const max = d.maxVersion ?? t.maxVersion
+        return versionOrder(min) <= versionOrder(max) ? [] : [{
+          path: ["domains", index],
+          issue: `expected minVersion at most maxVersion once merged with the server's, got ${min} > ${max}`
+        }]
+      })
+    ),
     Schema.makeFilter((t: { readonly certificate?: string; readonly key?: string }) =>
       (t.certificate === undefined) === (t.key === undefined) ||
       "expected both certificate and key, or neither"

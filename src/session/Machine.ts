@@ -282,6 +282,9 @@ const command = (state: State, cmd: Command.Command): Step => {
   const flags = Protocol.flagsOf(cmd._tag)
   const counts = flags.countsAsError
   if (state.security === "encrypt" && state.tls === undefined && !flags.allowedBeforeTls) {
+    // A BDAT chunk follows its command unasked (RFC 3030): it is read and dropped, and the
+    // refusal comes at its end, or its bytes would be taken for commands.
+    if (cmd._tag === "Bdat") return refuseChunk(state, cmd.size, cmd.last, replies.mustStartTls.reply)
     return rejected(state, replies.mustStartTls, counts)
   }
   switch (cmd._tag) {
@@ -398,6 +401,13 @@ const data = (state: State, counts: boolean): Step => {
   return done({ ...state, reading: { _tag: "Data" } }, replies.startData, { _tag: "ReadData" })
 }
 
+/** Reads a BDAT chunk only to stay in sync with the client; `answer` is the reply at its end. */
+const refuseChunk = (state: State, size: number, last: boolean, answer: Reply.Reply): Step =>
+  done(
+    { ...state, reading: { _tag: "Bdat", last, reply: answer } },
+    { _tag: "ReadBdat", size, first: false, keep: false }
+  )
+
 /**
  * BDAT content is always read, even when the command is refused, because the client sends it
  * without waiting (RFC 3030 section 4.2); the refusal is the reply at the chunk's end.
@@ -410,10 +420,7 @@ const bdat = (state: State, size: number, last: boolean): Step => {
     ? replies.noRecipients
     : undefined
   if (refusal !== undefined || transaction === undefined) {
-    return done(
-      { ...state, reading: { _tag: "Bdat", last, reply: refusal?.reply ?? replies.needMail.reply } },
-      { _tag: "ReadBdat", size, first: false, keep: false }
-    )
+    return refuseChunk(state, size, last, refusal?.reply ?? replies.needMail.reply)
   }
   return done(
     { ...state, transaction: { ...transaction, chunking: true }, reading: { _tag: "Bdat", last, reply: undefined } },
