@@ -106,6 +106,13 @@ export const initial = (settings: Event.MachineSettings): State => ({
   draining: false
 })
 
+/**
+ * Whether the session is encrypted (STARTTLS done, or an implicit TLS listener): what policy
+ * asks before accepting mail from a client that should have used TLS. The facts themselves
+ * (version, cipher, SNI, resumed, client certificate) are `state.tls`.
+ */
+export const isSecured = (state: State): boolean => state.tls !== undefined
+
 /** The timeout phase that applies while in this state (RFC 5321 4.5.3.2). */
 export const timeoutPhase = (state: State): Event.TimeoutPhase => {
   switch (state.reading._tag) {

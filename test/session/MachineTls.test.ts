@@ -670,3 +670,13 @@ describe("MachineTls: random conversations", () => {
     }
   })
 })
+
+describe("MachineTls: isSecured", () => {
+  it("is false before the handshake and true after it, on every level that has TLS", () => {
+    for (const level of ["may", "encrypt"] as const) {
+      const before = talk(level, [EHLO, "STARTTLS"])
+      assert.isFalse(Machine.isSecured(before.state), level)
+      assert.isTrue(Machine.isSecured(run(afterStartTls(level), []).state), level)
+    }
+  })
+})
