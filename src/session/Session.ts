@@ -153,8 +153,9 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
    */
   const startTls = Effect.gen(function*() {
     yield* flush
+    // On an implicit TLS listener everything received so far is the start of the handshake.
     const implicit = options.security === "implicit"
-    const discardedBytes = framer.discard() + connection.discardPending()
+    const discardedBytes = implicit ? 0 : framer.discard() + connection.discardPending()
     const started = now()
     log.appendUnsafe(
       Event.make("TlsHandshakeStarted", { session, at: started, mode: implicit ? "implicit" : "starttls", discardedBytes })
@@ -162,7 +163,7 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
     const upgrade = options.tls
     const outcome = upgrade === undefined
       ? ({ _tag: "Failure", failure: { reason: "other", detail: "no TLS configured for this listener" } } as const)
-      : yield* Effect.result(upgrade(connection))
+      : yield* Effect.result(upgrade(connection, implicit ? options.initial : undefined))
     const at = now()
     const followUp = outcome._tag === "Success"
       ? feed(
@@ -307,7 +308,9 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
   )
 
   const loop = Effect.gen(function*() {
-    if (options.initial !== undefined && options.initial.length > 0) framer.push(options.initial)
+    if (options.initial !== undefined && options.initial.length > 0 && options.security !== "implicit") {
+      framer.push(options.initial)
+    }
     yield* perform(feed({ _tag: "Connected", admission: options.admission, security: options.security }, undefined))
     while (closeReason === undefined) {
       const unit = framer.next()

@@ -36,13 +36,17 @@ export interface Connection {
   readonly discardPending: () => number
   /**
    * Runs the server side of a TLS handshake over the connection (STARTTLS, or implicit TLS
-   * before the greeting); reads and writes go through TLS afterwards. Fails when the peer does
-   * not complete it within `timeout` ms (the socket is destroyed: Node's own handshake timeout
-   * does not close a bare TLSSocket) or the handshake fails.
+   * before the greeting); reads and writes go through TLS afterwards. Whatever the connection
+   * has received and not handed out yet is the start of the handshake, behind `preRead` (bytes
+   * read before, such as those after a PROXY header): for STARTTLS, drop pipelined plaintext
+   * with `discardPending` first. Fails when the peer does not complete the handshake within
+   * `timeout` ms (the socket is destroyed: Node's own handshake timeout does not close a bare
+   * TLSSocket) or the handshake fails.
    */
   readonly startTls: (
     options: Tls.TLSSocketOptions,
-    timeout: number
+    timeout: number,
+    preRead?: Uint8Array
   ) => Effect.Effect<Tls.TLSSocket, HandshakeFailure.HandshakeFailure>
 }
 
@@ -221,7 +225,8 @@ export const fromSocket = (raw: Net.Socket, options: ConnectionOptions): Connect
 
   const startTls = (
     tlsOptions: Tls.TLSSocketOptions,
-    timeout: number
+    timeout: number,
+    preRead?: Uint8Array
   ): Effect.Effect<Tls.TLSSocket, HandshakeFailure.HandshakeFailure> =>
     Effect.callback<Tls.TLSSocket, HandshakeFailure.HandshakeFailure>((resume) => {
       if (ended || raw.destroyed) {
@@ -232,7 +237,12 @@ export const fromSocket = (raw: Net.Socket, options: ConnectionOptions): Connect
       // and before its ClientHello reaches OpenSSL as a bad record and fails the handshake.
       detach(raw)
       raw.on("error", ignore)
-      if (raw.isPaused()) raw.resume()
+      // Bytes already received (an implicit TLS client's ClientHello may arrive before the
+      // session starts) go back into the socket, where the TLS socket reads them first.
+      raw.pause()
+      const held = [...(preRead === undefined || preRead.length === 0 ? [] : [preRead]), ...chunks.splice(0)]
+      buffered = 0
+      if (held.length > 0) raw.unshift(Buffer.concat(held))
       const secure = new Tls.TLSSocket(raw, { ...tlsOptions, isServer: true })
       let settled = false
       const settle = (outcome: Effect.Effect<Tls.TLSSocket, HandshakeFailure.HandshakeFailure>) => {

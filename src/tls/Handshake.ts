@@ -18,7 +18,8 @@ export interface Served {
 
 /** Performs a handshake over a connection and returns its facts. */
 export type Upgrade = (
-  connection: Connection.Connection
+  connection: Connection.Connection,
+  preRead?: Uint8Array
 ) => Effect.Effect<Event.TlsFacts, HandshakeFailure.HandshakeFailure>
 
 const defaultServed: Served = { certificate: "default", match: "default" }
@@ -60,7 +61,7 @@ export const factsOf = (socket: Tls.TLSSocket, served: Served): Event.TlsFacts =
  * looked up from the established socket.
  */
 export const make = (store: () => CertStore.CertStore, settings: { readonly timeout: number }): Upgrade =>
-(connection) =>
+(connection, preRead) =>
   Effect.suspend(() => {
     const current = store()
     let resolved: Served | undefined
@@ -73,7 +74,7 @@ export const make = (store: () => CertStore.CertStore, settings: { readonly time
         refused = { reason: refusal.reason, detail: refusal.detail }
       }
     )
-    return connection.startTls(options, settings.timeout).pipe(
+    return connection.startTls(options, settings.timeout, preRead).pipe(
       Effect.mapError((failure) => refused ?? failure),
       Effect.map((socket) => factsOf(socket, resolved ?? current.resolutionOf(socket) ?? defaultServed))
     )

@@ -2,10 +2,15 @@
  * The connection adapter over real loopback sockets: reads in order, read deadlines, a peer
  * that stops reading, signals, and the end of the stream.
  */
+import * as Fs from "node:fs"
 import * as Net from "node:net"
+import * as Os from "node:os"
+import * as Path from "node:path"
+import * as Tls from "node:tls"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import * as Connection from "../../src/tls/Connection.ts"
+import * as Certificates from "../support/Certificates.ts"
 
 interface Pair {
   readonly server: Net.Socket
@@ -85,5 +90,60 @@ describe("Connection", () => {
       assert.isTrue(sockets.server.destroyed, "the stalled socket was destroyed")
       assert.isTrue(connection.isClosed())
       sockets.close()
+    }))
+
+  it.live("startTls: a ClientHello received before the upgrade (implicit TLS) is handed to the handshake, with preRead bytes first", () =>
+    Effect.gen(function*() {
+      const directory = Fs.mkdtempSync(Path.join(Os.tmpdir(), "postern-connection-"))
+      const pki = yield* Effect.promise(() => Certificates.makePki(directory, { leaves: [{ name: "mx", dns: ["mx.example.test"] }] }))
+      const sockets = yield* Effect.promise(pair)
+      const connection = Connection.fromSocket(sockets.server, { writeTimeout: 5_000 })
+      // The client starts its handshake at once; the server reads part of it before upgrading.
+      const client = Tls.connect({ socket: sockets.client, servername: "mx.example.test", ca: pki.ca.certificatePem })
+      sockets.client.resume()
+      const first = yield* connection.readWithin(5_000)
+      assert.instanceOf(first, Uint8Array)
+      if (!(first instanceof Uint8Array)) return
+      assert.strictEqual(first[0], 0x16, "a TLS handshake record")
+      yield* Effect.sleep("100 millis")
+      const secure = yield* connection.startTls(
+        { cert: pki.leaf("mx").certificatePem, key: pki.leaf("mx").keyPem },
+        5_000,
+        first
+      )
+      assert.strictEqual(secure.getProtocol(), "TLSv1.3")
+      yield* connection.write(new TextEncoder().encode("220 ready\r\n"))
+      const greeting = yield* Effect.promise(() =>
+        new Promise<string>((resolve) => client.once("data", (chunk: Buffer) => resolve(chunk.toString("utf8"))))
+      )
+      assert.strictEqual(greeting, "220 ready\r\n")
+      client.destroy()
+      sockets.close()
+      Fs.rmSync(directory, { recursive: true, force: true })
+    }))
+
+  it.live("startTls after discardPending: plaintext pipelined after STARTTLS is dropped, and the handshake still succeeds", () =>
+    Effect.gen(function*() {
+      const directory = Fs.mkdtempSync(Path.join(Os.tmpdir(), "postern-connection-"))
+      const pki = yield* Effect.promise(() => Certificates.makePki(directory, { leaves: [{ name: "mx", dns: ["mx.example.test"] }] }))
+      const sockets = yield* Effect.promise(pair)
+      const connection = Connection.fromSocket(sockets.server, { writeTimeout: 5_000 })
+      sockets.client.resume()
+      sockets.client.write("NOOP\r\n")
+      const pipelined = yield* Effect.gen(function*() {
+        while (true) {
+          yield* Effect.sleep("20 millis")
+          const dropped = connection.discardPending()
+          if (dropped > 0) return dropped
+        }
+      })
+      assert.strictEqual(pipelined, 6)
+      const upgraded = Effect.runPromise(connection.startTls({ cert: pki.leaf("mx").certificatePem, key: pki.leaf("mx").keyPem }, 5_000))
+      const client = Tls.connect({ socket: sockets.client, servername: "mx.example.test", ca: pki.ca.certificatePem })
+      const secure = yield* Effect.promise(() => upgraded)
+      assert.isTrue(secure.encrypted)
+      client.destroy()
+      sockets.close()
+      Fs.rmSync(directory, { recursive: true, force: true })
     }))
 })
