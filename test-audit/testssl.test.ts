@@ -9,6 +9,7 @@ import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
+import * as Certificates from "../test/support/Certificates.ts"
 import { type Daemon, startDaemon } from "../test/support/Daemon.ts"
 
 interface Finding {
@@ -22,13 +23,28 @@ const testssl = ["testssl", "testssl.sh"].find((name) =>
 )
 
 /** Runs testssl.sh with the given target arguments and returns its JSON findings. */
-const audit = (args: ReadonlyArray<string>): Array<Finding> => {
+const audit = (caFile: string, args: ReadonlyArray<string>): Array<Finding> => {
   if (testssl === undefined) throw new Error("testssl.sh is not installed (Debian package testssl.sh); .ci/run installs it")
   const directory = Fs.mkdtempSync(Path.join(Os.tmpdir(), "postern-audit-"))
   const json = Path.join(directory, "findings.json")
   const resolv = Path.join(directory, "resolv.conf")
   Fs.writeFileSync(resolv, "nameserver 127.0.0.1\n")
-  const command = [testssl, "--quiet", "--color", "0", "--warnings", "batch", "--jsonfile", json, "--ip", "one", ...args]
+  const command = [
+    testssl,
+    "--quiet",
+    "--color",
+    "0",
+    "--warnings",
+    "batch",
+    "--jsonfile",
+    json,
+    "--ip",
+    "one",
+    // The test CA is the trust anchor, as a real one would be in the system store.
+    "--add-ca",
+    caFile,
+    ...args
+  ]
   const run = ChildProcess.spawnSync(
     "unshare",
     ["-m", "--", "sh", "-c", "mount --bind \"$0\" /etc/resolv.conf && exec \"$@\"", resolv, ...command],
@@ -56,15 +72,28 @@ const checkProtocols = (findings: ReadonlyArray<Finding>) => {
 
 describe("testssl.sh audit", () => {
   let daemon: Daemon
+  let pki: Certificates.Pki
   beforeAll(async () => {
-    daemon = await startDaemon({ extraListeners: [{ role: "submissions" }] })
+    pki = await Certificates.makePki(Fs.mkdtempSync(Path.join(Os.tmpdir(), "postern-audit-pki-")), {
+      leaves: [{
+        name: "mx",
+        dns: ["mx.postern.test"],
+        ips: ["127.0.0.1"],
+        keyType: "ecdsa",
+        revocation: { crl: "http://127.0.0.1/postern-test-ca.crl", ocsp: "http://127.0.0.1/ocsp" }
+      }]
+    })
+    daemon = await startDaemon({
+      extraListeners: [{ role: "submissions" }],
+      tls: { certificate: pki.leaf("mx").certificateFile, key: pki.leaf("mx").keyFile }
+    })
   })
   afterAll(async () => {
     await daemon?.dispose()
   })
 
   it("STARTTLS on the smtp port: no HIGH or CRITICAL finding, only TLS 1.2 and 1.3 offered", () => {
-    const findings = audit(["--starttls", "smtp", `127.0.0.1:${daemon.ports.smtp}`])
+    const findings = audit(pki.ca.certificateFile, ["--starttls", "smtp", `127.0.0.1:${daemon.ports.smtp}`])
     assert.deepStrictEqual(severe(findings), [])
     checkProtocols(findings)
   })
@@ -72,7 +101,7 @@ describe("testssl.sh audit", () => {
   it("implicit TLS on the submissions port: no HIGH or CRITICAL finding, only TLS 1.2 and 1.3 offered", () => {
     const port = daemon.ports.extra[0]
     assert.isDefined(port)
-    const findings = audit([`127.0.0.1:${port}`])
+    const findings = audit(pki.ca.certificateFile, [`127.0.0.1:${port}`])
     assert.deepStrictEqual(severe(findings), [])
     checkProtocols(findings)
   })

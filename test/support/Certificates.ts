@@ -60,6 +60,12 @@ export interface LeafSpec {
   readonly viaIntermediate?: boolean
   /** Adds clientAuth to the extended key usage (for client certificate tests). Default false. */
   readonly clientAuth?: boolean
+  /**
+   * Where revocation would be checked: a CRL distribution point and an OCSP responder (the
+   * URLs are only written into the certificate; nothing serves them). Audits such as
+   * testssl.sh rate a certificate without either as a HIGH finding.
+   */
+  readonly revocation?: { readonly crl: string; readonly ocsp: string }
 }
 
 /** A certificate authority of the test PKI. */
@@ -241,7 +247,11 @@ const issueLeaf = async (
       ),
       new x509.ExtendedKeyUsageExtension(usages),
       await x509.AuthorityKeyIdentifierExtension.create(signer.keys.publicKey),
-      ...(spec.noSubjectAltName === true || names.length === 0 ? [] : [new x509.SubjectAlternativeNameExtension(names)])
+      ...(spec.noSubjectAltName === true || names.length === 0 ? [] : [new x509.SubjectAlternativeNameExtension(names)]),
+      ...(spec.revocation === undefined ? [] : [
+        new x509.CRLDistributionPointsExtension([spec.revocation.crl]),
+        new x509.AuthorityInfoAccessExtension({ ocsp: spec.revocation.ocsp })
+      ])
     ]
   })
   const leafPem = certificate.toString("pem") + "\n"
