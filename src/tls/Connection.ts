@@ -8,6 +8,7 @@
 import type * as Net from "node:net"
 import * as Tls from "node:tls"
 import { Effect } from "effect"
+import * as ClientHello from "./ClientHello.ts"
 import * as HandshakeFailure from "./HandshakeFailure.ts"
 
 /** A read ended by `signal()` rather than by data or end of stream. */
@@ -47,8 +48,17 @@ export interface Connection {
     options: Tls.TLSSocketOptions,
     timeout: number,
     preRead?: Uint8Array
-  ) => Effect.Effect<Tls.TLSSocket, HandshakeFailure.HandshakeFailure>
+  ) => Effect.Effect<Upgraded, HandshakeFailure.HandshakeFailure>
 }
+
+/** An established TLS socket, and the server name its ClientHello asked for. */
+export interface Upgraded {
+  readonly socket: Tls.TLSSocket
+  readonly clientHelloName: string | undefined
+}
+
+/** A TLS record is at most 16 KiB plus its header: past that, the first one is not coming whole. */
+const maxFirstRecord = 16 * 1024 + 5 + 2048
 
 /**
  * Read deadlines of every connection of the process, checked by one sweep every
@@ -227,8 +237,8 @@ export const fromSocket = (raw: Net.Socket, options: ConnectionOptions): Connect
     tlsOptions: Tls.TLSSocketOptions,
     timeout: number,
     preRead?: Uint8Array
-  ): Effect.Effect<Tls.TLSSocket, HandshakeFailure.HandshakeFailure> =>
-    Effect.callback<Tls.TLSSocket, HandshakeFailure.HandshakeFailure>((resume) => {
+  ): Effect.Effect<Upgraded, HandshakeFailure.HandshakeFailure> =>
+    Effect.callback<Upgraded, HandshakeFailure.HandshakeFailure>((resume) => {
       if (ended || raw.destroyed) {
         resume(Effect.fail(HandshakeFailure.peerClosed))
         return
@@ -238,42 +248,67 @@ export const fromSocket = (raw: Net.Socket, options: ConnectionOptions): Connect
       detach(raw)
       raw.on("error", ignore)
       // Bytes already received (an implicit TLS client's ClientHello may arrive before the
-      // session starts) go back into the socket, where the TLS socket reads them first.
-      raw.pause()
-      const held = [...(preRead === undefined || preRead.length === 0 ? [] : [preRead]), ...chunks.splice(0)]
+      // session starts) are the start of the handshake.
+      let received = Buffer.concat([...(preRead === undefined ? [] : [preRead]), ...chunks.splice(0)])
       buffered = 0
-      if (held.length > 0) raw.unshift(Buffer.concat(held))
-      const secure = new Tls.TLSSocket(raw, { ...tlsOptions, isServer: true })
+      let secure: Tls.TLSSocket | undefined
       let settled = false
-      const settle = (outcome: Effect.Effect<Tls.TLSSocket, HandshakeFailure.HandshakeFailure>) => {
+      let clientHelloName: string | undefined
+      const settle = (outcome: Effect.Effect<Upgraded, HandshakeFailure.HandshakeFailure>) => {
         if (settled) return
         settled = true
         deadlines.delete(deadline)
-        secure.off("secure", onSecure)
-        secure.off("error", onError)
-        secure.off("_tlsError", onError)
-        secure.off("close", onClose)
+        raw.off("data", collect)
+        raw.off("close", onClose)
+        secure?.off("secure", onSecure)
+        secure?.off("error", onError)
+        secure?.off("_tlsError", onError)
+        secure?.off("close", onClose)
         resume(outcome)
       }
       const fail = (failure: HandshakeFailure.HandshakeFailure) => {
         ended = true
-        secure.on("error", ignore)
-        secure.destroy()
+        secure?.on("error", ignore)
+        ;(secure ?? raw).destroy()
         settle(Effect.fail(failure))
       }
       const onSecure = () => {
+        if (secure === undefined) return
         socket = secure
         attach(secure)
-        settle(Effect.succeed(secure))
+        settle(Effect.succeed({ socket: secure, clientHelloName }))
       }
       const onError = (error: unknown) => fail(HandshakeFailure.classify(error))
       const onClose = () => fail(HandshakeFailure.peerClosed)
+      // The ClientHello's first record is read here and handed back, so that its server name
+      // is known even when Node reports none (a resumed TLS 1.2 session).
+      const handOver = () => {
+        raw.off("data", collect)
+        raw.off("close", onClose)
+        raw.pause()
+        if (received.length > 0) raw.unshift(received)
+        const upgraded = new Tls.TLSSocket(raw, { ...tlsOptions, isServer: true })
+        secure = upgraded
+        upgraded.once("secure", onSecure)
+        upgraded.on("error", onError)
+        upgraded.on("_tlsError", onError)
+        upgraded.once("close", onClose)
+      }
+      const inspect = () => {
+        const hello = ClientHello.peek(received)
+        if (hello._tag === "NeedMore" && received.length < maxFirstRecord) return
+        if (hello._tag === "ClientHello") clientHelloName = hello.serverName
+        handOver()
+      }
+      const collect = (chunk: Uint8Array) => {
+        received = Buffer.concat([received, chunk])
+        inspect()
+      }
       const deadline: Deadline = { at: Date.now() + timeout, expire: () => fail(HandshakeFailure.timedOut(timeout)) }
       watch(deadline)
-      secure.once("secure", onSecure)
-      secure.on("error", onError)
-      secure.on("_tlsError", onError)
-      secure.once("close", onClose)
+      raw.on("data", collect)
+      raw.once("close", onClose)
+      inspect()
       return Effect.sync(() => {
         if (!settled) fail(HandshakeFailure.timedOut(timeout))
       })

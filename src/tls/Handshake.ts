@@ -35,11 +35,15 @@ export const cipherBits = (cipher: string): number => {
   return 0
 }
 
-/** The negotiated facts of an established server socket. */
-export const factsOf = (socket: Tls.TLSSocket, served: Served): Event.TlsFacts => {
+/**
+ * The negotiated facts of an established server socket. `clientHelloName` is the SNI read from
+ * the ClientHello, for when Node reports none (a resumed TLS 1.2 session).
+ */
+export const factsOf = (socket: Tls.TLSSocket, served: Served, clientHelloName?: string): Event.TlsFacts => {
   const cipher = socket.getCipher()
   const bits = cipherBits(cipher.name)
-  const servername = (socket as Tls.TLSSocket & { readonly servername?: string | false | null }).servername
+  const reported = (socket as Tls.TLSSocket & { readonly servername?: string | false | null }).servername
+  const servername = typeof reported === "string" && reported !== "" ? reported : clientHelloName
   const peer = CertStore.clientCertificate(socket)
   return {
     version: socket.getProtocol() ?? cipher.version,
@@ -76,7 +80,12 @@ export const make = (store: () => CertStore.CertStore, settings: { readonly time
     )
     return connection.startTls(options, settings.timeout, preRead).pipe(
       Effect.mapError((failure) => refused ?? failure),
-      Effect.map((socket) => factsOf(socket, resolved ?? current.resolutionOf(socket) ?? defaultServed))
+      Effect.map(({ clientHelloName, socket }) => {
+        // Without an SNI callback (no SNI, or a resumed session) the certificate is the one the
+        // name the client asked for resolves to: the one its session was made with.
+        const byName = clientHelloName === undefined ? undefined : current.resolve(clientHelloName)
+        return factsOf(socket, resolved ?? byName ?? current.resolutionOf(socket) ?? defaultServed, clientHelloName)
+      })
     )
   })
 

@@ -111,7 +111,8 @@ describe("Connection", () => {
         5_000,
         first
       )
-      assert.strictEqual(secure.getProtocol(), "TLSv1.3")
+      assert.strictEqual(secure.socket.getProtocol(), "TLSv1.3")
+      assert.strictEqual(secure.clientHelloName, "mx.example.test")
       yield* connection.write(new TextEncoder().encode("220 ready\r\n"))
       const greeting = yield* Effect.promise(() =>
         new Promise<string>((resolve) => client.once("data", (chunk: Buffer) => resolve(chunk.toString("utf8"))))
@@ -141,7 +142,8 @@ describe("Connection", () => {
       const upgraded = Effect.runPromise(connection.startTls({ cert: pki.leaf("mx").certificatePem, key: pki.leaf("mx").keyPem }, 5_000))
       const client = Tls.connect({ socket: sockets.client, servername: "mx.example.test", ca: pki.ca.certificatePem })
       const secure = yield* Effect.promise(() => upgraded)
-      assert.isTrue(secure.encrypted)
+      assert.isTrue(secure.socket.encrypted)
+      assert.strictEqual(secure.clientHelloName, "mx.example.test")
       client.destroy()
       sockets.close()
       Fs.rmSync(directory, { recursive: true, force: true })
