@@ -1,7 +1,8 @@
 /**
  * `npm run bench`: SMTP throughput, maildir delivery and idle-connection memory, Postern against
- * Postfix's smtp-sink as the ceiling. One JSON line per scenario on stdout, a human summary on
- * stderr. See bench/README.md.
+ * Postfix's smtp-sink as the ceiling, and TLS handshakes against a bare node:tls responder
+ * (tls.ts). One JSON line per scenario on stdout, a human summary on stderr. See
+ * bench/README.md.
  *
  * Options: --quick, --only <scenario or id>[,...], --ceiling-only, --no-pin, --messages <n>,
  * --idle-connections <n>, --time-limit <s>, --startup-timeout <s>, --workers <n|auto>,
@@ -12,6 +13,7 @@ import * as NodeOs from "node:os"
 import * as NodePath from "node:path"
 import { parseArgs } from "node:util"
 import * as Smtp from "./Smtp.ts"
+import * as Tls from "./tls.ts"
 
 const root = NodePath.resolve(import.meta.dirname, "..")
 const host = "127.0.0.1"
@@ -19,9 +21,10 @@ const outputDirectory = NodePath.join(root, ".bench-out")
 
 const usage = `usage: npm run bench -- [options]
   --quick                  small counts (CI smoke): a few hundred messages, 1,000 idle connections
-  --only <names>           scenarios to run, by kind (throughput, maildir, idle) or id
-                           (e.g. throughput-c20-m10); repeat or separate with commas
-  --ceiling-only           run only smtp-sink (the ceiling); skip everything that needs Postern
+  --only <names>           scenarios to run, by kind (throughput, maildir, idle, tls) or id
+                           (e.g. throughput-c20-m10, tls-starttls-ecdsa-tls13-handshake, or an
+                           id prefix such as tls-implicit); repeat or separate with commas
+  --ceiling-only           run only the ceilings (smtp-sink, the TLS responder); skip Postern
   --no-pin                 do not pin the server and the load generator to CPUs with taskset
   --messages <n>           messages per throughput/maildir run instead of the defaults
   --idle-connections <n>   idle connections to hold (default 10000, quick 1000)
@@ -162,9 +165,11 @@ const scenarios = (options: Options): Array<Scenario> => {
     { kind: "idle", id: "idle", connections: options.idleConnections }
   ]
   if (options.only.length === 0) return all
-  const unknown = options.only.filter((name) => !all.some((s) => s.kind === name || s.id === name))
+  const unknown = options.only.filter((name) => !all.some((s) => s.kind === name || s.id === name) && !Tls.knows(name))
   if (unknown.length > 0) {
-    fail(`--only: unknown scenario ${unknown.join(", ")}; known: throughput, maildir, idle, ${all.map((s) => s.id).join(", ")}`)
+    fail(`--only: unknown scenario ${unknown.join(", ")}; known: throughput, maildir, idle, tls, ${
+      [...all, ...Tls.all].map((s) => s.id).join(", ")
+    }`)
   }
   return all.filter((s) => options.only.includes(s.kind) || options.only.includes(s.id))
 }
@@ -575,6 +580,23 @@ const main = async () => {
     } catch (error) {
       emit({ ...header(context, scenario), error: errorMessage(error) }, `${scenario.id}: error: ${errorMessage(error)}`)
     }
+  }
+  try {
+    await Tls.run({
+      quick: options.quick,
+      only: options.only,
+      ceilingOnly: options.ceilingOnly,
+      pinning: context.pinning,
+      node: context.node,
+      root,
+      outputDirectory,
+      startupTimeoutMs: options.startupTimeoutMs,
+      workers: options.workers,
+      keepState: options.keepState,
+      emit
+    })
+  } catch (error) {
+    emit({ scenario: Tls.kind, id: Tls.kind, error: errorMessage(error) }, `tls: error: ${errorMessage(error)}`)
   }
   process.exitCode = failures > 0 ? 1 : 0
 }
