@@ -39,6 +39,13 @@ export interface Options {
   readonly fsyncIntervalMs: number
   /** The pause before retrying after a failed write or file creation. Default 1000. */
   readonly retryDelayMs?: number
+  /**
+   * How long ordinary appends may wait in memory before they are written, so that one write
+   * carries the events of many sessions. A durable append (or `sync`) writes at once, with
+   * everything pending. Default: 2 ms with policy "interval" or "never" (their events are not
+   * promised to survive a crash sooner anyway), 0 with "always".
+   */
+  readonly writeDelayMs?: number
 }
 
 /** Counters of one writer, for tests, benchmarks and status pages. */
@@ -255,6 +262,22 @@ export const make = (options: Options): Effect.Effect<Writer, LogError, Scope.Sc
         wakeScheduled = false
         work.openUnsafe()
       })
+    }
+
+    /**
+     * Ordinary appends wake the writer after `writeDelay`: under load a wake per turn of the
+     * event loop meant a write (and its promise round trip through the thread pool) for every
+     * few events, which cost the daemon more than encoding them.
+     */
+    const writeDelay = options.writeDelayMs ?? (options.fsync === "always" ? 0 : Math.min(2, options.fsyncIntervalMs))
+    let delayedWake: ReturnType<typeof setTimeout> | undefined
+    const wakeWriterSoon = () => {
+      if (writeDelay <= 0) return wakeWriter()
+      if (delayedWake !== undefined || wakeScheduled) return
+      delayedWake = setTimeout(() => {
+        delayedWake = undefined
+        wakeWriter()
+      }, writeDelay)
     }
 
     const closedError = () => new LogError({ operation: "append", message: "the event log is closed" })
@@ -494,6 +517,7 @@ export const make = (options: Options): Effect.Effect<Writer, LogError, Scope.Sc
     yield* Effect.addFinalizer(() =>
       Effect.suspend(() => {
         closing = true
+        if (delayedWake !== undefined) clearTimeout(delayedWake)
         work.openUnsafe()
         closeSignal.openUnsafe()
         return Effect.asVoid(Fiber.await(fiber))
@@ -521,7 +545,7 @@ export const make = (options: Options): Effect.Effect<Writer, LogError, Scope.Sc
       }
       pendingPayloads.push(payload)
       stats.appended++
-      wakeWriter()
+      wakeWriterSoon()
       return undefined
     }
 

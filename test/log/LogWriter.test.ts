@@ -101,6 +101,28 @@ describe("LogWriter", () => {
       assert.strictEqual(read.entries.length, 1000)
     }))
 
+  it.live("ordinary appends wait writeDelayMs and go out in one write; a durable append takes them at once", () =>
+    Effect.gen(function*() {
+      const root = yield* tempDir
+      yield* Effect.scoped(Effect.gen(function*() {
+        const log = yield* LogWriter.make(options(root, { fsync: "interval", fsyncIntervalMs: 1000, writeDelayMs: 200 }))
+        const start = yield* log.stats
+        // Appends spread over several turns of the event loop, all within the delay.
+        for (let i = 0; i < 5; i++) {
+          yield* log.append(numbered(0, i))
+          yield* Effect.sleep("5 millis")
+        }
+        assert.strictEqual((yield* log.stats).written, start.written, "nothing written before the delay")
+        yield* eventually("the delayed write", Effect.map(log.stats, (s) => s.written === start.written + 5), 2000)
+        assert.strictEqual((yield* log.stats).batches, start.batches + 1, "one write for the five")
+        yield* log.append(numbered(0, 5))
+        yield* log.appendDurable(numbered(0, 6))
+        const after = yield* log.stats
+        assert.strictEqual(after.written, start.written + 7, "the pending append went with the durable one")
+        assert.strictEqual(after.batches, start.batches + 2)
+      }))
+    }))
+
   it.live("appendDurable waits for the write and the fsync even with policy never", () =>
     Effect.gen(function*() {
       const root = yield* tempDir
