@@ -254,6 +254,7 @@ export const fromSocket = (raw: Net.Socket, options: ConnectionOptions): Connect
       let secure: Tls.TLSSocket | undefined
       let settled = false
       let clientHelloName: string | undefined
+      let sawClientHello = false
       const settle = (outcome: Effect.Effect<Upgraded, HandshakeFailure.HandshakeFailure>) => {
         if (settled) return
         settled = true
@@ -270,7 +271,7 @@ export const fromSocket = (raw: Net.Socket, options: ConnectionOptions): Connect
         ended = true
         secure?.on("error", ignore)
         ;(secure ?? raw).destroy()
-        settle(Effect.fail(failure))
+        settle(Effect.fail(sawClientHello ? { ...failure, clientHello: { serverName: clientHelloName } } : failure))
       }
       const onSecure = () => {
         if (secure === undefined) return
@@ -297,7 +298,10 @@ export const fromSocket = (raw: Net.Socket, options: ConnectionOptions): Connect
       const inspect = () => {
         const hello = ClientHello.peek(received)
         if (hello._tag === "NeedMore" && received.length < maxFirstRecord) return
-        if (hello._tag === "ClientHello") clientHelloName = hello.serverName
+        if (hello._tag === "ClientHello") {
+          sawClientHello = true
+          clientHelloName = hello.serverName
+        }
         handOver()
       }
       const collect = (chunk: Uint8Array) => {

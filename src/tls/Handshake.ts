@@ -59,6 +59,24 @@ export const factsOf = (socket: Tls.TLSSocket, served: Served, clientHelloName?:
 }
 
 /**
+ * A client that sent no server name where no certificate is served without one (`requireSni`,
+ * or no default) fails in OpenSSL for want of a certificate to sign with, which reads as "no
+ * shared cipher"; the cause is the missing name.
+ */
+const withoutServerName = (
+  failure: HandshakeFailure.HandshakeFailure,
+  store: CertStore.CertStore
+): HandshakeFailure.HandshakeFailure =>
+  failure.clientHello !== undefined && failure.clientHello.serverName === undefined &&
+    failure.reason === "no-shared-cipher" && store.resolve(undefined) === undefined
+    ? {
+      ...failure,
+      reason: "unknown-sni",
+      detail: `the client sent no server name, and none is served without one (${failure.detail})`
+    }
+    : failure
+
+/**
  * An upgrade that takes its options from the store in service at each handshake (a reload
  * serves new connections, open ones keep theirs) and gives up after `timeout` ms. Node runs
  * no SNI callback for a client without SNI or resuming a session, so the certificate is then
@@ -79,7 +97,7 @@ export const make = (store: () => CertStore.CertStore, settings: { readonly time
       }
     )
     return connection.startTls(options, settings.timeout, preRead).pipe(
-      Effect.mapError((failure) => refused ?? failure),
+      Effect.mapError((failure) => refused ?? withoutServerName(failure, current)),
       Effect.map(({ clientHelloName, socket }) => {
         // Without an SNI callback (no SNI, or a resumed session) the certificate is the one the
         // name the client asked for resolves to: the one its session was made with.

@@ -8,6 +8,8 @@ import type * as Event from "../log/Event.ts"
 export interface HandshakeFailure {
   readonly reason: Event.TlsFailure
   readonly detail: string
+  /** The ClientHello, when one arrived: the server name it asked for, if any. */
+  readonly clientHello?: { readonly serverName: string | undefined }
 }
 
 const rules: ReadonlyArray<readonly [RegExp, Event.TlsFailure]> = [

@@ -1005,6 +1005,9 @@ describe("TLS with real clients: required SNI, client certificates, resumption a
     const events = await closedSession(daemon, { since, listener: implicitPort })
     assert.deepStrictEqual(ofTag(events, "TlsEstablished"), [])
     assert.strictEqual(closeReasonOf(events), "tls-failed")
+    const failed = failureIn(events)
+    assert.strictEqual(failed.reason, "unknown-sni")
+    assert.match(failed.detail, /^the client sent no server name, and none is served without one/)
   })
 
   it("requireSni: a configured name is served its certificate, over STARTTLS too", async () => {
