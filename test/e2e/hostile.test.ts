@@ -3,8 +3,7 @@
  * exact reply code and enhanced code, and then that a fresh connection still delivers and that
  * no worker died on the way.
  */
-import * as Net from "node:net"
-import * as Tls from "node:tls"
+import * as ClientHello from "../support/ClientHello.ts"
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
 import {
   assertStillDelivers,
@@ -27,24 +26,6 @@ const expectReply = (reply: SmtpReply | undefined, code: number, enhanced: strin
   assert.deepStrictEqual([reply.code, reply.enhanced], [code, enhanced], describeReply(reply))
 }
 
-/** A real TLS ClientHello, as a TLS client would send it to a port it believes speaks TLS. */
-const captureClientHello = (): Promise<Buffer> =>
-  new Promise((resolve, reject) => {
-    const server = Net.createServer((socket) => {
-      socket.once("data", (chunk: Buffer) => {
-        resolve(chunk)
-        socket.destroy()
-        server.close()
-      })
-    })
-    server.on("error", reject)
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address()
-      if (typeof address !== "object" || address === null) return reject(new Error("no port"))
-      const tls = Tls.connect({ port: address.port, host: "127.0.0.1", servername: "mx.postern.test", rejectUnauthorized: false })
-      tls.on("error", () => undefined)
-    })
-  })
 
 describe("hostile input", () => {
   let daemon: Daemon
@@ -293,7 +274,7 @@ describe("hostile input", () => {
   })
 
   it("a TLS ClientHello on the plaintext port: a 500 5.5.x or a timeout 421 4.4.2, then close; never a crash", async () => {
-    const hello = await captureClientHello()
+    const hello = await ClientHello.capture({ servername: "mx.postern.test" })
     assert.strictEqual(hello[0], 0x16, "a TLS handshake record")
     await session(async (client) => {
       await client.send(hello)

@@ -12,14 +12,13 @@
 import * as ChildProcess from "node:child_process"
 import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
-import * as Net from "node:net"
 import * as Os from "node:os"
 import * as Path from "node:path"
-import * as Tls from "node:tls"
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
 import { Schema } from "effect"
 import type * as Event from "../../src/log/Event.ts"
 import * as Certificates from "../support/Certificates.ts"
+import * as ClientHello from "../support/ClientHello.ts"
 import {
   assertStillDelivers,
   type Daemon,
@@ -415,24 +414,6 @@ const sessionOfQueueId = async (daemon: Daemon, queueId: string): Promise<Array<
 const expectReply = (reply: SmtpReply, code: number, enhanced: string | undefined) =>
   assert.deepStrictEqual([reply.code, reply.enhanced], [code, enhanced], describeReply(reply))
 
-/** A real TLS ClientHello, captured from `node:tls` on a listener of our own. */
-const captureClientHello = (): Promise<Buffer> =>
-  new Promise((resolve, reject) => {
-    const server = Net.createServer((socket) => {
-      socket.once("data", (chunk: Buffer) => {
-        resolve(chunk)
-        socket.destroy()
-        server.close()
-      })
-    })
-    server.on("error", reject)
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address()
-      if (typeof address !== "object" || address === null) return reject(new ToolError({ message: "no port" }))
-      const tls = Tls.connect({ port: address.port, host: "127.0.0.1", servername: "mail.example.test", rejectUnauthorized: false })
-      tls.on("error", () => undefined)
-    })
-  })
 
 // ---------------------------------------------------------------------------------------------
 
@@ -698,7 +679,7 @@ describe("TLS with real clients: certificates by SNI, versions, deliveries, host
   })
 
   it("STARTTLS, 220, then half a ClientHello: dropped at the handshake timeout", async () => {
-    const hello = await captureClientHello()
+    const hello = await ClientHello.capture({ servername: "mail.example.test" })
     const since = Date.now()
     const client = await afterStarttls()
     try {
@@ -722,7 +703,7 @@ describe("TLS with real clients: certificates by SNI, versions, deliveries, host
   })
 
   it("implicit TLS port, half a ClientHello: dropped at the handshake timeout", async () => {
-    const hello = await captureClientHello()
+    const hello = await ClientHello.capture({ servername: "mail.example.test" })
     const since = Date.now()
     const client = await SmtpClient.connect(implicitPort)
     try {

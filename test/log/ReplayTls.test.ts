@@ -8,21 +8,12 @@ import * as Event from "../../src/log/Event.ts"
 import * as Replay from "../../src/log/Replay.ts"
 import * as Reply from "../../src/session/Reply.ts"
 import { settings } from "../support/Settings.ts"
+import { tlsFacts } from "./EventSamples.ts"
 
 const start = Date.UTC(2024, 0, 2, 3, 4, 5, 6)
 const peer = { address: "192.0.2.7", port: 40512 }
 
-const facts: Event.TlsFacts = {
-  version: "TLSv1.3",
-  cipher: "TLS_AES_256_GCM_SHA384",
-  bits: 256,
-  algorithmBits: 256,
-  group: "X25519",
-  sni: "mx.example.test",
-  certificate: "mx.example.test",
-  match: "exact",
-  resumed: false
-}
+const facts: Event.TlsFacts = tlsFacts
 
 /** Builds one session's events with increasing times. */
 const recorder = (session: string) => {
@@ -291,7 +282,7 @@ describe("Replay.transcript: TLS events", () => {
     assert.include(lines, "-- TLS handshake (starttls); 6 octets of plaintext after STARTTLS discarded")
     assert.include(
       lines,
-      "-- TLS established in 4 ms: TLSv1.3 TLS_AES_256_GCM_SHA384 (256 bits), group X25519, SNI mx.example.test, certificate mx.example.test (exact), full handshake"
+      "-- TLS established in 4 ms: TLSv1.3 TLS_AES_256_GCM_SHA384 (256 bits), group X25519, SNI mx.example.test, certificate mx.example.test (exact), full handshake, client certificate CN=client.example.test AB:CD"
     )
     const failed = Replay.transcript(one(failedSession())).map((l) => l.replace(/^\S+ \S+ /, ""))
     assert.include(failed, "-- TLS handshake (starttls)")

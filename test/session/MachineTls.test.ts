@@ -7,6 +7,7 @@ import { assert, describe, it } from "@effect/vitest"
 import type * as Event from "../../src/log/Event.ts"
 import * as Machine from "../../src/session/Machine.ts"
 import * as Reply from "../../src/session/Reply.ts"
+import { tlsFacts } from "../log/EventSamples.ts"
 import { settings } from "../support/Settings.ts"
 
 // ---------------------------------------------------------------------------------------------
@@ -28,17 +29,7 @@ const shutdown: Machine.Input = { _tag: "Shutdown" }
 const tlsFailed: Machine.Input = { _tag: "TlsFailed" }
 const tlsRecord: Machine.Input = { _tag: "TlsRecord" }
 
-const facts: Event.TlsFacts = {
-  version: "TLSv1.3",
-  cipher: "TLS_AES_256_GCM_SHA384",
-  bits: 256,
-  algorithmBits: 256,
-  group: "X25519",
-  sni: "mx.example.test",
-  certificate: "mx.example.test",
-  match: "exact",
-  resumed: false
-}
+const facts: Event.TlsFacts = tlsFacts
 const secured: Machine.Input = { _tag: "TlsEstablished", facts }
 
 const toInput = (s: Step): Machine.Input => (typeof s === "string" ? line(s) : s)

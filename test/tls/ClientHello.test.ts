@@ -2,33 +2,10 @@
  * Reading the SNI from a ClientHello: real ClientHellos captured from Node's TLS client over
  * loopback (TLS 1.2 and 1.3, with and without a name), every truncation, and garbage.
  */
-import * as Net from "node:net"
 import * as Tls from "node:tls"
 import { assert, describe, it } from "@effect/vitest"
 import * as ClientHello from "../../src/tls/ClientHello.ts"
-
-/** The first bytes a Node TLS client sends, captured by a server that never answers. */
-const capture = (options: Tls.ConnectionOptions): Promise<Uint8Array> =>
-  new Promise((resolve) => {
-    const server = Net.createServer((socket) => {
-      let bytes = Buffer.alloc(0)
-      socket.on("data", (chunk: Buffer) => {
-        bytes = Buffer.concat([bytes, chunk])
-        const needed = ClientHello.recordLength(bytes)
-        if (needed !== undefined && bytes.length >= needed) {
-          resolve(new Uint8Array(bytes))
-          socket.destroy()
-          server.close()
-        }
-      })
-    })
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address()
-      const port = typeof address === "object" && address !== null ? address.port : 0
-      const client = Tls.connect({ host: "127.0.0.1", port, rejectUnauthorized: false, ...options })
-      client.on("error", () => undefined)
-    })
-  })
+import * as Capture from "../support/ClientHello.ts"
 
 describe("ClientHello.peek", () => {
   const cases: ReadonlyArray<readonly [string, Tls.ConnectionOptions, string | undefined]> = [
@@ -38,7 +15,7 @@ describe("ClientHello.peek", () => {
   ]
   for (const [name, options, expected] of cases) {
     it(`${name}: the name, whole; and NeedMore at every shorter length`, async () => {
-      const hello = await capture(options)
+      const hello = new Uint8Array(await Capture.capture(options))
       assert.deepStrictEqual(ClientHello.peek(hello), { _tag: "ClientHello", serverName: expected })
       for (let length = 0; length < hello.length; length++) {
         assert.deepStrictEqual(ClientHello.peek(hello.subarray(0, length)), { _tag: "NeedMore" }, `length ${length}`)
