@@ -4,6 +4,7 @@ import type * as Command from "../../src/session/Command.ts"
 import * as Machine from "../../src/session/Machine.ts"
 import * as Protocol from "../../src/session/Protocol.ts"
 import * as Reply from "../../src/session/Reply.ts"
+import { render } from "../support/MachineRender.ts"
 import { settings } from "../support/Settings.ts"
 
 
@@ -36,24 +37,6 @@ const toInput = (s: Step): Machine.Input => (typeof s === "string" ? line(s) : s
 // ---------------------------------------------------------------------------------------------
 // Outputs: each reply as it goes on the wire (without its final CRLF), other actions in brackets.
 
-const render = (action: Machine.Action): string => {
-  switch (action._tag) {
-    case "Reply":
-      return Reply.format(action.reply).slice(0, -2)
-    case "ReadData":
-      return "[read data]"
-    case "ReadBdat":
-      return `[read bdat ${action.size}${action.first ? " first" : ""} ${action.keep ? "keep" : "discard"}]`
-    case "Commit":
-      return `[commit <${action.envelope.from}> -> ${action.envelope.to.map((t) => `<${t}>`).join(",")}]`
-    case "Abort":
-      return "[abort]"
-    case "StartTls":
-      return "[start tls]"
-    case "Close":
-      return `[close ${action.reason}]`
-  }
-}
 
 interface Conversation {
   readonly state: Machine.State
