@@ -12,6 +12,7 @@ import * as Event from "../log/Event.ts"
 import { EventLog } from "../log/EventLog.ts"
 import * as LogReader from "../log/LogReader.ts"
 import * as LogWriter from "../log/LogWriter.ts"
+import * as Checkpoint from "../queue/Checkpoint.ts"
 import { Queue } from "../queue/Queue.ts"
 import * as Listener from "../session/Listener.ts"
 import type * as CertStore from "../tls/CertStore.ts"
@@ -140,7 +141,11 @@ export const run = Effect.fnUntraced(function*(options: WorkerOptions) {
 
   const queueLayer = Layer.unwrap(
     Effect.gen(function*() {
-      const recovered = yield* LogReader.readPartition(Path.join(config.log.directory, partition))
+      const { recovered, lastQueueId } = yield* Checkpoint.recover({
+        spoolDirectory: config.spool.directory,
+        logDirectory: config.log.directory,
+        partition
+      })
       return Queue.layer({
         spoolDirectory: config.spool.directory,
         partition,
@@ -150,7 +155,8 @@ export const run = Effect.fnUntraced(function*(options: WorkerOptions) {
         localDomains: () => current.settings.localDomains,
         deliveryConcurrency: 16,
         retryBase: config.timeouts.deliveryRetry,
-        recovered: recovered.entries.map((e) => e.event)
+        recovered,
+        lastQueueId
       })
     })
   )

@@ -26,6 +26,12 @@ export interface EventLogShape {
   readonly appendDurable: (event: Event.Event) => Effect.Effect<void, LogError>
   /** Waits until everything appended so far is durable. */
   readonly sync: Effect.Effect<void, LogError>
+  /**
+   * The sequence number of the log file the next append lands in, or of an earlier one: an
+   * event appended after this call is in that file or a later one (the queue's recovery
+   * checkpoint relies on it). 0 where there are no files.
+   */
+  readonly currentFile: () => number
 }
 
 export class EventLog extends Context.Service<EventLog, EventLogShape>()("postern/log/EventLog") {
@@ -38,5 +44,6 @@ export const makeMemory = (sink: Array<Event.Event>): EventLogShape => ({
   append: (event) => Effect.sync(() => void sink.push(event)),
   appendUnsafe: (event) => void sink.push(event),
   appendDurable: (event) => Effect.sync(() => void sink.push(event)),
-  sync: Effect.void
+  sync: Effect.void,
+  currentFile: () => 0
 })

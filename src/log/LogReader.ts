@@ -149,8 +149,11 @@ export const decodeBytes = (file: string, bytes: Uint8Array, base: number): Deco
   return { entries, problems, validEnd: base + scanned.validEnd, stop, incomplete, header }
 }
 
-/** Every event of one partition directory, in the order written. Never fails: see `problems`. */
-export const readPartition = (dir: string): Effect.Effect<{
+/**
+ * Every event of one partition directory, in the order written; with `fromFile`, only those of
+ * the files with that sequence number or a later one. Never fails: see `problems`.
+ */
+export const readPartition = (dir: string, options?: { readonly fromFile?: number }): Effect.Effect<{
   entries: Array<Entry>
   problems: Array<Problem>
 }> =>
@@ -159,7 +162,8 @@ export const readPartition = (dir: string): Effect.Effect<{
     const problems: Array<Problem> = []
     const listed = yield* Effect.result(listFiles(dir))
     if (listed._tag === "Failure") return { entries, problems: [{ file: dir, offset: 0, reason: listed.failure.message }] }
-    const files = listed.success
+    const fromFile = options?.fromFile ?? 0
+    const files = listed.success.filter((file) => file.sequence >= fromFile)
     for (const [index, file] of files.entries()) {
       const read = yield* Effect.result(io(`read ${file.path}`, () => Fs.readFile(file.path)))
       if (read._tag === "Failure") {
@@ -167,7 +171,8 @@ export const readPartition = (dir: string): Effect.Effect<{
         continue
       }
       const decoded = decodeBytes(file.path, read.success, 0)
-      entries.push(...decoded.entries)
+      // Not push(...entries): a busy day's file holds more events than a call may take arguments.
+      for (const entry of decoded.entries) entries.push(entry)
       const last = index === files.length - 1
       for (const problem of decoded.problems) {
         // The newest file may be mid-write while we read it; say so rather than cry corruption.
@@ -229,7 +234,7 @@ export const readAll = (root: string): Effect.Effect<{
     for (const partition of listed.success) {
       const read = yield* readPartition(Path.join(root, partition))
       lists.push(read.entries.map((entry) => ({ ...entry, partition })))
-      problems.push(...read.problems)
+      for (const problem of read.problems) problems.push(problem)
     }
     return { entries: mergeByTime(lists), problems }
   })

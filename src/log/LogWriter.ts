@@ -592,6 +592,7 @@ export const make = (options: Options): Effect.Effect<Writer, LogError, Scope.Sc
       appendUnsafe,
       appendDurable,
       sync: enqueueWaiter(undefined),
+      currentFile: () => current?.sequence ?? nextSequence,
       recovery,
       stats: Effect.sync(() => ({ ...stats, file: current?.path }))
     }

@@ -28,6 +28,7 @@ import { Clock, Context, Duration, Effect, Latch, Layer, Queue as EffectQueue, S
 import type { Scope } from "effect"
 import * as Event from "../log/Event.ts"
 import { EventLog } from "../log/EventLog.ts"
+import * as Checkpoint from "./Checkpoint.ts"
 import * as Maildir from "./Maildir.ts"
 import * as QueueId from "./QueueId.ts"
 import * as QueueState from "./QueueState.ts"
@@ -46,6 +47,15 @@ export class QueueError extends Schema.TaggedError<QueueError>()("QueueError", {
 export const defaultRetryMax = 4000 * 1000
 /** The default capacity of the queue between the scheduler and the delivery workers. */
 export const defaultDeliveryBacklog = 1024
+/** How often, by default, the recovery checkpoint is brought up to date (when it moved). */
+export const defaultCheckpointInterval = 10_000
+
+/** An event read back from the partition's log at start, with the log file it was in. */
+export interface Recovered {
+  readonly event: Event.Event
+  /** The sequence number of its log file. */
+  readonly logFile: number
+}
 
 /** Options of `make` and `Queue.layer`. */
 export interface Options {
@@ -73,8 +83,15 @@ export interface Options {
   readonly retryMax?: number | undefined
   /** Capacity of the queue in front of the workers; default `defaultDeliveryBacklog`. */
   readonly deliveryBacklog?: number | undefined
-  /** The partition's events, oldest first, as read from its log at start. */
-  readonly recovered: ReadonlyArray<Event.Event>
+  /**
+   * The partition's events, oldest first, as read from its log at start: those of every file
+   * from the checkpoint's (see `Checkpoint`) on.
+   */
+  readonly recovered: ReadonlyArray<Recovered>
+  /** The checkpoint's largest queue id, so that new ids sort after every earlier one. */
+  readonly lastQueueId?: string | undefined
+  /** How often the recovery checkpoint is brought up to date, in ms; default 10 s. */
+  readonly checkpointInterval?: number | undefined
 }
 
 /** A message being received: stream its content in, then `Queue.commit` or `abort` it. */
@@ -213,9 +230,14 @@ export const make = Effect.fnUntraced(function*(
   }).pipe(Effect.mapError(spoolFailure))
 
   const messages = new Map<string, Entry>()
-  let lastId: string | undefined
-  for (const event of options.recovered) {
-    if (event._tag === "MessageQueued" && (lastId === undefined || event.queueId > lastId)) lastId = event.queueId
+  // For each message not completed (and each being committed), the log file its MessageQueued
+  // is in or an earlier one: the checkpoint may move no further than the smallest.
+  const logFiles = new Map<string, number>()
+  let lastId = options.lastQueueId
+  for (const { event, logFile } of options.recovered) {
+    if (event._tag !== "MessageQueued") continue
+    if (lastId === undefined || event.queueId > lastId) lastId = event.queueId
+    if (!logFiles.has(event.queueId)) logFiles.set(event.queueId, logFile)
   }
   const ids = QueueId.generator({ partition: options.partition, after: lastId })
 
@@ -369,6 +391,7 @@ export const make = Effect.fnUntraced(function*(
         return schedule(queueId, after + options.retryBase, after)
       }
       messages.delete(queueId)
+      logFiles.delete(queueId)
       yield* spool.release(entry.pending.queued.spool)
     })
 
@@ -403,12 +426,37 @@ export const make = Effect.fnUntraced(function*(
 
   // Recovery.
   const recoveredAt = yield* Clock.currentTimeMillis
-  for (const [queueId, pending] of QueueState.fromEvents(options.recovered)) {
+  for (const [queueId, pending] of QueueState.fromEvents(options.recovered.map((r) => r.event))) {
     messages.set(queueId, { pending, fresh: false, checked: false, lost: undefined })
     yield* spool.retain(pending.queued.spool)
   }
+  for (const queueId of logFiles.keys()) if (!messages.has(queueId)) logFiles.delete(queueId)
   yield* spool.sweep
   for (const [queueId, entry] of messages) schedule(queueId, entry.pending.nextAttemptAt, recoveredAt)
+
+  // The checkpoint moves forward as messages complete; rewritten only when it changed.
+  let written: Checkpoint.Checkpoint | undefined
+  const updateCheckpoint = Effect.suspend(() => {
+    let logFile = log.currentFile()
+    for (const file of logFiles.values()) if (file < logFile) logFile = file
+    if (written !== undefined && written.logFile === logFile && written.lastQueueId === lastId) return Effect.void
+    const next: Checkpoint.Checkpoint = { logFile, lastQueueId: lastId }
+    return Effect.tryPromise({
+      try: () => Checkpoint.write(options.spoolDirectory, options.partition, next),
+      catch: (error) => String(error)
+    }).pipe(
+      Effect.tap(() =>
+        Effect.sync(() => {
+          written = next
+        })
+      ),
+      Effect.catch((reason) => Effect.logWarning(`queue: recovery checkpoint not written: ${reason}`))
+    )
+  })
+  yield* Effect.addFinalizer(() => updateCheckpoint)
+  yield* Effect.forkScoped(
+    Effect.forever(Effect.andThen(Effect.sleep(options.checkpointInterval ?? defaultCheckpointInterval), updateCheckpoint))
+  )
 
   yield* Effect.forkScoped(scheduler)
   for (let i = 0; i < options.deliveryConcurrency; i++) yield* Effect.forkScoped(worker)
@@ -419,6 +467,7 @@ export const make = Effect.fnUntraced(function*(
     Effect.gen(function*() {
       const spoolTxn = yield* Effect.mapError(spool.begin, spoolFailure)
       const queueId = ids.next(yield* Clock.currentTimeMillis)
+      lastId = queueId
       const txn: Txn = {
         queueId,
         write: (bytes) => Effect.mapError(spoolTxn.write(bytes), spoolFailure),
@@ -449,6 +498,7 @@ export const make = Effect.fnUntraced(function*(
         digest: stored.digest,
         spool: stored.reference
       })
+      logFiles.set(txn.queueId, log.currentFile())
       // The content's fdatasync (requested at seal) and the acceptance event's fsync run at
       // once, without a fiber for either: the 250 waits for both. Should a crash land the event
       // without the content, no 250 was sent, and recovery finds the content missing (CRC,
@@ -458,7 +508,12 @@ export const make = Effect.fnUntraced(function*(
         // The spool's wait is settled either way, so that its hold is dropped if it failed.
         Effect.tapError(() => Effect.ignore(durable)),
         Effect.andThen(Effect.mapError(durable, spoolFailure)),
-        Effect.onError(() => spool.release(stored.reference))
+        Effect.onError(() =>
+          Effect.andThen(
+            Effect.sync(() => logFiles.delete(txn.queueId)),
+            spool.release(stored.reference)
+          )
+        )
       )
       messages.set(txn.queueId, { pending: QueueState.queued(queued), fresh: true, checked: true, lost: undefined })
       enqueue(txn.queueId)

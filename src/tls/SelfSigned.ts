@@ -95,18 +95,6 @@ const generate = async (hostname: string, validity: number): Promise<{ certifica
   return { certificate: certificate.toString("pem") + "\n", key }
 }
 
-const writeDurably = async (file: string, content: string, mode: number): Promise<void> => {
-  const temporary = `${file}.${process.pid}.${Crypto.randomBytes(6).toString("hex")}.tmp`
-  const handle = await Fs.open(temporary, "wx", mode)
-  try {
-    await handle.writeFile(content)
-    await handle.sync()
-  } finally {
-    await handle.close()
-  }
-  await Fs.rename(temporary, file)
-}
-
 /** Takes the lock file; waits while another process holds it, and takes over a stale one. */
 const lock = async (file: string, timeout: number): Promise<void> => {
   const started = Date.now()
@@ -154,9 +142,8 @@ export const ensure = (
         if (await usable(files, hostname, settings.renewBefore)) return files
         const made = await generate(hostname, settings.validity)
         // The key goes first: a reader between the two renames sees a mismatch and waits for the lock.
-        await writeDurably(files.key, made.key, 0o600)
-        await writeDurably(files.certificate, made.certificate, 0o644)
-        await Fsync.directory(directory)
+        await Fsync.replaceFile(files.key, made.key, 0o600)
+        await Fsync.replaceFile(files.certificate, made.certificate, 0o644)
         return files
       } finally {
         await Fs.rm(lockFile, { force: true })

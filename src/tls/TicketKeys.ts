@@ -69,14 +69,8 @@ const readMaster = async (file: string): Promise<Uint8Array | undefined> => {
 const createMaster = async (file: string): Promise<void> => {
   const directory = Path.dirname(file)
   await Fs.mkdir(directory, { recursive: true, mode: 0o700 })
-  const temporary = `${file}.${process.pid}.${Crypto.randomBytes(6).toString("hex")}.tmp`
-  const handle = await Fs.open(temporary, "wx", 0o600)
-  try {
-    await handle.writeFile(Crypto.randomBytes(masterLength))
-    await handle.sync()
-  } finally {
-    await handle.close()
-  }
+  const temporary = Fsync.temporaryName(file)
+  await Fsync.createFile(temporary, Crypto.randomBytes(masterLength), 0o600)
   try {
     await Fs.link(temporary, file)
   } catch (error) {

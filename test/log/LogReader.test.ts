@@ -21,6 +21,25 @@ const collect = <A>(stream: Stream.Stream<A>) =>
   })
 
 describe("LogReader", () => {
+  it.live("readPartition reads a file of more events than a call takes arguments (a busy day's log)", () =>
+    Effect.gen(function*() {
+      const root = yield* tempDir
+      const dir = Path.join(root, "w0")
+      const count = 300_000
+      const record = LogRecord.frame(LogCodec.encode(numbered(0, 7)))
+      const header = LogRecord.frame(LogCodec.encodeHeader({ partition: "w0", sequence: 1, createdAt: 0 }))
+      const bytes = new Uint8Array(header.length + count * record.length)
+      bytes.set(header, 0)
+      for (let i = 0; i < count; i++) bytes.set(record, header.length + i * record.length)
+      yield* Effect.promise(async () => {
+        await Fs.mkdir(dir, { recursive: true })
+        await Fs.writeFile(Path.join(dir, "00000001.plog"), bytes)
+      })
+      const read = yield* LogReader.readPartition(dir)
+      assert.deepStrictEqual(read.problems, [])
+      assert.strictEqual(read.entries.length, count)
+    }))
+
   it.live("readPartition reports a corrupt middle file and goes on with the next", () =>
     Effect.gen(function*() {
       const root = yield* tempDir

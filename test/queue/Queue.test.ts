@@ -29,7 +29,7 @@ const optionsFor = (root: string, recovered: ReadonlyArray<Event.Event> = []): Q
   deliveryConcurrency: 4,
   retryBase: 1000,
   retryMax: 60_000,
-  recovered
+  recovered: recovered.map((event) => ({ event, logFile: 1 }))
 })
 
 const start = (options: Queue.Options, log: EventLogShape) =>
