@@ -14,7 +14,10 @@
  * Durations are milliseconds as a number, or strings such as "250ms", "300s", "5m",
  * "10 minutes", "1h". Relative paths resolve against the directory of this file.
  */
-import { defineConfig } from "./src/index.ts"
+import { defineConfig, deny, inNetwork, networks, next, relay, rule } from "./src/index.ts"
+
+// Clients that may relay anywhere and send without TLS (Postfix's mynetworks).
+const internal = networks("127.0.0.0/8", "::1")
 
 export default defineConfig({
   // The name this server gives in its greeting, EHLO reply and Received headers.
@@ -179,5 +182,26 @@ export default defineConfig({
 
   // Look up the client's host name from its address (PTR) for the Received header.
   // Default: false
-  reverseDns: false
+  reverseDns: false,
+
+  // Rules at each SMTP stage (connect, helo, mail, rcpt, data), run in order; the first verdict
+  // other than `next` decides, and when all say `next` the stage's default does. A recipient
+  // outside localDomains is refused (554 5.7.1 Relay access denied) unless a rule accepts it.
+  // Every decision is a PolicyDecided event naming its rule; `postern replay --session` shows it.
+  // Default: no rules, every stage "accept".
+  policy: {
+    rules: {
+      mail: [
+        rule("deny unencrypted", (ctx) =>
+          ctx.isSecured || inNetwork(ctx.client.address, internal)
+            ? next
+            : deny(530, "5.7.0", "Must issue a STARTTLS command first"))
+      ],
+      rcpt: [relay({ internalNetworks: internal.texts })]
+    },
+    // What a stage does when every rule says next: "accept", "deny" or "tempfail".
+    defaults: { connect: "accept", helo: "accept", mail: "accept", rcpt: "accept", data: "accept" },
+    // A rule that returns an Effect (for I/O) and takes longer gives 451 4.3.0. Default: "5s"
+    ruleTimeout: "5s"
+  }
 })

@@ -2,10 +2,29 @@
  * Postern's public entry, for configuration files:
  *
  * ```ts
- * import { defineConfig } from "postern"
+ * import { defineConfig, deny, inNetwork, networks, next, relay, rule } from "postern"
  *
- * export default defineConfig({ hostname: "mx.example.org" })
+ * const internal = networks("10.0.0.0/8", "192.168.0.0/16")
+ *
+ * export default defineConfig({
+ *   hostname: "mx.example.org",
+ *   policy: {
+ *     rules: {
+ *       mail: [
+ *         rule("deny unencrypted", (ctx) =>
+ *           ctx.isSecured || inNetwork(ctx.client.address, internal)
+ *             ? next
+ *             : deny(451, "4.7.0", "Must issue a STARTTLS command first"))
+ *       ],
+ *       rcpt: [relay({ internalNetworks: internal.texts })]
+ *     }
+ *   }
+ * })
  * ```
  */
 export { defineConfig } from "./config/Config.ts"
 export type { ConfigInput } from "./config/Config.ts"
+export { domains, inDomain, inNetwork, networks, relay, requireTls } from "./policy/Builtins.ts"
+export type { Domains, Networks, RelayOptions, RequireTlsOptions } from "./policy/Builtins.ts"
+export { accept, because, deny, disconnect, next, rule, tempfail } from "./policy/Rule.ts"
+export type { Context as RuleContext, Result as RuleResult, Rule, Stage, Verdict } from "./policy/Rule.ts"

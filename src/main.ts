@@ -76,13 +76,20 @@ const postern = Command.make("postern").pipe(
 
 const fatal = (tag: string): boolean => tag === "ListenError" || tag === "CertificateError" || tag === "TicketKeyError"
 
+const withRules = (config: Config.ConfigShape, rules: Config.PolicySettings["rules"]): Config.ConfigShape => ({
+  ...config,
+  policy: { ...config.policy, rules }
+})
+
 /** A cluster worker: configuration from the primary's environment, stop on SIGTERM. */
 const worker = Effect.gen(function*() {
   const file = process.env[Primary.workerEnv.config] || undefined
   const partition = process.env[Primary.workerEnv.partition] ?? "w0"
   const workers = Number(process.env[Primary.workerEnv.workers] ?? "1")
   const json = process.env[Primary.workerEnv.configJson]
-  const config = json === undefined || json === "" ? yield* Config.load(file) : Config.fromPrimary(json)
+  const config = json === undefined || json === ""
+    ? yield* Config.load(file)
+    : withRules(Config.fromPrimary(json), yield* Config.loadRules(file))
   const stop = yield* Deferred.make<void>()
   process.on("SIGTERM", () => Deferred.doneUnsafe(stop, Effect.void))
   process.on("SIGINT", () => undefined)

@@ -16,9 +16,11 @@ import * as NodeModule from "node:module"
 import * as NodeOs from "node:os"
 import * as NodePath from "node:path"
 import * as NodeUrl from "node:url"
-import { Context, Effect, Formatter, Layer, Result, Schema, SchemaAST, SchemaIssue, SchemaTransformation } from "effect"
+import { Context, Duration as EffectDuration, Effect, Formatter, Layer, Result, Schema, SchemaAST, SchemaIssue, SchemaTransformation } from "effect"
 import { IpNetwork } from "effect/net"
 import * as Event from "../log/Event.ts"
+import type * as Policy from "../policy/Policy.ts"
+import type * as Rule from "../policy/Rule.ts"
 import type * as TlsSettings from "../tls/TlsSettings.ts"
 import { defaultProtocol } from "../tls/TlsSettings.ts"
 import * as Duration from "./Duration.ts"
@@ -283,6 +285,44 @@ const Tls = Schema.Struct({
     )
   )
 
+const isRule = (u: unknown): u is Rule.Rule =>
+  typeof u === "object" && u !== null && "name" in u && typeof u.name === "string" && u.name !== "" &&
+  "evaluate" in u && typeof u.evaluate === "function"
+
+const RuleSchema = Schema.declare(isRule, { expected: "a rule made with rule(name, (context) => verdict)" })
+
+const StageRules = Schema.Array(RuleSchema).annotate({ expected: "a list of rules" }).check(
+  uniqueBy<Rule.Rule>("rule name", (r) => r.name)
+)
+
+const StageDefault = Schema.Literals(["accept", "deny", "tempfail"]).annotate({
+  expected: "\"accept\", \"deny\" or \"tempfail\""
+})
+
+const PolicySection = Schema.Struct({
+  rules: orDefault(
+    Schema.Struct({
+      connect: Schema.optionalKey(StageRules),
+      helo: Schema.optionalKey(StageRules),
+      mail: Schema.optionalKey(StageRules),
+      rcpt: Schema.optionalKey(StageRules),
+      data: Schema.optionalKey(StageRules)
+    }).annotate({ expected: "an object of rule lists by stage (connect, helo, mail, rcpt, data)" }),
+    {}
+  ),
+  defaults: orDefault(
+    Schema.Struct({
+      connect: orDefault(StageDefault, "accept"),
+      helo: orDefault(StageDefault, "accept"),
+      mail: orDefault(StageDefault, "accept"),
+      rcpt: orDefault(StageDefault, "accept"),
+      data: orDefault(StageDefault, "accept")
+    }).annotate({ expected: "an object of defaults by stage" }),
+    {}
+  ),
+  ruleTimeout: orDefault(Duration.PositiveMillis, "5s")
+}).annotate({ expected: "an object { rules?, defaults?, ruleTimeout? }" })
+
 const defaultListeners: ReadonlyArray<typeof Listener.Encoded> = [
   { address: "127.0.0.1", port: 2525, role: "smtp" },
   { address: "127.0.0.1", port: 2587, role: "submission" },
@@ -313,7 +353,8 @@ export const ConfigSchema = Schema.Struct({
   log: orDefault(Log, {}),
   spool: orDefault(Spool, {}),
   tls: orDefault(Tls, {}),
-  reverseDns: orDefault(Bool, false)
+  reverseDns: orDefault(Bool, false),
+  policy: orDefault(PolicySection, {})
 }).annotate({ expected: "an object (the configuration), as `export default defineConfig({ ... })`" })
 
 // ---------------------------------------------------------------------------------------------
@@ -376,6 +417,18 @@ export interface ConfigShape {
   readonly spool: SpoolSettings
   readonly tls: TlsConfig
   readonly reverseDns: boolean
+  /**
+   * The rules. Functions: they do not survive `toPrimaryJson`, so workers read them from the
+   * file themselves (`loadRules`).
+   */
+  readonly policy: PolicySettings
+}
+
+export interface PolicySettings {
+  readonly rules: Policy.RuleSet["rules"]
+  readonly defaults: Policy.RuleSet["defaults"]
+  /** Milliseconds. */
+  readonly ruleTimeout: number
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -513,7 +566,8 @@ const finish = (parsed: typeof ConfigSchema.Type, baseDirectory: string): Config
       },
       selfSignedDirectory: selfSigned ? NodePath.join(stateDirectory, "tls") : undefined
     },
-    reverseDns: parsed.reverseDns
+    reverseDns: parsed.reverseDns,
+    policy: parsed.policy
   }
 }
 
@@ -540,7 +594,8 @@ export const decode = (
  * The decoded form is not the file's form (paths resolved, listener security filled in), so it
  * is not decoded again.
  */
-export const toPrimaryJson = (config: ConfigShape): string => JSON.stringify(config)
+export const toPrimaryJson = (config: ConfigShape): string =>
+  JSON.stringify({ ...config, policy: { ...config.policy, rules: {} } })
 
 export const fromPrimary = (json: string): ConfigShape => JSON.parse(json) as ConfigShape
 
@@ -616,6 +671,20 @@ export const load = (file: string | undefined): Effect.Effect<ConfigShape, Confi
     : importFile(file).pipe(
       Effect.flatMap((input) => decode(input, file, NodePath.dirname(NodePath.resolve(file))))
     )
+
+/**
+ * The rules of the configuration file (the embedded default's when there is none), for a
+ * worker: rules are functions, which the primary cannot hand over (see `toPrimaryJson`).
+ */
+export const loadRules = (file: string | undefined): Effect.Effect<PolicySettings["rules"], ConfigError> =>
+  Effect.map(load(file), (config) => config.policy.rules)
+
+/** The Policy's rule set from the configuration's policy section. */
+export const ruleSet = (policy: PolicySettings): Policy.RuleSet => ({
+  rules: policy.rules,
+  defaults: policy.defaults,
+  ruleTimeout: EffectDuration.millis(policy.ruleTimeout)
+})
 
 /** The settings the session machine's replies depend on, as recorded in the event log. */
 export const machineSettings = (config: ConfigShape): Event.MachineSettings => ({
@@ -696,9 +765,23 @@ export const summary = (config: ConfigShape, source: string): string => {
     }`,
     "tls:",
     ...tlsSummary(config.tls),
-    `reverse DNS: ${config.reverseDns ? "on" : "off"}`
+    `reverse DNS: ${config.reverseDns ? "on" : "off"}`,
+    "policy (rules in order; then the stage default):",
+    ...policySummary(config.policy)
   ].join("\n")
 }
+
+const stageNames = ["connect", "helo", "mail", "rcpt", "data"] as const
+
+const policySummary = (policy: PolicySettings): Array<string> => [
+  ...stageNames.map((stage) => {
+    const rules = policy.rules[stage] ?? []
+    const names = rules.length === 0 ? "(no rules)" : rules.map((r) => `'${r.name}'`).join(", ")
+    const fallback = stage === "rcpt" ? `${policy.defaults[stage]} local recipients, deny relaying` : policy.defaults[stage]
+    return `  ${stage.padEnd(8)} ${names} -> ${fallback}`
+  }),
+  `  a rule that needs I/O may take ${formatMillis(policy.ruleTimeout)}`
+]
 
 /** Loads and validates a configuration (as {@link load}) and describes it for a human. */
 export const check = (file: string | undefined): Effect.Effect<string, ConfigError> =>

@@ -6,12 +6,14 @@ import * as Crypto from "node:crypto"
 import * as Dns from "node:dns/promises"
 import * as Path from "node:path"
 import { Deferred, Duration, Effect, Layer, Option } from "effect"
-import type * as ConfigModule from "../config/Config.ts"
+import * as ConfigModule from "../config/Config.ts"
 import { machineSettings } from "../config/Config.ts"
 import * as Event from "../log/Event.ts"
 import { EventLog } from "../log/EventLog.ts"
 import * as LogReader from "../log/LogReader.ts"
 import * as LogWriter from "../log/LogWriter.ts"
+import * as Policy from "../policy/Policy.ts"
+import { Policy as PolicyService } from "../policy/Policy.ts"
 import * as Checkpoint from "../queue/Checkpoint.ts"
 import { Queue } from "../queue/Queue.ts"
 import * as Listener from "../session/Listener.ts"
@@ -80,6 +82,9 @@ export const run = Effect.fnUntraced(function*(options: WorkerOptions) {
   const settings = machineSettings(config)
   const digest = settingsDigest(settings)
   let current = { settings, digest }
+  // A reload changes the rules for every decision from then on.
+  let policy = Policy.make(ConfigModule.ruleSet(config.policy))
+  const policyLayer = Layer.succeed(PolicyService, PolicyService.of({ decide: (context) => policy.decide(context) }))
 
   const program = Effect.gen(function*() {
     const log = yield* EventLog
@@ -129,6 +134,7 @@ export const run = Effect.fnUntraced(function*(options: WorkerOptions) {
         // Certificates are re-read on every SIGHUP, even when the file did not change or is broken.
         yield* Effect.flatMap(store.reload, reloadCertificates)
         if (next === undefined) return
+        policy = Policy.make(ConfigModule.ruleSet(next.policy))
         const nextSettings = machineSettings(next)
         current = { settings: nextSettings, digest: settingsDigest(nextSettings) }
         yield* log.appendDurable(Event.make("SettingsRecorded", { at: Date.now(), digest: current.digest, settings: nextSettings }))
@@ -161,5 +167,8 @@ export const run = Effect.fnUntraced(function*(options: WorkerOptions) {
     })
   )
 
-  yield* program.pipe(Effect.provide(queueLayer.pipe(Layer.provideMerge(logLayer))), Effect.scoped)
+  yield* program.pipe(
+    Effect.provide(Layer.merge(queueLayer.pipe(Layer.provideMerge(logLayer)), policyLayer)),
+    Effect.scoped
+  )
 })

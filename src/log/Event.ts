@@ -58,7 +58,9 @@ export const SessionCloseReason = Schema.Literals([
   "admission",
   "shutdown",
   "io-error",
-  "tls-failed"
+  "tls-failed",
+  /** A policy rule answered `disconnect`, or refused the connection at the connect stage. */
+  "policy"
 ])
 export type SessionCloseReason = typeof SessionCloseReason.Type
 
@@ -318,6 +320,30 @@ export const CertificateExpiring = Schema.TaggedStruct("CertificateExpiring", {
 })
 export type CertificateExpiring = typeof CertificateExpiring.Type
 
+/** The SMTP stages at which the session asks the policy. */
+export const PolicyStage = Schema.Literals(["connect", "helo", "mail", "rcpt", "data"])
+export type PolicyStage = typeof PolicyStage.Type
+
+/**
+ * The policy decided a stage: the verdict, the rule that gave it (absent: the stage's
+ * default), the reply it gives, and what mattered. It is the machine's `Decided` input, so a
+ * replay reproduces the session's replies from it without the rules that made it.
+ */
+export const PolicyDecided = Schema.TaggedStruct("PolicyDecided", {
+  session: SessionId,
+  at: Millis,
+  stage: PolicyStage,
+  verdict: Schema.Literals(["accept", "deny", "tempfail", "disconnect"]),
+  rule: Schema.optionalKey(Schema.String),
+  code: Schema.optionalKey(Schema.Number),
+  enhanced: Schema.optionalKey(Schema.String),
+  text: Schema.optionalKey(Schema.String),
+  /** A rule that threw, failed or overran its budget: what happened (the verdict is tempfail). */
+  error: Schema.optionalKey(Schema.String),
+  because: Schema.optionalKey(Schema.Record(Schema.String, Schema.String))
+})
+export type PolicyDecided = typeof PolicyDecided.Type
+
 export const Event = Schema.Union([
   SettingsRecorded,
   SessionOpened,
@@ -339,7 +365,8 @@ export const Event = Schema.Union([
   TlsHandshakeFailed,
   CertificateLoaded,
   CertificateRejected,
-  CertificateExpiring
+  CertificateExpiring,
+  PolicyDecided
 ])
 export type Event = typeof Event.Type
 export type EncodedEvent = typeof Event.Encoded

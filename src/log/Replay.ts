@@ -68,6 +68,13 @@ export const inputOf = (event: Event.Event): Machine.Input | undefined => {
       return { _tag: "TimedOut", phase: event.phase }
     case "ShutdownRequested":
       return { _tag: "Shutdown" }
+    case "PolicyDecided":
+      return {
+        _tag: "Decided",
+        stage: event.stage,
+        verdict: event.verdict,
+        reply: event.code === undefined ? undefined : Reply.make(event.code, event.enhanced, event.text ?? "")
+      }
     default:
       return undefined
   }
@@ -100,16 +107,25 @@ export const verify = (session: RecordedSession, settings: Event.MachineSettings
   const recorded: Array<string> = []
   const replayed: Array<string> = []
   let state = Machine.initial(settings)
+  // A session recorded before Postern had policy has no decisions: every stage accepted then.
+  const acceptEveryStage = !session.events.some((event) => event._tag === "PolicyDecided")
+  const run = (input: Machine.Input): void => {
+    const next = Machine.step(state, input)
+    state = next.state
+    for (const action of next.actions) {
+      if (action._tag === "Reply") replayed.push(Reply.format(action.reply))
+      if (action._tag === "Decide" && acceptEveryStage) {
+        run({ _tag: "Decided", stage: action.decision.stage, verdict: "accept", reply: undefined })
+      }
+    }
+  }
   for (const event of session.events) {
     if (event._tag === "ReplySent") {
       recorded.push(recordedText(event))
       continue
     }
     const input = inputOf(event)
-    if (input === undefined) continue
-    const next = Machine.step(state, input)
-    state = next.state
-    for (const action of next.actions) if (action._tag === "Reply") replayed.push(Reply.format(action.reply))
+    if (input !== undefined) run(input)
   }
   const mismatches: Array<Mismatch> = []
   const count = Math.max(recorded.length, replayed.length)
@@ -158,6 +174,23 @@ export const describeTls = (facts: Event.TlsFacts): string =>
       }`
   ].filter((part) => part !== undefined).join(", ")
 
+const verdictWords = { accept: "accepted", deny: "denied", tempfail: "deferred", disconnect: "disconnected" } as const
+
+/**
+ * "rcpt denied by rule 'relay' (554 5.7.1) [client 192.0.2.1]": which rule gave the reply the
+ * client saw. Accepts by the stage's default are not worth a line.
+ */
+export const describeDecision = (event: Event.PolicyDecided): string | undefined => {
+  if (event.verdict === "accept" && event.rule === undefined) return undefined
+  const by = event.rule === undefined ? `the ${event.stage} default` : `rule '${event.rule}'`
+  const reply = event.code === undefined ? "" : ` (${event.code}${event.enhanced === undefined ? "" : ` ${event.enhanced}`})`
+  const because = event.because === undefined
+    ? ""
+    : ` [${Object.entries(event.because).map(([key, value]) => `${key} ${value}`).join(", ")}]`
+  const error = event.error === undefined ? "" : `; the rule ${event.error}`
+  return `${event.stage} ${verdictWords[event.verdict]} by ${by}${reply}${because}${error}`
+}
+
 /** One line per event, as an administrator reads a session: client lines, server lines, facts. */
 export const transcript = (session: RecordedSession): ReadonlyArray<string> =>
   session.events.flatMap((event): ReadonlyArray<string> => {
@@ -202,6 +235,10 @@ export const transcript = (session: RecordedSession): ReadonlyArray<string> =>
         return [`${at} -- TLS established in ${event.durationMs} ms: ${describeTls(event.facts)}`]
       case "TlsHandshakeFailed":
         return [`${at} -- TLS handshake failed after ${event.durationMs} ms: ${event.reason} (${event.detail})`]
+      case "PolicyDecided": {
+        const decision = describeDecision(event)
+        return decision === undefined ? [] : [`${at} -- ${decision}`]
+      }
       default:
         return []
     }

@@ -190,3 +190,67 @@ export const normalize = (ip: string): string | undefined => {
  * @since 0.1.0
  */
 export const formatNetwork = (network: Network): string => IpNetwork.format(network)
+
+/** An address as numbers, for matching without objects: IPv4 one word, IPv6 four. */
+type Numeric = { readonly v4: number } | { readonly v6: readonly [number, number, number, number] }
+
+const numericOf = (address: Address): Numeric => {
+  if (NetAddress.isIpv4Address(address)) {
+    const [a, b, c, d] = NetAddress.ipv4ToOctets(address)
+    return { v4: ((a << 24) | (b << 16) | (c << 8) | d) >>> 0 }
+  }
+  const s = NetAddress.ipv6ToSegments(address)
+  const word = (i: number) => (((s[i] ?? 0) << 16) | (s[i + 1] ?? 0)) >>> 0
+  return { v6: [word(0), word(2), word(4), word(6)] }
+}
+
+const maskOf = (bits: number): number => (bits <= 0 ? 0 : bits >= 32 ? 0xffffffff : (0xffffffff << (32 - bits)) >>> 0)
+
+// Client addresses repeat (every rule of a session asks about the same one): parse each once.
+const parsedAddresses = new Map<string, Numeric | null>()
+const parsedCacheLimit = 4096
+
+const numericOfText = (text: string): Numeric | null => {
+  const cached = parsedAddresses.get(text)
+  if (cached !== undefined) return cached
+  const parsed = parseAddress(text)
+  const numeric = parsed.ok ? numericOf(parsed.address) : null
+  if (parsedAddresses.size >= parsedCacheLimit) parsedAddresses.clear()
+  parsedAddresses.set(text, numeric)
+  return numeric
+}
+
+/**
+ * A matcher for `networks`: the index of the first that contains the address (given as text),
+ * or -1; an address that does not parse is in none. The same answers as {@link contains}, in
+ * a few nanoseconds per network: what policy rules call for every recipient.
+ */
+export const matcher = (networks: ReadonlyArray<Network>): ((ip: string) => number) => {
+  const compiled = networks.map((network) => {
+    const canonicalized = canonicalNetwork(network)
+    const base = numericOf(canonicalized.address)
+    return { base, prefix: canonicalized.prefixLength }
+  })
+  return (ip) => {
+    const address = numericOfText(ip)
+    if (address === null) return -1
+    for (let i = 0; i < compiled.length; i++) {
+      const entry = compiled[i]
+      if (entry === undefined) continue
+      const { base, prefix } = entry
+      if ("v4" in base) {
+        if ("v4" in address && ((address.v4 & maskOf(prefix)) >>> 0) === ((base.v4 & maskOf(prefix)) >>> 0)) return i
+        continue
+      }
+      if (!("v6" in address)) continue
+      let inside = true
+      for (let w = 0; w < 4 && inside; w++) {
+        const bits = Math.min(32, Math.max(0, prefix - w * 32))
+        const mask = maskOf(bits)
+        if (((address.v6[w] ?? 0) & mask) >>> 0 !== ((base.v6[w] ?? 0) & mask) >>> 0) inside = false
+      }
+      if (inside) return i
+    }
+    return -1
+  }
+}

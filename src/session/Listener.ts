@@ -10,6 +10,7 @@ import { Duration, Effect, FiberSet, Schema, type Scope } from "effect"
 import type * as Event from "../log/Event.ts"
 import type { EventLog } from "../log/EventLog.ts"
 import * as Network from "../policy/Network.ts"
+import type { Policy } from "../policy/Policy.ts"
 import type { Queue } from "../queue/Queue.ts"
 import * as Connection from "../tls/Connection.ts"
 import type * as Handshake from "../tls/Handshake.ts"
@@ -120,9 +121,9 @@ const readProxyHeader = (connection: Connection.Connection, timeout: number) =>
 
 export const serve = Effect.fnUntraced(function*(
   options: ListenerOptions
-): Effect.fn.Return<Listeners, ListenError, EventLog | Queue | Scope.Scope> {
+): Effect.fn.Return<Listeners, ListenError, EventLog | Queue | Policy | Scope.Scope> {
   const fibers = yield* FiberSet.make<void, never>()
-  const run = yield* FiberSet.runtime(fibers)<EventLog | Queue>()
+  const run = yield* FiberSet.runtime(fibers)<EventLog | Queue | Policy>()
   const admissions = makeAdmissions(options.maxConnections, options.maxConnectionsPerClient)
   const live = new Set<Connection.Connection>()
   let shuttingDown = false

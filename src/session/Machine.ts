@@ -5,6 +5,10 @@
  * outside world says (a line arrived, the content ended, the queue stored the message, a
  * timer fired, the daemon is stopping) comes in as an input, so the machine never waits and a
  * recorded session can be fed through it again (`postern replay --verify`). Pure: no I/O.
+ *
+ * Policy works the same way: at each stage (connect, helo, mail, rcpt, data) the machine asks
+ * with a `Decide` action and waits in `Deciding` for the `Decided` input, so the rules stay
+ * outside and a replay feeds back the recorded decisions.
  */
 import type * as Event from "../log/Event.ts"
 import * as Address from "./Address.ts"
@@ -28,6 +32,13 @@ export type Input =
   | { readonly _tag: "QueueFailed"; readonly reason: string }
   | { readonly _tag: "TimedOut"; readonly phase: Event.TimeoutPhase }
   | { readonly _tag: "Shutdown" }
+  /** The policy's verdict on the stage the machine asked about; `reply` for all but accept. */
+  | {
+    readonly _tag: "Decided"
+    readonly stage: Event.PolicyStage
+    readonly verdict: Event.PolicyDecided["verdict"]
+    readonly reply: Reply.Reply | undefined
+  }
 
 export type Action =
   | { readonly _tag: "Reply"; readonly reply: Reply.Reply }
@@ -44,7 +55,17 @@ export type Action =
    * with a TlsEstablished or TlsFailed input.
    */
   | { readonly _tag: "StartTls" }
+  /** Ask the policy about the stage in `state.reading` (see `Deciding`); answer with Decided. */
+  | { readonly _tag: "Decide"; readonly decision: Deciding }
   | { readonly _tag: "Close"; readonly reason: Event.SessionCloseReason }
+
+/** What the machine waits for the policy to decide, with what it does once accepted. */
+export type Deciding =
+  | { readonly stage: "connect" }
+  | { readonly stage: "helo"; readonly helo: { readonly extended: boolean; readonly domain: string }; readonly reply: Reply.Reply }
+  | { readonly stage: "mail"; readonly transaction: Transaction }
+  | { readonly stage: "rcpt"; readonly recipient: string; readonly local: boolean }
+  | { readonly stage: "data"; readonly envelope: Event.Envelope; readonly size: number }
 
 export interface Transaction {
   readonly from: Address.ReversePath
@@ -65,6 +86,8 @@ export type Reading =
   | { readonly _tag: "Queueing" }
   /** A TLS handshake is under way. */
   | { readonly _tag: "Handshake" }
+  /** The policy is deciding a stage. */
+  | { readonly _tag: "Deciding"; readonly decision: Deciding }
 
 export interface State {
   readonly settings: Event.MachineSettings
@@ -124,6 +147,8 @@ export const timeoutPhase = (state: State): Event.TimeoutPhase => {
       return "data-block"
     case "Queueing":
       return "data-end"
+    case "Deciding":
+      return state.reading.decision.stage === "data" ? "data-end" : "command"
   }
 }
 
@@ -225,6 +250,48 @@ export const step = (state: State, input: Input): Step => {
     case "Shutdown":
       if (state.reading._tag === "Commands" && state.greeted) return shutdownNow(state)
       return done({ ...state, draining: true })
+    case "Decided":
+      return decided(state, input)
+  }
+}
+
+const decide = (state: State, decision: Deciding): Step =>
+  done({ ...state, reading: { _tag: "Deciding", decision } }, { _tag: "Decide", decision })
+
+const policyClosing = reply(421, "4.7.0", "Error: closing connection")
+
+const decided = (state: State, input: Extract<Input, { readonly _tag: "Decided" }>): Step => {
+  const reading = state.reading
+  if (reading._tag !== "Deciding" || reading.decision.stage !== input.stage) return done(state)
+  const decision = reading.decision
+  const commands: State = { ...state, reading: { _tag: "Commands" } }
+  const refusal: ReplyAction = input.reply === undefined ? policyClosing : { _tag: "Reply", reply: input.reply }
+  if (input.verdict === "disconnect" || (decision.stage === "connect" && input.verdict !== "accept")) {
+    const abort: ReadonlyArray<Action> = decision.stage === "data" ? [{ _tag: "Abort" }] : []
+    return done({ ...resetTransaction(state), closed: true }, ...abort, refusal, close("policy"))
+  }
+  const accepted = input.verdict === "accept"
+  switch (decision.stage) {
+    case "connect":
+      return greeting(commands)
+    case "helo":
+      return accepted
+        ? done({ ...commands, helo: decision.helo }, { _tag: "Reply", reply: decision.reply })
+        : rejected({ ...commands, helo: undefined }, refusal, true)
+    case "mail":
+      return accepted
+        ? done({ ...commands, transaction: decision.transaction }, reply(250, "2.1.0", "Ok"))
+        : rejected(commands, refusal, true)
+    case "rcpt": {
+      const transaction = commands.transaction
+      if (!accepted || transaction === undefined) return rejected(commands, refusal, true)
+      const recipients = [...transaction.recipients, decision.recipient]
+      return done({ ...commands, transaction: { ...transaction, recipients } }, reply(250, "2.1.5", "Ok"))
+    }
+    case "data":
+      return accepted
+        ? done({ ...state, reading: { _tag: "Queueing" } }, { _tag: "Commit", envelope: decision.envelope })
+        : afterMessage(resetTransaction(commands), { _tag: "Abort" }, refusal)
   }
 }
 
@@ -243,7 +310,7 @@ const connected = (state: State, admission: Event.Admission): Step => {
   }
   switch (admission) {
     case "ok":
-      return greeting(state)
+      return decide(state, { stage: "connect" })
     case "global-limit":
     case "client-limit":
       return done(
@@ -296,22 +363,25 @@ const command = (state: State, cmd: Command.Command): Step => {
   }
   switch (cmd._tag) {
     case "Ehlo":
-      return done(
-        { ...resetTransaction(state), helo: { extended: true, domain: cmd.domain } },
-        ...dropChunks(state),
-        {
-          _tag: "Reply",
+      return withActions(
+        dropChunks(state),
+        decide(resetTransaction(state), {
+          stage: "helo",
+          helo: { extended: true, domain: cmd.domain },
           reply: Reply.multiline(250, [
             state.settings.hostname,
             ...Protocol.ehloKeywords(state.settings.maxMessageSize, { startTls: offersStartTls(state) })
           ])
-        }
+        })
       )
     case "Helo":
-      return done(
-        { ...resetTransaction(state), helo: { extended: false, domain: cmd.domain } },
-        ...dropChunks(state),
-        reply(250, undefined, state.settings.hostname)
+      return withActions(
+        dropChunks(state),
+        decide(resetTransaction(state), {
+          stage: "helo",
+          helo: { extended: false, domain: cmd.domain },
+          reply: Reply.make(250, undefined, state.settings.hostname)
+        })
       )
     case "Mail":
       return mail(state, cmd.from, cmd.parameters, counts)
@@ -340,6 +410,10 @@ const command = (state: State, cmd: Command.Command): Step => {
   }
 }
 
+/** `step` with `first` done before its own actions. */
+const withActions = (first: ReadonlyArray<Action>, step: Step): Step =>
+  first.length === 0 ? step : { ...step, actions: [...first, ...step.actions] }
+
 const startTls = (state: State, counts: boolean): Step => {
   if (state.tls !== undefined) return rejected(state, replies.tlsActive, counts)
   if (!offersStartTls(state)) return rejected(state, replies.notImplemented, counts)
@@ -356,7 +430,7 @@ const tlsEstablished = (state: State, facts: Event.TlsFacts): Step => {
   if (state.reading._tag !== "Handshake") return done(state)
   const secured: State = { ...resetTransaction(state), helo: undefined, tls: facts }
   if (state.draining) return shutdownNow(secured)
-  return secured.greeted ? done(secured) : greeting(secured)
+  return secured.greeted ? done(secured) : decide(secured, { stage: "connect" })
 }
 
 const mail = (state: State, from: Address.ReversePath, parameters: Command.MailParameters, counts: boolean): Step => {
@@ -365,23 +439,25 @@ const mail = (state: State, from: Address.ReversePath, parameters: Command.MailP
   if (parameters.size !== undefined && parameters.size > state.settings.maxMessageSize) {
     return rejected(state, reply(552, "5.3.4", "Message size exceeds fixed limit"), counts)
   }
-  const transaction: Transaction = { from, parameters, recipients: [], chunking: false }
-  return done({ ...state, transaction }, reply(250, "2.1.0", "Ok"))
+  return decide(state, { stage: "mail", transaction: { from, parameters, recipients: [], chunking: false } })
 }
 
 const rcpt = (state: State, to: Address.ForwardPath, counts: boolean): Step => {
   const transaction = state.transaction
   if (transaction === undefined) return rejected(state, replies.needMail, counts)
   if (transaction.recipients.length >= state.settings.maxRecipients) return done(state, replies.tooManyRecipients)
-  const verdict = route(state.settings, to)
-  if (verdict._tag === "Rejected") return rejected(state, verdict.reply, counts)
-  const recipients = [...transaction.recipients, verdict.recipient]
-  return done({ ...state, transaction: { ...transaction, recipients } }, reply(250, "2.1.5", "Ok"))
+  const routed = route(state.settings, to)
+  if (routed._tag === "Rejected") return rejected(state, routed.reply, counts)
+  return decide(state, { stage: "rcpt", recipient: routed.recipient, local: routed._tag === "Local" })
 }
 
-type Route = { readonly _tag: "Local"; readonly recipient: string } | { readonly _tag: "Rejected"; readonly reply: ReplyAction }
+type Route =
+  | { readonly _tag: "Local"; readonly recipient: string }
+  /** Not a local domain: accepted only if a policy rule accepts it (relaying is never a default). */
+  | { readonly _tag: "Remote"; readonly recipient: string }
+  | { readonly _tag: "Rejected"; readonly reply: ReplyAction }
 
-/** Local domains only: relaying is opened by the policy layer, never by default. */
+/** Where a recipient goes: a local user, another domain, or nowhere (an unknown local user). */
 export const route = (settings: Event.MachineSettings, to: Address.ForwardPath): Route => {
   const primary = settings.localDomains[0]
   if (to._tag === "Postmaster") {
@@ -391,7 +467,7 @@ export const route = (settings: Event.MachineSettings, to: Address.ForwardPath):
   }
   const text = Address.format(to)
   const domain = settings.localDomains.find((d) => d.domain === to.domain)
-  if (domain === undefined) return { _tag: "Rejected", reply: reply(550, "5.7.1", `<${text}>: Relay access denied`) }
+  if (domain === undefined) return { _tag: "Remote", recipient: text }
   const local = to.local.toLowerCase()
   if (domain.users === "*" || local === "postmaster" || domain.users.includes(local)) {
     return { _tag: "Local", recipient: text }
@@ -476,10 +552,7 @@ const contentEnd = (state: State, size: number, bareLineEnding: "lf" | "cr" | un
     if (state.draining) return afterMessage(resetTransaction(state), answer, { _tag: "Abort" })
     return done({ ...state, reading: { _tag: "Commands" } }, answer)
   }
-  return done({ ...state, reading: { _tag: "Queueing" } }, {
-    _tag: "Commit",
-    envelope: envelopeOf(transaction)
-  })
+  return decide(state, { stage: "data", envelope: envelopeOf(transaction), size })
 }
 
 const queued = (state: State, answer: Action): Step => {

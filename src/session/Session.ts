@@ -9,11 +9,14 @@
 import { Clock, Effect } from "effect"
 import * as Event from "../log/Event.ts"
 import { EventLog } from "../log/EventLog.ts"
+import { Policy } from "../policy/Policy.ts"
+import type * as Rule from "../policy/Rule.ts"
 import { Queue, type QueueTxn } from "../queue/Queue.ts"
 import * as Connection from "../tls/Connection.ts"
 import * as Handshake from "../tls/Handshake.ts"
 import * as Framer from "./Framer.ts"
 import * as Machine from "./Machine.ts"
+import * as PolicyContext from "./PolicyContext.ts"
 import * as Received from "./Received.ts"
 import * as Reply from "./Reply.ts"
 
@@ -72,6 +75,7 @@ const protocolOf = (state: Machine.State): string =>
 export const run = Effect.fnUntraced(function*(connection: Connection.Connection, options: SessionOptions) {
   const log = yield* EventLog
   const queue = yield* Queue
+  const policy = yield* Policy
   const clock = yield* Clock.Clock
   const now = () => clock.currentTimeMillisUnsafe()
   const session = options.id
@@ -84,6 +88,8 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
   let closeReason: Event.SessionCloseReason | undefined
   /** The last command ended a pipelined group: write its replies before reading on. */
   let flushNow = false
+  /** A decision whose rules need I/O, run by the Decide action's `perform`. */
+  let decisionInFlight: { readonly stage: Event.PolicyStage; readonly effect: Effect.Effect<Rule.Decision> } | undefined
 
   const flush = Effect.suspend(() => {
     if (pending.length === 0) return Effect.void
@@ -183,6 +189,32 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
     if (followUp.length > 0) yield* perform(followUp)
   })
 
+  const connectionFacts: PolicyContext.Connection = {
+    session,
+    peer: options.peer,
+    local: options.local,
+    role: options.role,
+    clientName: options.clientName
+  }
+
+  /** The decision as the machine's input, recorded as the PolicyDecided event. */
+  const decided = (stage: Event.PolicyStage, decision: Rule.Decision): ReadonlyArray<Machine.Action> => {
+    const input = PolicyContext.decidedInput(stage, decision)
+    const verdict = decision.verdict
+    const answer = verdict._tag === "Accept" ? undefined : verdict.answer
+    const event = Event.make("PolicyDecided", {
+      session,
+      at: now(),
+      stage,
+      verdict: input.verdict,
+      ...(decision.rule === undefined ? {} : { rule: decision.rule }),
+      ...(answer === undefined ? {} : { code: answer.code, enhanced: answer.enhanced, text: answer.text }),
+      ...(decision.error === undefined ? {} : { error: decision.error }),
+      ...(verdict.because === undefined ? {} : { because: verdict.because })
+    })
+    return feed(input, event)
+  }
+
   /**
    * Records the input's event, steps the machine and does at once what needs no I/O (replies
    * are collected, framer modes switched); returns the actions that do need I/O, so that a
@@ -217,6 +249,18 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
         case "Close":
           closeReason = action.reason
           break
+        case "Decide": {
+          // Synchronous rules are decided here, without an Effect; the machine steps on at once.
+          const outcome = policy.decide(PolicyContext.make(connectionFacts, state, action.decision))
+          if (Effect.isEffect(outcome)) {
+            decisionInFlight = { stage: action.decision.stage, effect: outcome }
+            ;(effectful ??= []).push(action)
+          } else {
+            const more = decided(action.decision.stage, outcome)
+            if (more.length > 0) (effectful ??= []).push(...more)
+          }
+          break
+        }
         case "Commit":
         case "Abort":
         case "StartTls":
@@ -226,6 +270,16 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
     }
     return effectful ?? noActions
   }
+
+  const decideInFlight: Effect.Effect<void> = Effect.suspend(() => {
+    const inFlight = decisionInFlight
+    decisionInFlight = undefined
+    if (inFlight === undefined) return Effect.void
+    return Effect.flatMap(inFlight.effect, (decision) => {
+      const more = decided(inFlight.stage, decision)
+      return more.length > 0 ? perform(more) : Effect.void
+    })
+  })
 
   const perform = (actions: ReadonlyArray<Machine.Action>): Effect.Effect<void> =>
     Effect.forEach(actions, (action) => {
@@ -239,6 +293,8 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
           return abortTransaction
         case "StartTls":
           return startTls
+        case "Decide":
+          return decideInFlight
         default:
           return Effect.void
       }

@@ -188,14 +188,15 @@ describe("delivery", () => {
     }
   })
 
-  it("a domain that is not local gets 550 5.7.1 (no open relay)", async () => {
+  it("a domain that is not local gets 554 5.7.1 Relay access denied with no rule configured (no open relay)", async () => {
     const client = await SmtpClient.open(daemon.ports.smtp)
     try {
       await client.request("EHLO client.test")
       await client.request("MAIL FROM:<sender@client.test>")
       const rcpt = await client.request("RCPT TO:<someone@elsewhere.test>")
-      assert.strictEqual(rcpt.code, 550, describeReply(rcpt))
+      assert.strictEqual(rcpt.code, 554, describeReply(rcpt))
       assert.strictEqual(rcpt.enhanced, "5.7.1")
+      assert.match(rcpt.lines.join(" "), /<someone@elsewhere\.test>: Relay access denied/)
       await client.quit()
     } finally {
       client.destroy()

@@ -89,7 +89,18 @@ export const samples: ReadonlyArray<Event.Event> = [
     reload: false
   }),
   Event.make("CertificateRejected", { at, name: "default", file: "/etc/postern/default.pem", reason: "key does not match" }),
-  Event.make("CertificateExpiring", { at, name: "default", file: "/etc/postern/default.pem", notAfter: at + 86_400_000 })
+  Event.make("CertificateExpiring", { at, name: "default", file: "/etc/postern/default.pem", notAfter: at + 86_400_000 }),
+  Event.make("PolicyDecided", {
+    session,
+    at,
+    stage: "rcpt",
+    verdict: "deny",
+    rule: "relay",
+    code: 554,
+    enhanced: "5.7.1",
+    text: "<bob@elsewhere.test>: Relay access denied",
+    because: { client: "192.0.2.1", recipient: "not in a local domain" }
+  })
 ]
 
 /** A small event with a recognisable position, for ordering tests. */

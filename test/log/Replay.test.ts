@@ -2,7 +2,9 @@ import { assert, describe, it } from "@effect/vitest"
 import * as Event from "../../src/log/Event.ts"
 import * as Replay from "../../src/log/Replay.ts"
 import * as Machine from "../../src/session/Machine.ts"
+import * as PolicyContext from "../../src/session/PolicyContext.ts"
 import * as Reply from "../../src/session/Reply.ts"
+import { step } from "../support/MachineDrive.ts"
 import { samples, tlsFacts } from "./EventSamples.ts"
 import { settings } from "../support/Settings.ts"
 
@@ -82,7 +84,19 @@ const record = (
         events.push(Event.make("ShutdownRequested", { session, at }))
         break
     }
-    const next = Machine.step(state, input)
+    const next = step(state, input, {
+      onDecision: (stage, decision) => {
+        const input = PolicyContext.decidedInput(stage, decision)
+        const reply = input.reply
+        events.push(Event.make("PolicyDecided", {
+          session,
+          at,
+          stage,
+          verdict: input.verdict,
+          ...(reply === undefined ? {} : { code: reply.code, enhanced: reply.enhanced ?? "", text: reply.lines[0] ?? "" })
+        }))
+      }
+    })
     state = next.state
     for (const action of next.actions) {
       if (action._tag === "Reply") {
@@ -362,7 +376,13 @@ describe("Replay.inputOf", () => {
       TlsHandshakeFailed: { _tag: "TlsFailed" },
       CertificateLoaded: undefined,
       CertificateRejected: undefined,
-      CertificateExpiring: undefined
+      CertificateExpiring: undefined,
+      PolicyDecided: {
+        _tag: "Decided",
+        stage: "rcpt",
+        verdict: "deny",
+        reply: Reply.make(554, "5.7.1", "<bob@elsewhere.test>: Relay access denied")
+      }
     }
     for (const event of samples) assert.deepStrictEqual(Replay.inputOf(event), expected[event._tag], event._tag)
   })

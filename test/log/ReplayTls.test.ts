@@ -36,7 +36,9 @@ const recorder = (session: string) => {
     client: (line: string) => events.push(Event.make("CommandReceived", { session, at: tick(), line })),
     reply: (code: number, enhanced: string | undefined, ...lines: ReadonlyArray<string>) =>
       events.push(Event.make("ReplySent", { session, at: tick(), code, lines, ...(enhanced === undefined ? {} : { enhanced }) })),
-    event: (make: (at: number) => Event.Event) => events.push(make(tick()))
+    event: (make: (at: number) => Event.Event) => events.push(make(tick())),
+    /** The rules-free policy accepted the stage. */
+    accepted: (stage: Event.PolicyStage) => events.push(Event.make("PolicyDecided", { session, at: tick(), stage, verdict: "accept" }))
   }
 }
 
@@ -57,22 +59,28 @@ const envelope: Event.Envelope = { from: "sender@remote.test", to: ["alice@examp
 const startTlsSession = (): ReadonlyArray<Event.Event> => {
   const r = recorder("starttls")
   r.opened("smtp", "may")
+  r.accepted("connect")
   r.reply(220, undefined, ...greeting)
   r.client("EHLO client.test")
+  r.accepted("helo")
   r.reply(250, undefined, ...ehloLines(true))
   r.client("STARTTLS")
   r.reply(220, "2.0.0", "Ready to start TLS")
   r.event((at) => Event.make("TlsHandshakeStarted", { session: "starttls", at, mode: "starttls", discardedBytes: 6 }))
   r.event((at) => Event.make("TlsEstablished", { session: "starttls", at, facts, durationMs: 4 }))
   r.client("EHLO client.test")
+  r.accepted("helo")
   r.reply(250, undefined, ...ehloLines(false))
   r.client("MAIL FROM:<sender@remote.test>")
+  r.accepted("mail")
   r.reply(250, "2.1.0", "Ok")
   r.client("RCPT TO:<alice@example.test>")
+  r.accepted("rcpt")
   r.reply(250, "2.1.5", "Ok")
   r.client("DATA")
   r.reply(354, undefined, "End data with <CR><LF>.<CR><LF>")
   r.event((at) => Event.make("ContentReceived", { session: "starttls", at, size: 120 }))
+  r.accepted("data")
   r.event((at) =>
     Event.make("MessageQueued", {
       session: "starttls",
@@ -95,8 +103,10 @@ const startTlsSession = (): ReadonlyArray<Event.Event> => {
 const failedSession = (): ReadonlyArray<Event.Event> => {
   const r = recorder("failed")
   r.opened("submission", "encrypt")
+  r.accepted("connect")
   r.reply(220, undefined, ...greeting)
   r.client("EHLO client.test")
+  r.accepted("helo")
   r.reply(250, undefined, ...ehloLines(true))
   r.client("MAIL FROM:<sender@remote.test>")
   r.reply(530, "5.7.0", "Must issue a STARTTLS command first")
@@ -122,8 +132,10 @@ const implicitSession = (): ReadonlyArray<Event.Event> => {
   r.opened("submissions", "implicit")
   r.event((at) => Event.make("TlsHandshakeStarted", { session: "implicit", at, mode: "implicit", discardedBytes: 0 }))
   r.event((at) => Event.make("TlsEstablished", { session: "implicit", at, facts: { ...facts, resumed: true }, durationMs: 1 }))
+  r.accepted("connect")
   r.reply(220, undefined, ...greeting)
   r.client("EHLO client.test")
+  r.accepted("helo")
   r.reply(250, undefined, ...ehloLines(false))
   r.client("STARTTLS")
   r.reply(554, "5.5.1", "Error: TLS already active")
@@ -137,6 +149,7 @@ const implicitSession = (): ReadonlyArray<Event.Event> => {
 const clientHelloSession = (): ReadonlyArray<Event.Event> => {
   const r = recorder("hello")
   r.opened("smtp", "may")
+  r.accepted("connect")
   r.reply(220, undefined, ...greeting)
   r.event((at) => Event.make("LineRejected", { session: "hello", at, reason: "tls-record" }))
   r.reply(500, "5.5.1", "Error: TLS handshake on a plaintext connection; use STARTTLS or the implicit TLS port")

@@ -229,3 +229,78 @@ describe("Network.contains", () => {
     }
   })
 })
+
+describe("Network.matcher", () => {
+  const cases: ReadonlyArray<readonly [string, string]> = [
+    ["10.0.0.0/8", "10.1.2.3"],
+    ["10.0.0.0/8", "11.0.0.0"],
+    ["0.0.0.0/0", "::1"],
+    ["0.0.0.0/0", "::ffff:1.2.3.4"],
+    ["::ffff:10.0.0.0/104", "10.1.2.3"],
+    ["10.0.0.0/8", "::10.1.2.3"],
+    ["2001:db8::/32", "2001:db8::1"],
+    ["2001:db8::/127", "2001:db8::2"],
+    ["fe80::/10", "febf:ffff::1"],
+    ["fe80::/10", "fec0::1"],
+    ["::/0", "1.2.3.4"],
+    ["::/0", "::"],
+    ["::1", "0:0:0:0:0:0:0:1"],
+    ["2001:db8:0:0:8000::/65", "2001:db8::8000:0:0:1"],
+    ["2001:db8:0:0:8000::/65", "2001:db8::7fff:0:0:1"],
+    ["0.0.0.0/0", "not an address"]
+  ]
+  for (const [cidr, ip] of cases) {
+    it(`agrees with contains: ${cidr} and ${ip}`, () => {
+      const find = Network.matcher([network(cidr)])
+      assert.strictEqual(find(ip) === 0, Network.contains(network(cidr), ip))
+    })
+  }
+
+  it("gives the index of the first network that contains the address, -1 for none", () => {
+    const find = Network.matcher([network("192.0.2.0/24"), network("10.0.0.0/8"), network("10.1.0.0/16"), network("2001:db8::/32")])
+    assert.strictEqual(find("10.1.2.3"), 1)
+    assert.strictEqual(find("192.0.2.9"), 0)
+    assert.strictEqual(find("2001:db8::5"), 3)
+    assert.strictEqual(find("198.51.100.1"), -1)
+    assert.strictEqual(Network.matcher([])("10.1.2.3"), -1)
+  })
+
+  it("agrees with contains on pseudo-random IPv4 and IPv6 networks and addresses", () => {
+    let seed = 0x1b873593
+    const next = (): number => {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0
+      return seed
+    }
+    const dotted = (n: number): string => [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join(".")
+    const hex = (words: ReadonlyArray<number>): string =>
+      words.flatMap((w) => [(w >>> 16).toString(16), (w & 0xffff).toString(16)]).join(":")
+    for (let round = 0; round < 3000; round++) {
+      if (round % 2 === 0) {
+        const prefix = next() % 33
+        const mask = prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0
+        const base = (next() & mask) >>> 0
+        const probe = round % 4 === 0 ? next() : ((base & mask) | (next() & ~mask)) >>> 0
+        const net = network(`${dotted(base)}/${prefix}`)
+        for (const ip of [dotted(probe), `::ffff:${dotted(probe)}`]) {
+          assert.strictEqual(Network.matcher([net])(ip) === 0, Network.contains(net, ip), `${dotted(base)}/${prefix} ${ip}`)
+        }
+      } else {
+        const prefix = next() % 129
+        const words = [next(), next(), next(), next()].map((w, i) => {
+          const bits = Math.min(32, Math.max(0, prefix - i * 32))
+          const mask = bits === 0 ? 0 : (0xffffffff << (32 - bits)) >>> 0
+          return (w & mask) >>> 0
+        })
+        const probeWords = round % 4 === 1 ? [next(), next(), next(), next()] : words.map((w, i) => {
+          const bits = Math.min(32, Math.max(0, prefix - i * 32))
+          const mask = bits === 0 ? 0 : (0xffffffff << (32 - bits)) >>> 0
+          return ((w & mask) | (next() & ~mask)) >>> 0
+        })
+        const parsed = Network.parseNetwork(`${hex(words)}/${prefix}`)
+        if (!parsed.ok) continue
+        const ip = hex(probeWords)
+        assert.strictEqual(Network.matcher([parsed.network])(ip) === 0, Network.contains(parsed.network, ip), `${hex(words)}/${prefix} ${ip}`)
+      }
+    }
+  })
+})

@@ -4,6 +4,7 @@ import type * as Command from "../../src/session/Command.ts"
 import * as Machine from "../../src/session/Machine.ts"
 import * as Protocol from "../../src/session/Protocol.ts"
 import * as Reply from "../../src/session/Reply.ts"
+import { step } from "../support/MachineDrive.ts"
 import { render } from "../support/MachineRender.ts"
 import { settings } from "../support/Settings.ts"
 
@@ -51,7 +52,7 @@ const converse = (s: Event.MachineSettings, inputs: ReadonlyArray<Step>): Conver
   let state = Machine.initial(s)
   const steps: Array<ReadonlyArray<Machine.Action>> = []
   for (const input of inputs) {
-    const next = Machine.step(state, toInput(input))
+    const next = step(state, toInput(input))
     state = next.state
     steps.push(next.actions)
   }
@@ -322,12 +323,12 @@ describe("Machine: recipients", () => {
     {
       name: "relaying is denied",
       inputs: [EHLO, FROM, "RCPT TO:<alice@remote.test>"],
-      log: [ehloReply, mailOk, "550 5.7.1 <alice@remote.test>: Relay access denied"]
+      log: [ehloReply, mailOk, "554 5.7.1 <alice@remote.test>: Relay access denied"]
     },
     {
       name: "a subdomain of a local domain is not local",
       inputs: [EHLO, FROM, "RCPT TO:<alice@sub.example.test>"],
-      log: [ehloReply, mailOk, "550 5.7.1 <alice@sub.example.test>: Relay access denied"]
+      log: [ehloReply, mailOk, "554 5.7.1 <alice@sub.example.test>: Relay access denied"]
     },
     {
       name: "an international recipient needs SMTPUTF8 on MAIL",
@@ -387,8 +388,12 @@ describe("Machine: route", () => {
       Machine.route(settings, { _tag: "Mailbox", local: "BOB", domain: "example.test", international: false }),
       { _tag: "Local", recipient: "BOB@example.test" }
     )
+    assert.deepStrictEqual(
+      Machine.route(settings, { _tag: "Mailbox", local: "bob", domain: "elsewhere.test", international: false }),
+      { _tag: "Remote", recipient: "bob@elsewhere.test" }
+    )
     assert.strictEqual(
-      Machine.route(settings, { _tag: "Mailbox", local: "bob", domain: "elsewhere.test", international: false })._tag,
+      Machine.route(settings, { _tag: "Mailbox", local: "nobody", domain: "example.test", international: false })._tag,
       "Rejected"
     )
   })
@@ -750,10 +755,10 @@ describe("Machine: timeouts", () => {
     it(`${c.name}: phase ${c.phase}, 421 4.4.2${c.abort ? " and Abort" : ""}`, () => {
       const before = talk(c.before)
       assert.strictEqual(Machine.timeoutPhase(before.state), c.phase)
-      const after = Machine.step(before.state, timedOut(c.phase))
+      const after = step(before.state, timedOut(c.phase))
       assert.deepStrictEqual(after.actions.map(render), [...(c.abort ? ["[abort]"] : []), timeout, "[close timeout]"])
       assert.isTrue(after.state.closed)
-      assert.deepStrictEqual(Machine.step(after.state, line("NOOP")).actions, [])
+      assert.deepStrictEqual(step(after.state, line("NOOP")).actions, [])
     })
   }
 
@@ -765,7 +770,7 @@ describe("Machine: timeouts", () => {
     const phases: Array<Event.TimeoutPhase> = []
     let state = Machine.initial(settings)
     for (const input of [connect(), ...ready, "DATA", end(5), queued("Q"), FROM, TO, "BDAT 3", end(3), "BDAT 1 LAST", end(4), queued("R")]) {
-      state = Machine.step(state, toInput(input)).state
+      state = step(state, toInput(input)).state
       phases.push(Machine.timeoutPhase(state))
     }
     assert.deepStrictEqual(phases, [
@@ -866,7 +871,7 @@ describe("Machine: closed state", () => {
       const start = name === "admission" ? converse(settings, [connect("client-limit")]) : talk(inputs)
       assert.isTrue(start.state.closed)
       for (const input of everything) {
-        const next = Machine.step(start.state, input)
+        const next = step(start.state, input)
         assert.deepStrictEqual(next.actions, [])
         assert.strictEqual(next.state, start.state)
       }
@@ -1022,7 +1027,7 @@ describe("Machine: random conversations", () => {
       for (let i = 0; i < length; i++) {
         const input = i === 0 ? connect() : randomInput(random, state)
         const commandsBefore = !state.closed && state.reading._tag === "Commands"
-        const next = Machine.step(state, input)
+        const next = step(state, input)
         const where = () => `seed ${seed} step ${i} input ${JSON.stringify(input)} actions ${JSON.stringify(next.actions)}`
         if (closed) {
           check(next.actions.length === 0, () => `action after Close: ${where()}`)
@@ -1093,11 +1098,11 @@ describe("Machine: random conversations", () => {
     for (let seed = 1; seed <= 200; seed++) {
       const random = prng(seed)
       const inputs: Array<Machine.Input> = [connect()]
-      let state = Machine.step(Machine.initial(settings), connect()).state
+      let state = step(Machine.initial(settings), connect()).state
       for (let i = 0; i < 40; i++) {
         const input = randomInput(random, state)
         inputs.push(input)
-        state = Machine.step(state, input).state
+        state = step(state, input).state
       }
       assert.deepStrictEqual(converse(settings, inputs).actions, converse(settings, inputs).actions)
     }
@@ -1105,10 +1110,10 @@ describe("Machine: random conversations", () => {
 })
 
 describe("Machine: pipelined groups (RFC 2920)", () => {
-  const afterGreeting = Machine.step(Machine.initial(settings), connect()).state
-  const afterEhlo = Machine.step(afterGreeting, line("EHLO client.example")).state
-  const withMail = Machine.step(afterEhlo, line("MAIL FROM:<a@b.example>")).state
-  const withRecipient = Machine.step(withMail, line("RCPT TO:<alice@example.test>")).state
+  const afterGreeting = step(Machine.initial(settings), connect()).state
+  const afterEhlo = step(afterGreeting, line("EHLO client.example")).state
+  const withMail = step(afterEhlo, line("MAIL FROM:<a@b.example>")).state
+  const withRecipient = step(withMail, line("RCPT TO:<alice@example.test>")).state
 
   const table: ReadonlyArray<readonly [string, Machine.State, string, boolean]> = [
     ["EHLO", afterGreeting, "EHLO client.example", true],
@@ -1126,7 +1131,7 @@ describe("Machine: pipelined groups (RFC 2920)", () => {
 
   for (const [name, state, text, flush] of table) {
     it(`${name} ${flush ? "ends" : "does not end"} a group: its replies are ${flush ? "written at once" : "held for the group"}`, () => {
-      const next = Machine.step(state, line(text))
+      const next = step(state, line(text))
       assert.strictEqual(next.flush, flush)
     })
   }

@@ -8,6 +8,7 @@ import type * as Event from "../../src/log/Event.ts"
 import * as Machine from "../../src/session/Machine.ts"
 import * as Reply from "../../src/session/Reply.ts"
 import { tlsFacts } from "../log/EventSamples.ts"
+import { step } from "../support/MachineDrive.ts"
 import { render } from "../support/MachineRender.ts"
 import { settings } from "../support/Settings.ts"
 
@@ -51,7 +52,7 @@ const run = (state: Machine.State, inputs: ReadonlyArray<Step>): Conversation =>
   let last: Machine.Step | undefined
   const log: Array<string> = []
   for (const input of inputs) {
-    last = Machine.step(current, toInput(input))
+    last = step(current, toInput(input))
     current = last.state
     log.push(...last.actions.map(render))
   }
@@ -318,12 +319,12 @@ describe("MachineTls: after the handshake the session starts over (RFC 3207 4.2)
   it("a TlsEstablished with no handshake under way changes nothing", () => {
     for (const level of ["none", "may", "encrypt"] as const) {
       const state = run(opened(level), [EHLO, FROM]).state
-      const next = Machine.step(state, secured)
+      const next = step(state, secured)
       assert.deepStrictEqual(next.actions, [], level)
       assert.strictEqual(next.state, state, level)
     }
     const inside = opened("implicit")
-    const again = Machine.step(inside, secured)
+    const again = step(inside, secured)
     assert.deepStrictEqual(again.actions, [])
     assert.strictEqual(again.state, inside)
   })
@@ -434,7 +435,7 @@ describe("MachineTls: during the handshake", () => {
     it(`${level}: lines are ignored (plaintext pipelined after STARTTLS is never executed)`, () => {
       const state = handshaking(level)
       for (const text of ["NOOP", EHLO, FROM, "QUIT", "STARTTLS", "DATA"]) {
-        const next = Machine.step(state, line(text))
+        const next = step(state, line(text))
         assert.deepStrictEqual(next.actions, [], text)
         assert.strictEqual(next.state, state, text)
       }
@@ -468,7 +469,7 @@ describe("MachineTls: during the handshake", () => {
     it(`${level}: content ends and queue results are ignored`, () => {
       const state = handshaking(level)
       for (const input of [end(10), queued("Q"), { _tag: "QueueFailed", reason: "x" } as const]) {
-        const next = Machine.step(state, input)
+        const next = step(state, input)
         assert.deepStrictEqual(next.actions, [], input._tag)
         assert.strictEqual(next.state, state, input._tag)
       }
@@ -496,7 +497,7 @@ describe("MachineTls: TlsFailed", () => {
     const failed = run(talk("may", [EHLO, "STARTTLS"]).state, [tlsFailed]).state
     assert.isTrue(failed.closed)
     for (const input of [line("NOOP"), secured, tlsFailed, tlsRecord, shutdown, connect("may")]) {
-      const next = Machine.step(failed, input)
+      const next = step(failed, input)
       assert.deepStrictEqual(next.actions, [])
       assert.strictEqual(next.state, failed)
     }
@@ -601,7 +602,7 @@ describe("MachineTls: random conversations", () => {
       const length = 1 + Math.floor(random() * 50)
       for (let i = 0; i < length; i++) {
         const input = i === 0 ? connect(level, admission) : randomInput(random, state)
-        const next = Machine.step(state, input)
+        const next = step(state, input)
         const where = () => `seed ${seed} level ${level} step ${i} input ${JSON.stringify(input)} actions ${JSON.stringify(next.actions.map(render))}`
         const replies = next.actions.filter((a): a is Extract<Machine.Action, { _tag: "Reply" }> => a._tag === "Reply")
         for (const action of next.actions) {

@@ -39,6 +39,11 @@ export type Overrides =
   & Partial<Omit<ConfigInput, "listeners" | "stateDirectory" | "localDomains" | "hostname">>
   & {
     readonly extraListeners?: ReadonlyArray<ExtraListener>
+    /**
+     * TypeScript source of the `policy` setting (rules are functions, so they cannot go through
+     * JSON); the rule helpers of "postern" are in scope.
+     */
+    readonly policySource?: string
     /** How long to wait for the greeting and the banner, in milliseconds (default 20 s). */
     readonly startTimeout?: number
   }
@@ -208,7 +213,7 @@ export const runPostern = (args: ReadonlyArray<string>, timeout = 30_000): Promi
   })
 
 const baseConfig = (stateDir: string, ports: ReadonlyArray<number>, overrides: Overrides): Record<string, unknown> => {
-  const { extraListeners = [], startTimeout: _startTimeout, ...rest } = overrides
+  const { extraListeners = [], startTimeout: _startTimeout, policySource: _policySource, ...rest } = overrides
   return {
     hostname: "mx.postern.test",
     listeners: [
@@ -226,6 +231,14 @@ const baseConfig = (stateDir: string, ports: ReadonlyArray<number>, overrides: O
     ...rest
   }
 }
+
+const ruleHelpers = "accept, because, deny, disconnect, inDomain, inNetwork, networks, next, relay, requireTls, rule, tempfail"
+
+const configSource = (config: Record<string, unknown>, policySource: string | undefined): string =>
+  policySource === undefined
+    ? `export default ${JSON.stringify(config, null, 2)}\n`
+    : `import { defineConfig, ${ruleHelpers} } from "postern"\n\n` +
+      `export default defineConfig({\n  ...${JSON.stringify(config, null, 2)},\n  policy: ${policySource}\n})\n`
 
 /** Connects, reads a 220 greeting and QUITs; false when nothing answers yet. */
 const greets = async (port: number): Promise<boolean> => {
@@ -254,7 +267,7 @@ export const startDaemon = async (overrides: Overrides = {}): Promise<Daemon> =>
     extra: picked.slice(2)
   }
   const configFile = Path.join(stateDir, "postern.config.ts")
-  Fs.writeFileSync(configFile, `export default ${JSON.stringify(baseConfig(stateDir, picked, overrides), null, 2)}\n`)
+  Fs.writeFileSync(configFile, configSource(baseConfig(stateDir, picked, overrides), overrides.policySource))
   const startTimeout = overrides.startTimeout ?? 20_000
 
   let child: ChildProcess.ChildProcess | undefined

@@ -21,5 +21,7 @@ export const render = (action: Machine.Action): string => {
       return "[start tls]"
     case "Close":
       return `[close ${action.reason}]`
+    case "Decide":
+      return `[decide ${action.decision.stage}]`
   }
 }

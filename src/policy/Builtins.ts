@@ -1,0 +1,103 @@
+/**
+ * Ready-made rules and the helpers rules are written with: `networks`/`inNetwork` (CIDR,
+ * IPv4 and IPv6), `inDomain`, `relay` (vSMTP's check_rcpt_relay, Postfix's
+ * permit_mynetworks + permit_sasl_authenticated + reject_unauth_destination) and `requireTls`.
+ * A malformed network is an error when the configuration loads, never at a session.
+ */
+import * as Network from "./Network.ts"
+import * as Rule from "./Rule.ts"
+
+/** A set of networks, parsed once. */
+export interface Networks {
+  readonly texts: ReadonlyArray<string>
+  /** The first network (as written) that contains `address`, if any. */
+  readonly match: (address: string) => string | undefined
+}
+
+/** Parses CIDR networks (`10.0.0.0/8`, `2001:db8::/32`, or a single address); throws on a bad one. */
+export const networks = (...texts: ReadonlyArray<string>): Networks => {
+  const parsed = Network.parseNetworks(texts)
+  if (!parsed.ok) throw new RangeError(`network "${parsed.input}": ${parsed.reason}`)
+  const find = Network.matcher(parsed.networks)
+  return {
+    texts,
+    match: (address) => {
+      const index = find(address)
+      return index < 0 ? undefined : texts[index]
+    }
+  }
+}
+
+/** Whether `address` is in one of `within` (a `networks(...)` value or CIDR texts). */
+export const inNetwork = (address: string, within: Networks | ReadonlyArray<string>): boolean =>
+  ("match" in within ? within : networks(...within)).match(address) !== undefined
+
+/** A set of domains, lower-cased once. */
+export interface Domains {
+  readonly names: ReadonlySet<string>
+}
+
+export const domains = (...names: ReadonlyArray<string>): Domains => ({ names: new Set(names.map((n) => n.toLowerCase())) })
+
+/**
+ * Whether the domain of `address` (`local@domain`, the part after the last `@`) is one of
+ * `within`, ignoring case. A `domains(...)` value is the fast form for rules.
+ */
+export const inDomain = (address: string | undefined, within: Domains | ReadonlyArray<string>): boolean => {
+  const at = address?.lastIndexOf("@") ?? -1
+  if (address === undefined || at < 0) return false
+  const names = "names" in within ? within.names : domains(...within).names
+  return names.has(address.slice(at + 1).toLowerCase())
+}
+
+export interface RelayOptions {
+  /** Clients that may relay anywhere (Postfix's mynetworks). */
+  readonly internalNetworks?: ReadonlyArray<string>
+  /** Authenticated clients may relay anywhere; default true. */
+  readonly authenticated?: boolean
+}
+
+/**
+ * The anti-relay rule, for the rcpt stage: a recipient in a local domain goes on to the next
+ * rule; any other recipient is accepted from an authenticated client or an internal network
+ * and refused with `554 5.7.1` for everyone else. Address tricks (`%`, `!`, source routes,
+ * quoted `@`) never make a remote recipient local: the domain is the part after the last `@`
+ * of the parsed path.
+ */
+export const relay = (options: RelayOptions = {}): Rule.Rule => {
+  const internal = networks(...(options.internalNetworks ?? []))
+  const authenticated = options.authenticated ?? true
+  return Rule.rule("relay", (context) => {
+    if (context.stage !== "rcpt" || context.recipientIsLocal) return Rule.next
+    if (authenticated && context.authenticated !== undefined) {
+      return Rule.because(Rule.accept, { authenticated: context.authenticated })
+    }
+    const network = internal.match(context.client.address)
+    if (network !== undefined) return Rule.because(Rule.accept, { network })
+    // Built as a literal: the code is known good, and this runs for every refused recipient.
+    return {
+      _tag: "Deny",
+      answer: { code: 554, enhanced: "5.7.1", text: `<${context.recipient ?? ""}>: Relay access denied` },
+      because: { client: context.client.address, recipient: "not in a local domain" }
+    }
+  })
+}
+
+export interface RequireTlsOptions {
+  /** Clients allowed in plaintext. */
+  readonly except?: ReadonlyArray<string>
+  /** The refusal; default `530 5.7.0 Must issue a STARTTLS command first` (RFC 3207). */
+  readonly verdict?: Rule.Verdict
+}
+
+/** Refuses an unencrypted session at the stage it is placed in (vSMTP's "deny unencrypted"). */
+export const requireTls = (options: RequireTlsOptions = {}): Rule.Rule => {
+  const except = networks(...(options.except ?? []))
+  const refusal = options.verdict ?? Rule.deny(530, "5.7.0", "Must issue a STARTTLS command first")
+  return Rule.rule("require tls", (context) => {
+    if (context.isSecured) return Rule.next
+    const network = except.match(context.client.address)
+    if (network !== undefined) return Rule.next
+    return refusal._tag === "Next" || refusal.because !== undefined ? refusal : Rule.because(refusal, { secured: "no" })
+  })
+}

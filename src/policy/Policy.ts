@@ -1,0 +1,81 @@
+/**
+ * The Policy service: what the session asks at each SMTP stage. Built from the configuration's
+ * rule set (`Policy.layer`); tests provide their own.
+ *
+ * Each stage has its rules, in order, and a default for when they all say `next`. One default
+ * is not configurable: a recipient outside the local domains is refused (`554 5.7.1 Relay
+ * access denied`) unless a rule accepted it, so no rule set, however written, makes an open
+ * relay by leaving something out.
+ */
+import { Context, Duration, Effect, Layer } from "effect"
+import * as Rule from "./Rule.ts"
+
+export type StageDefault = "accept" | "deny" | "tempfail"
+
+/** The rules of every stage, as the configuration gives them. */
+export interface RuleSet {
+  readonly rules: { readonly [S in Rule.Stage]?: ReadonlyArray<Rule.Rule> }
+  readonly defaults: { readonly [S in Rule.Stage]: StageDefault }
+  /** How long a rule that returns an Effect may take before it counts as failed. */
+  readonly ruleTimeout: Duration.Duration
+}
+
+export const stages: ReadonlyArray<Rule.Stage> = ["connect", "helo", "mail", "rcpt", "data"]
+
+/** No rules: every stage accepts, and only local recipients are accepted. */
+export const defaultRuleSet: RuleSet = {
+  rules: {},
+  defaults: { connect: "accept", helo: "accept", mail: "accept", rcpt: "accept", data: "accept" },
+  ruleTimeout: Duration.seconds(5)
+}
+
+export interface PolicyShape {
+  /** The stage's decision: at once when its rules are synchronous, else as an Effect. */
+  readonly decide: (context: Rule.Context) => Rule.Decision | Effect.Effect<Rule.Decision>
+}
+
+export class Policy extends Context.Service<Policy, PolicyShape>()("postern/policy/Policy") {
+  /** The policy of a rule set. */
+  static readonly layer = (ruleSet: RuleSet): Layer.Layer<Policy> => Layer.succeed(Policy, Policy.of(make(ruleSet)))
+}
+
+/** The reply to a recipient outside the local domains that no rule accepted. */
+export const relayDenied = (recipient: string): Rule.Verdict => ({
+  _tag: "Deny",
+  answer: { code: 554, enhanced: "5.7.1", text: `<${recipient}>: Relay access denied` },
+  because: { recipient: "not in a local domain" }
+})
+
+const acceptedByDefault: Rule.Decision = { verdict: { _tag: "Accept" }, rule: undefined }
+
+const defaultDecision = (stage: Rule.Stage, setting: StageDefault): Rule.Decision => {
+  switch (setting) {
+    case "accept":
+      return acceptedByDefault
+    case "deny":
+      return {
+        verdict: { _tag: "Deny", answer: { code: 554, enhanced: "5.7.1", text: `Error: ${stage} refused by policy` } },
+        rule: undefined
+      }
+    case "tempfail":
+      return {
+        verdict: { _tag: "Tempfail", answer: { code: 451, enhanced: "4.7.1", text: `Error: ${stage} deferred by policy` } },
+        rule: undefined
+      }
+  }
+}
+
+export const make = (ruleSet: RuleSet): PolicyShape => {
+  const rules = new Map(stages.map((stage) => [stage, ruleSet.rules[stage] ?? []]))
+  const defaults = new Map(stages.map((stage) => [stage, defaultDecision(stage, ruleSet.defaults[stage])]))
+  const fallback = (context: Rule.Context): Rule.Decision => {
+    if (context.stage === "rcpt" && !context.recipientIsLocal) {
+      const verdict = relayDenied(context.recipient ?? "")
+      if (verdict._tag !== "Next") return { verdict, rule: undefined }
+    }
+    return defaults.get(context.stage) ?? acceptedByDefault
+  }
+  return {
+    decide: (context) => Rule.evaluate(rules.get(context.stage) ?? [], context, fallback, ruleSet.ruleTimeout)
+  }
+}

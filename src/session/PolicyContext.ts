@@ -1,0 +1,68 @@
+/**
+ * The context a policy rule sees, built from the machine's state and the stage it is deciding,
+ * plus what the connection knows (peer, listener). One function for the live session and for
+ * anything that re-evaluates recorded sessions, so that both give rules the same view. Pure.
+ */
+import type * as Event from "../log/Event.ts"
+import type * as Rule from "../policy/Rule.ts"
+import * as Address from "./Address.ts"
+import * as Machine from "./Machine.ts"
+import * as Reply from "./Reply.ts"
+
+/** What the session knows of its connection. */
+export interface Connection {
+  readonly session: string
+  readonly peer: Event.Endpoint
+  readonly local: Event.Endpoint
+  readonly role: Event.Role
+  readonly clientName: string | undefined
+}
+
+export const make = (connection: Connection, state: Machine.State, decision: Machine.Deciding): Rule.Context => {
+  const transaction = state.transaction
+  return {
+    stage: decision.stage,
+    session: connection.session,
+    client: { address: connection.peer.address, port: connection.peer.port, name: connection.clientName },
+    listener: { role: connection.role, address: connection.local.address, port: connection.local.port },
+    isSecured: Machine.isSecured(state),
+    tls: state.tls,
+    helo: decision.stage === "helo" ? decision.helo.domain : state.helo?.domain,
+    authenticated: undefined,
+    from: decision.stage === "mail"
+      ? Address.format(decision.transaction.from)
+      : transaction === undefined
+      ? undefined
+      : Address.format(transaction.from),
+    recipients: transaction?.recipients ?? [],
+    recipient: decision.stage === "rcpt" ? decision.recipient : undefined,
+    recipientIsLocal: decision.stage === "rcpt" && decision.local,
+    size: decision.stage === "data" ? decision.size : undefined
+  }
+}
+
+/** The machine input of a decision. */
+export const decidedInput = (stage: Event.PolicyStage, decision: Rule.Decision): Extract<Machine.Input, { readonly _tag: "Decided" }> => {
+  const verdict = decision.verdict
+  return {
+    _tag: "Decided",
+    stage,
+    verdict: verdictName(verdict),
+    reply: verdict._tag === "Accept"
+      ? undefined
+      : Reply.make(verdict.answer.code, verdict.answer.enhanced, verdict.answer.text)
+  }
+}
+
+export const verdictName = (verdict: Rule.Decision["verdict"]): Event.PolicyDecided["verdict"] => {
+  switch (verdict._tag) {
+    case "Accept":
+      return "accept"
+    case "Deny":
+      return "deny"
+    case "Tempfail":
+      return "tempfail"
+    case "Disconnect":
+      return "disconnect"
+  }
+}

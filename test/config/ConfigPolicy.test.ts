@@ -1,0 +1,125 @@
+import { assert, describe, it } from "@effect/vitest"
+import * as NodeFs from "node:fs"
+import * as NodeOs from "node:os"
+import * as NodePath from "node:path"
+import * as NodeUrl from "node:url"
+import { Effect } from "effect"
+import * as Config from "../../src/config/Config.ts"
+import * as Duration from "../../src/config/Duration.ts"
+import * as Rule from "../../src/policy/Rule.ts"
+
+const indexUrl = NodeUrl.pathToFileURL(NodePath.resolve(import.meta.dirname, "../../src/index.ts")).href
+
+const issuesOf = (input: unknown): Effect.Effect<ReadonlyArray<string>> =>
+  Config.decode(input, "test").pipe(
+    Effect.flip,
+    Effect.map((error) => error.issues),
+    Effect.catch(() => Effect.succeed(["(decoded without error)"]))
+  )
+
+const writeConfig = (content: string): string => {
+  const directory = NodeFs.mkdtempSync(NodePath.join(NodeOs.tmpdir(), "postern-policy-config-"))
+  const file = NodePath.join(directory, "postern.config.ts")
+  NodeFs.writeFileSync(file, content)
+  return file
+}
+
+const blocked = Rule.rule("blocked", () => Rule.deny())
+
+describe("Config: policy", () => {
+  it.effect("without a policy section: no rules, every stage accepts, rules that need I/O get 5 s", () =>
+    Effect.gen(function*() {
+      const config = yield* Config.decode({}, "test")
+      assert.deepStrictEqual(config.policy, {
+        rules: {},
+        defaults: { connect: "accept", helo: "accept", mail: "accept", rcpt: "accept", data: "accept" },
+        ruleTimeout: 5000
+      })
+    }))
+
+  it.effect("rules by stage, defaults and the rule timeout are taken as given", () =>
+    Effect.gen(function*() {
+      const config = yield* Config.decode(
+        { policy: { rules: { mail: [blocked] }, defaults: { data: "tempfail" }, ruleTimeout: "250ms" } },
+        "test"
+      )
+      assert.strictEqual(config.policy.rules.mail?.[0], blocked)
+      assert.strictEqual(config.policy.defaults.data, "tempfail")
+      assert.strictEqual(config.policy.defaults.mail, "accept")
+      assert.strictEqual(config.policy.ruleTimeout, 250)
+    }))
+
+  const cases: ReadonlyArray<readonly [string, unknown, ReadonlyArray<string>]> = [
+    [
+      "an unknown stage",
+      { policy: { rules: { postq: [] } } },
+      ["policy.rules.postq: unknown setting; expected one of: connect, helo, mail, rcpt, data"]
+    ],
+    [
+      "something that is not a rule",
+      { policy: { rules: { mail: [{ name: "fake" }] } } },
+      ["policy.rules.mail[0]: expected a rule made with rule(name, (context) => verdict), got {\"name\":\"fake\"}"]
+    ],
+    [
+      "a rule list that is not a list",
+      { policy: { rules: { rcpt: "relay" } } },
+      ["policy.rules.rcpt: expected a list of rules, got \"relay\""]
+    ],
+    [
+      "two rules of one stage with the same name",
+      { policy: { rules: { mail: [blocked, Rule.rule("blocked", () => Rule.next)] } } },
+      ["policy.rules.mail[1]: expected a unique rule name, got \"blocked\" again (first at index 0)"]
+    ],
+    [
+      "an unknown default",
+      { policy: { defaults: { helo: "maybe" } } },
+      ["policy.defaults.helo: expected \"accept\", \"deny\" or \"tempfail\", got \"maybe\""]
+    ],
+    [
+      "a rule timeout of zero",
+      { policy: { ruleTimeout: 0 } },
+      [`policy.ruleTimeout: expected ${Duration.expectedPositive}, got 0`]
+    ]
+  ]
+  for (const [name, input, expected] of cases) {
+    it.effect(name, () =>
+      Effect.gen(function*() {
+        assert.deepStrictEqual(yield* issuesOf(input), expected)
+      }))
+  }
+
+  it.effect("a file with rules: the rules are the functions written there, and `config check` lists them by stage", () =>
+    Effect.gen(function*() {
+      const file = writeConfig(`import { defineConfig, deny, next, relay, rule } from ${JSON.stringify(indexUrl)}
+export default defineConfig({
+  policy: {
+    rules: {
+      mail: [rule("blocked sender", (ctx) => ctx.from === "x@evil.test" ? deny(550, "5.7.1", "No") : next)],
+      rcpt: [relay({ internalNetworks: ["10.0.0.0/8"] })]
+    }
+  }
+})
+`)
+      const config = yield* Config.load(file)
+      assert.deepStrictEqual(config.policy.rules.mail?.map((r) => r.name), ["blocked sender"])
+      assert.deepStrictEqual(config.policy.rules.rcpt?.map((r) => r.name), ["relay"])
+      const summary = yield* Config.check(file)
+      assert.include(summary, "  mail     'blocked sender' -> accept")
+      assert.include(summary, "  rcpt     'relay' -> accept local recipients, deny relaying")
+      assert.deepStrictEqual((yield* Config.loadRules(file)).mail?.map((r) => r.name), ["blocked sender"])
+    }))
+
+  it.effect("a malformed network in a built-in stops the load with the network named", () =>
+    Effect.gen(function*() {
+      const file = writeConfig(`import { defineConfig, relay } from ${JSON.stringify(indexUrl)}
+export default defineConfig({ policy: { rules: { rcpt: [relay({ internalNetworks: ["10.0.0.0/33"] })] } } })
+`)
+      const error = yield* Effect.flip(Config.load(file))
+      assert.match(error.message, /cannot be loaded: RangeError: network "10\.0\.0\.0\/33"/)
+    }))
+
+  it("the configuration handed to workers carries no rules (functions do not survive JSON); they read them from the file", () => {
+    const config = { ...Config.defaults, policy: { ...Config.defaults.policy, rules: { mail: [blocked] } } }
+    assert.deepStrictEqual(Config.fromPrimary(Config.toPrimaryJson(config)).policy.rules, {})
+  })
+})

@@ -1,0 +1,335 @@
+/**
+ * Policy rules through real SMTP sessions (Python smtplib): each verdict kind at each stage with
+ * its exact code and enhanced code, rule order, a throwing rule, the anti-relay default and
+ * built-ins, and the decisions in the log, the replay transcript and `replay --verify`.
+ *
+ * The clients connect from different loopback addresses (127.0.0.x, all routed to lo on Linux)
+ * so that rules can tell them apart by address.
+ */
+import * as ChildProcess from "node:child_process"
+import * as Fs from "node:fs"
+import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
+import type * as Event from "../../src/log/Event.ts"
+import { type Daemon, readLog, readMailbox, sleep, startDaemon, uniqueToken, waitForMail } from "../support/Daemon.ts"
+
+const policySource = `{
+  rules: {
+    connect: [
+      rule("blocked client", (ctx) => ctx.client.address === "127.0.0.2" ? deny(554, "5.7.1", "Client blocked") : next)
+    ],
+    helo: [
+      rule("bad helo", (ctx) => ctx.helo === "bad.helo.test" ? deny(550, "5.7.1", "Bad HELO name") : next)
+    ],
+    mail: [
+      requireTls({ except: ["127.0.0.1", "127.0.0.3"] }),
+      rule("blocked sender", (ctx) => ctx.from === "spammer@evil.test" ? deny(550, "5.7.1", "Sender blocked") : next),
+      rule("greylist", (ctx) => ctx.from === "grey@later.test" ? tempfail(451, "4.7.1", "Greylisted, try again later") : next),
+      rule("hang up", (ctx) => ctx.from === "bye@evil.test" ? disconnect(421, "4.7.0", "Go away") : next),
+      rule("buggy", (ctx) => { if (ctx.from === "boom@bug.test") throw new Error("rule bug"); return next })
+    ],
+    rcpt: [
+      rule("vip", (ctx) => ctx.recipient === "vip@elsewhere.test" ? accept : next),
+      relay({ internalNetworks: ["127.0.0.3/32"] }),
+      rule("bob left", (ctx) => ctx.recipient === "bob@example.test" ? deny(550, "5.1.1", "Bob has left") : next),
+      rule("everyone else", () => accept)
+    ],
+    data: [
+      rule("size by policy", (ctx) => (ctx.size ?? 0) > 5000 ? deny(552, "5.3.4", "Too large for policy") : next)
+    ]
+  }
+}`
+
+/**
+ * One smtplib session from `source`: each step's (code, text), ["connect", code, text] when the
+ * greeting refuses, ["disconnected"] when the server hangs up.
+ */
+const sessionScript = String.raw`
+import json, smtplib, ssl, sys
+port, source, helo, steps = int(sys.argv[1]), sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
+out = []
+try:
+    s = smtplib.SMTP("127.0.0.1", port, local_hostname=helo, timeout=10, source_address=(source, 0))
+    for step in steps:
+        kind = step[0]
+        if kind == "ehlo":
+            code, msg = s.ehlo()
+        elif kind == "starttls":
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+            code, msg = s.starttls(context=context)
+            s.ehlo()
+        elif kind == "mail":
+            code, msg = s.mail(step[1])
+        elif kind == "rcpt":
+            code, msg = s.rcpt(step[1])
+        elif kind == "data":
+            try:
+                code, msg = s.data(step[1].encode())
+            except smtplib.SMTPDataError as e:
+                code, msg = e.smtp_code, e.smtp_error
+        elif kind == "rset":
+            code, msg = s.rset()
+        elif kind == "raw":
+            code, msg = s.docmd(step[1])
+        out.append([code, msg.decode(errors="replace")])
+    s.quit()
+except smtplib.SMTPConnectError as e:
+    out.append(["connect", e.smtp_code, e.smtp_error.decode(errors="replace")])
+except smtplib.SMTPServerDisconnected:
+    out.append(["disconnected"])
+print(json.dumps(out))
+`
+
+type Step = readonly ["ehlo"] | readonly ["starttls"] | readonly ["mail" | "rcpt" | "data" | "raw", string] | readonly ["rset"]
+type Outcome = ReadonlyArray<readonly [number, string] | readonly ["connect", number, string] | readonly ["disconnected"]>
+
+const smtplib = (port: number, steps: ReadonlyArray<Step>, options: { source?: string; helo?: string } = {}) =>
+  new Promise<Outcome>((resolve, reject) => {
+    ChildProcess.execFile(
+      "python3",
+      ["-c", sessionScript, String(port), options.source ?? "127.0.0.1", options.helo ?? "client.test", JSON.stringify(steps)],
+      { timeout: 30_000 },
+      (error, stdout, stderr) => {
+        if (error !== null) return reject(new Error(`${error.message}\n${stderr}`))
+        resolve(JSON.parse(stdout) as Outcome)
+      }
+    )
+  })
+
+/** The code and the enhanced code of a reply text ("5.7.1 Sender blocked" → "5.7.1"). */
+const codes = (outcome: Outcome): Array<string> =>
+  outcome.map((entry) =>
+    entry[0] === "disconnected"
+      ? "disconnected"
+      : entry[0] === "connect"
+      ? `connect ${entry[1]} ${entry[2].split(/\s/)[0]}`
+      : `${entry[0]} ${entry[1].split(/\s/)[0]}`
+  )
+
+const message = (token: string, bodyBytes = 0) =>
+  `From: sender@client.test\r\nSubject: ${token}\r\n\r\n${token}\r\n${"x".repeat(bodyBytes)}\r\n`
+
+/** Polls `check` until it gives a value (the log is written a few milliseconds after the reply). */
+const waitFor = async <A>(what: string, check: () => Promise<A | undefined>, timeout = 10_000): Promise<A> => {
+  const deadline = Date.now() + timeout
+  for (;;) {
+    const value = await check()
+    if (value !== undefined) return value
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await sleep(50)
+  }
+}
+
+const decisions = async (daemon: Daemon): Promise<Array<Event.PolicyDecided>> =>
+  (await readLog(daemon.logDir)).filter((e): e is Event.PolicyDecided => e._tag === "PolicyDecided")
+
+describe("policy rules through real SMTP sessions", () => {
+  let daemon: Daemon
+
+  beforeAll(async () => {
+    daemon = await startDaemon({ policySource })
+  })
+
+  afterAll(async () => {
+    await daemon?.dispose()
+  })
+
+  it("connect: a denied client gets the rule's 554 5.7.1 instead of the greeting, and is closed", async () => {
+    const outcome = await smtplib(daemon.ports.smtp, [["ehlo"]], { source: "127.0.0.2" })
+    assert.deepStrictEqual(outcome, [["connect", 554, "5.7.1 Client blocked"]])
+  })
+
+  it("helo: a denied EHLO name gets 550 5.7.1, and MAIL then needs a new EHLO (503 5.5.1)", async () => {
+    const outcome = await smtplib(daemon.ports.smtp, [["ehlo"], ["mail", "sender@client.test"]], { helo: "bad.helo.test" })
+    assert.deepStrictEqual(codes(outcome), ["550 5.7.1", "503 5.5.1"])
+    assert.strictEqual(outcome[0]?.[1], "5.7.1 Bad HELO name")
+  })
+
+  it("mail: deny gives 550 5.7.1 and the session goes on to deliver the next transaction", async () => {
+    const token = uniqueToken("after-deny")
+    const outcome = await smtplib(daemon.ports.smtp, [
+      ["ehlo"],
+      ["mail", "spammer@evil.test"],
+      ["mail", "sender@client.test"],
+      ["rcpt", "alice@example.test"],
+      ["data", message(token)]
+    ])
+    assert.deepStrictEqual(codes(outcome), ["250 mx.postern.test", "550 5.7.1", "250 2.1.0", "250 2.1.5", "250 2.0.0"])
+    assert.strictEqual(outcome[1]?.[1], "5.7.1 Sender blocked")
+    await waitForMail(daemon, "example.test", "alice", token)
+  })
+
+  it("mail: tempfail gives 451 4.7.1 with the rule's text", async () => {
+    const outcome = await smtplib(daemon.ports.smtp, [["ehlo"], ["mail", "grey@later.test"]])
+    assert.deepStrictEqual(outcome[1], [451, "4.7.1 Greylisted, try again later"])
+  })
+
+  it("mail: disconnect gives 421 4.7.0 and closes; the session is recorded as closed by policy", async () => {
+    const outcome = await smtplib(daemon.ports.smtp, [["ehlo"], ["mail", "bye@evil.test"], ["rcpt", "alice@example.test"]])
+    assert.deepStrictEqual(codes(outcome), ["250 mx.postern.test", "421 4.7.0", "disconnected"])
+    const closed = await waitFor("the session's close", async () => {
+      const events = await readLog(daemon.logDir)
+      const decided = events.find((e) => e._tag === "PolicyDecided" && e.rule === "hang up")
+      if (decided === undefined || !("session" in decided)) return undefined
+      return events.find((e) => e._tag === "SessionClosed" && e.session === decided.session)
+    })
+    assert.strictEqual(closed._tag === "SessionClosed" ? closed.reason : undefined, "policy")
+  })
+
+  it("mail: a rule that throws gives 451 4.3.0, names itself in its decision, and the daemon goes on", async () => {
+    const outcome = await smtplib(daemon.ports.smtp, [["ehlo"], ["mail", "boom@bug.test"], ["mail", "sender@client.test"]])
+    assert.deepStrictEqual(codes(outcome), ["250 mx.postern.test", "451 4.3.0", "250 2.1.0"])
+    const decided = await waitFor("the failed rule's decision", async () =>
+      (await decisions(daemon)).find((d) => d.rule === "buggy"))
+    assert.strictEqual(decided.verdict, "tempfail")
+    assert.strictEqual(decided.code, 451)
+    assert.strictEqual(decided.enhanced, "4.3.0")
+    assert.strictEqual(decided.error, "threw: rule bug")
+  })
+
+  it("mail: requireTls refuses plaintext from a client outside its exceptions (530 5.7.0) and accepts it after STARTTLS", async () => {
+    const plain = await smtplib(daemon.ports.smtp, [["ehlo"], ["mail", "sender@client.test"]], { source: "127.0.0.5" })
+    assert.deepStrictEqual(plain[1], [530, "5.7.0 Must issue a STARTTLS command first"])
+    const token = uniqueToken("require-tls")
+    const secured = await smtplib(daemon.ports.smtp, [
+      ["ehlo"],
+      ["starttls"],
+      ["mail", "sender@client.test"],
+      ["rcpt", "alice@example.test"],
+      ["data", message(token)]
+    ], { source: "127.0.0.5" })
+    assert.deepStrictEqual(codes(secured).slice(1), ["220 2.0.0", "250 2.1.0", "250 2.1.5", "250 2.0.0"])
+    await waitForMail(daemon, "example.test", "alice", token)
+  })
+
+  it("rcpt: rules run in order: an earlier accept wins over relay, relay denies other remote recipients 554 5.7.1, a later deny still applies to a local one", async () => {
+    const outcome = await smtplib(daemon.ports.smtp, [
+      ["ehlo"],
+      ["mail", "sender@client.test"],
+      ["rcpt", "vip@elsewhere.test"],
+      ["rcpt", "carol@elsewhere.test"],
+      ["rcpt", "someone@Example.test.evil.test"],
+      ["rcpt", "bob@example.test"],
+      ["rcpt", "alice@example.test"]
+    ])
+    assert.deepStrictEqual(codes(outcome), [
+      "250 mx.postern.test",
+      "250 2.1.0",
+      "250 2.1.5",
+      "554 5.7.1",
+      "554 5.7.1",
+      "550 5.1.1",
+      "250 2.1.5"
+    ])
+    assert.strictEqual(outcome[3]?.[1], "5.7.1 <carol@elsewhere.test>: Relay access denied")
+    assert.strictEqual(outcome[5]?.[1], "5.1.1 Bob has left")
+  })
+
+  it("rcpt: address tricks never relay (%, !, source routes, quoted @)", async () => {
+    const tricks = [
+      "someone%elsewhere.test@example.test",
+      "elsewhere.test!someone@example.test",
+      "@example.test:someone@elsewhere.test",
+      "\"someone@elsewhere.test\"@evil.test"
+    ]
+    const outcome = await smtplib(daemon.ports.smtp, [
+      ["ehlo"],
+      ["mail", "sender@client.test"],
+      // Sent as written: smtplib would rewrite a source route.
+      ...tricks.map((to): Step => ["raw", `RCPT TO:<${to}>`])
+    ])
+    // The first two are local parts of example.test (unknown users there), the last two go
+    // elsewhere: none is accepted for relaying.
+    assert.deepStrictEqual(codes(outcome).slice(2), ["550 5.1.1", "550 5.1.1", "554 5.7.1", "554 5.7.1"])
+  })
+
+  it("rcpt: a client in relay's internal networks may relay anywhere", async () => {
+    const outcome = await smtplib(daemon.ports.smtp, [["ehlo"], ["mail", "sender@client.test"], ["rcpt", "carol@elsewhere.test"]], {
+      source: "127.0.0.3"
+    })
+    assert.deepStrictEqual(codes(outcome).slice(1), ["250 2.1.0", "250 2.1.5"])
+    const decided = await waitFor("relay's accept", async () =>
+      (await decisions(daemon)).find((d) => d.rule === "relay" && d.verdict === "accept"))
+    assert.deepStrictEqual(decided.because, { network: "127.0.0.3/32" })
+  })
+
+  it("data: a deny after the content gives 552 5.3.4 and nothing is delivered; a small message is queued", async () => {
+    const big = uniqueToken("policy-big")
+    const small = uniqueToken("policy-small")
+    const outcome = await smtplib(daemon.ports.smtp, [
+      ["ehlo"],
+      ["mail", "sender@client.test"],
+      ["rcpt", "alice@example.test"],
+      ["data", message(big, 6000)],
+      ["mail", "sender@client.test"],
+      ["rcpt", "alice@example.test"],
+      ["data", message(small)]
+    ])
+    assert.deepStrictEqual(codes(outcome).slice(3), ["552 5.3.4", "250 2.1.0", "250 2.1.5", "250 2.0.0"])
+    await waitForMail(daemon, "example.test", "alice", small)
+    assert.isFalse(readMailbox(daemon, "example.test", "alice").some((m) => m.text.includes(big)))
+  })
+
+  it("replay: the transcript names the rule behind a refusal, and --verify reproduces every reply from the recorded decisions", async () => {
+    await smtplib(daemon.ports.smtp, [["ehlo"], ["mail", "sender@client.test"], ["rcpt", "dave@elsewhere.test"]])
+    const decided = await waitFor("the relay denial", async () =>
+      (await decisions(daemon)).find((d) => d.text === "<dave@elsewhere.test>: Relay access denied"))
+    const transcript = await daemon.replay([daemon.logDir, "--session", decided.session])
+    assert.strictEqual(transcript.code, 0, transcript.stderr)
+    assert.include(transcript.stdout, "rcpt denied by rule 'relay' (554 5.7.1)")
+    assert.include(transcript.stdout, "S: 554 5.7.1 <dave@elsewhere.test>: Relay access denied")
+    const verify = await daemon.replay([daemon.logDir, "--verify"])
+    assert.strictEqual(verify.code, 0, verify.stdout + verify.stderr)
+  })
+})
+
+describe("policy rules across worker restarts and SIGHUP", () => {
+  let daemon: Daemon
+
+  beforeAll(async () => {
+    daemon = await startDaemon({
+      workers: 2,
+      policySource: `{
+        rules: {
+          mail: [rule("blocked sender", (ctx) => ctx.from === "spammer@evil.test" ? deny(550, "5.7.1", "Sender blocked") : next)]
+        }
+      }`
+    })
+  })
+
+  afterAll(async () => {
+    await daemon?.dispose()
+  })
+
+  /** The MAIL reply to `from`, `times` sessions in a row (the kernel spreads them over both workers). */
+  const mailReplies = async (from: string, times: number): Promise<Array<string>> => {
+    const replies: Array<string> = []
+    for (let i = 0; i < times; i++) {
+      const outcome = await smtplib(daemon.ports.smtp, [["ehlo"], ["mail", from]])
+      replies.push(codes(outcome)[1] ?? "none")
+    }
+    return replies
+  }
+
+  it("a worker restarted after SIGKILL reads the rules from the file and enforces them (never a silent pass)", async () => {
+    const victim = daemon.workerPids()[0] ?? 0
+    process.kill(victim, "SIGKILL")
+    await waitFor("a replacement worker", async () => {
+      const now = daemon.workerPids()
+      return now.length === 2 && !now.includes(victim) ? now : undefined
+    }, 15_000)
+    assert.deepStrictEqual(await mailReplies("spammer@evil.test", 8), Array.from({ length: 8 }, () => "550 5.7.1"))
+  })
+
+  it("SIGHUP: an edited rule applies to new sessions in every worker", async () => {
+    const original = Fs.readFileSync(daemon.configFile, "utf8")
+    Fs.writeFileSync(daemon.configFile, original.replace("spammer@evil.test", "other@evil.test").replace("Sender blocked", "Sender blocked too"))
+    process.kill(daemon.pid(), "SIGHUP")
+    await waitFor("both workers to have the new rule", async () => {
+      const replies = await mailReplies("other@evil.test", 6)
+      return replies.every((reply) => reply === "550 5.7.1") ? replies : undefined
+    }, 15_000)
+    assert.deepStrictEqual(await mailReplies("spammer@evil.test", 4), Array.from({ length: 4 }, () => "250 2.1.0"))
+  })
+})

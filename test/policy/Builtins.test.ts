@@ -1,0 +1,456 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Effect } from "effect"
+import * as Builtins from "../../src/policy/Builtins.ts"
+import * as Rule from "../../src/policy/Rule.ts"
+import { context, thrown } from "../support/RuleContext.ts"
+
+// ---------------------------------------------------------------------------------------------
+// Contexts
+
+
+const from = (address: string): Pick<Rule.Context, "client"> => ({ client: { address, port: 40000, name: undefined } })
+
+/** A recipient outside the local domains, at rcpt. */
+const remote = (overrides: Partial<Rule.Context> = {}): Rule.Context =>
+  context({ stage: "rcpt", recipient: "x@remote.example", recipientIsLocal: false, ...overrides })
+
+/** What a built-in rule returns; they are all synchronous. */
+const verdictOf = (rule: Rule.Rule, c: Rule.Context): Rule.Verdict => {
+  const result = rule.evaluate(c)
+  if (Effect.isEffect(result)) return assert.fail(`${rule.name} returned an Effect`)
+  return result
+}
+
+/** A built-in, a context, and the verdict it must give. */
+interface Case {
+  readonly name: string
+  readonly rule: Rule.Rule
+  readonly context: Rule.Context
+  readonly verdict: Rule.Verdict
+}
+
+const verdictTable = (cases: ReadonlyArray<Case>): void => {
+  for (const c of cases) {
+    it(c.name, () => {
+      assert.deepStrictEqual(verdictOf(c.rule, c.context), c.verdict)
+    })
+  }
+}
+
+const messageOf = (error: unknown): string => (error instanceof Error ? error.message : String(error))
+
+const relayDeniedFor = (recipient: string, client: string): Rule.Verdict => ({
+  _tag: "Deny",
+  answer: { code: 554, enhanced: "5.7.1", text: `<${recipient}>: Relay access denied` },
+  because: { client, recipient: "not in a local domain" }
+})
+
+const tlsRequired: Rule.Verdict = {
+  _tag: "Deny",
+  answer: { code: 530, enhanced: "5.7.0", text: "Must issue a STARTTLS command first" },
+  because: { secured: "no" }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+describe("Builtins.networks", () => {
+  const within = Builtins.networks("10.0.0.0/8", "192.168.1.0/24", "2001:db8::/32", "198.51.100.7", "::1")
+
+  it("keeps the texts as written", () => {
+    assert.deepStrictEqual(within.texts, ["10.0.0.0/8", "192.168.1.0/24", "2001:db8::/32", "198.51.100.7", "::1"])
+  })
+
+  const matches: ReadonlyArray<readonly [string, string | undefined]> = [
+    ["10.0.0.0", "10.0.0.0/8"],
+    ["10.1.2.3", "10.0.0.0/8"],
+    ["10.255.255.255", "10.0.0.0/8"],
+    ["11.0.0.0", undefined],
+    ["9.255.255.255", undefined],
+    ["192.168.1.200", "192.168.1.0/24"],
+    ["192.168.2.1", undefined],
+    ["2001:db8::1", "2001:db8::/32"],
+    ["2001:db8:ffff:ffff::1", "2001:db8::/32"],
+    ["2001:DB8::A", "2001:db8::/32"],
+    ["2001:db9::1", undefined],
+    ["198.51.100.7", "198.51.100.7"],
+    ["198.51.100.8", undefined],
+    ["198.51.100.6", undefined],
+    ["::1", "::1"],
+    ["::2", undefined],
+    ["::ffff:10.1.2.3", "10.0.0.0/8"],
+    ["::ffff:198.51.100.7", "198.51.100.7"],
+    ["::ffff:11.1.2.3", undefined],
+    ["203.0.113.5", undefined],
+    ["not an address", undefined],
+    ["", undefined]
+  ]
+  for (const [address, expected] of matches) {
+    it(`matches ${JSON.stringify(address)} to ${expected ?? "nothing"}`, () => {
+      assert.strictEqual(within.match(address), expected)
+    })
+  }
+
+  it("the first network as written wins", () => {
+    assert.strictEqual(Builtins.networks("10.0.0.0/8", "10.1.0.0/16").match("10.1.2.3"), "10.0.0.0/8")
+    assert.strictEqual(Builtins.networks("10.1.0.0/16", "10.0.0.0/8").match("10.1.2.3"), "10.1.0.0/16")
+    assert.strictEqual(Builtins.networks("10.1.0.0/16", "10.0.0.0/8").match("10.2.0.1"), "10.0.0.0/8")
+  })
+
+  it("an IPv4-mapped IPv6 network matches IPv4 clients, and names itself as written", () => {
+    const mapped = Builtins.networks("::ffff:10.0.0.0/104")
+    assert.strictEqual(mapped.match("10.1.2.3"), "::ffff:10.0.0.0/104")
+    assert.strictEqual(mapped.match("::ffff:10.1.2.3"), "::ffff:10.0.0.0/104")
+    assert.strictEqual(mapped.match("11.1.2.3"), undefined)
+  })
+
+  it("an IPv6 network does not match IPv4 clients", () => {
+    assert.strictEqual(Builtins.networks("::/0").match("10.1.2.3"), undefined)
+    assert.strictEqual(Builtins.networks("::/0").match("2001:db8::1"), "::/0")
+  })
+
+  it("no networks match nothing", () => {
+    const none = Builtins.networks()
+    assert.deepStrictEqual(none.texts, [])
+    assert.strictEqual(none.match("10.1.2.3"), undefined)
+    assert.strictEqual(none.match("::1"), undefined)
+  })
+
+  it("0.0.0.0/0 matches every IPv4 client, mapped or not", () => {
+    const all = Builtins.networks("0.0.0.0/0")
+    assert.strictEqual(all.match("1.2.3.4"), "0.0.0.0/0")
+    assert.strictEqual(all.match("::ffff:1.2.3.4"), "0.0.0.0/0")
+    assert.strictEqual(all.match("2001:db8::1"), undefined)
+  })
+
+  const bad: ReadonlyArray<string> = [
+    "10.0.0.0/33",
+    "2001:db8::/129",
+    "not-a-network",
+    "",
+    "10.0.0.0/8 ",
+    "10.0.0/8",
+    "10.0.0.0/-1",
+    "[::1]"
+  ]
+  for (const text of bad) {
+    it(`throws a RangeError on ${JSON.stringify(text)}`, () => {
+      const error = thrown(() => Builtins.networks("10.0.0.0/8", text))
+      assert.instanceOf(error, RangeError)
+      const message = messageOf(error)
+      assert.isTrue(
+        message.startsWith(`network ${JSON.stringify(text)}: invalid network ${JSON.stringify(text)}: `),
+        message
+      )
+    })
+  }
+
+  it("names the network a CIDR with host bits set meant", () => {
+    const error = thrown(() => Builtins.networks("10.1.2.3/8"))
+    assert.instanceOf(error, RangeError)
+    assert.strictEqual(
+      messageOf(error),
+      "network \"10.1.2.3/8\": invalid network \"10.1.2.3/8\": host bits are set (did you mean 10.0.0.0/8?)"
+    )
+  })
+
+  it("names the first bad network", () => {
+    const error = thrown(() => Builtins.networks("10.0.0.0/8", "bad one", "bad two"))
+    assert.isTrue(messageOf(error).startsWith("network \"bad one\": "), messageOf(error))
+  })
+})
+
+describe("Builtins.inNetwork", () => {
+  const cases: ReadonlyArray<readonly [string, ReadonlyArray<string>, boolean]> = [
+    ["10.1.2.3", ["10.0.0.0/8"], true],
+    ["::ffff:10.1.2.3", ["10.0.0.0/8"], true],
+    ["11.1.2.3", ["10.0.0.0/8"], false],
+    ["192.0.2.1", ["10.0.0.0/8", "192.0.2.0/24"], true],
+    ["2001:db8::5", ["2001:db8::/32"], true],
+    ["2001:db8::5", ["10.0.0.0/8"], false],
+    ["192.0.2.1", ["192.0.2.1"], true],
+    ["192.0.2.2", ["192.0.2.1"], false],
+    ["192.0.2.1", [], false],
+    ["garbage", ["0.0.0.0/0"], false]
+  ]
+  for (const [address, texts, expected] of cases) {
+    it(`${address} in [${texts.join(", ")}] is ${expected} (texts)`, () => {
+      assert.strictEqual(Builtins.inNetwork(address, texts), expected)
+    })
+    it(`${address} in [${texts.join(", ")}] is ${expected} (networks value)`, () => {
+      assert.strictEqual(Builtins.inNetwork(address, Builtins.networks(...texts)), expected)
+    })
+  }
+
+  it("throws a RangeError on a bad CIDR text", () => {
+    const error = thrown(() => Builtins.inNetwork("10.1.2.3", ["10.0.0.0/40"]))
+    assert.instanceOf(error, RangeError)
+    assert.isTrue(messageOf(error).startsWith("network \"10.0.0.0/40\": "), messageOf(error))
+  })
+})
+
+describe("Builtins.inDomain", () => {
+  const cases: ReadonlyArray<readonly [string, string | undefined, ReadonlyArray<string>, boolean]> = [
+    ["exact", "user@example.com", ["example.com"], true],
+    ["one of several", "user@b.example", ["a.example", "b.example"], true],
+    ["address in upper case", "User@EXAMPLE.COM", ["example.com"], true],
+    ["domain list in upper case", "user@example.com", ["Example.COM"], true],
+    ["another domain", "user@example.org", ["example.com"], false],
+    ["a subdomain is not the domain", "user@mail.example.com", ["example.com"], false],
+    ["a parent is not the domain", "user@example.com", ["mail.example.com"], false],
+    ["a suffix is not the domain", "user@badexample.com", ["example.com"], false],
+    ["the last @ decides (local)", "\"x@evil.example\"@local.test", ["local.test"], true],
+    ["the last @ decides (remote)", "\"x@local.test\"@evil.example", ["local.test"], false],
+    ["an address with two @", "a@local.test@evil.example", ["local.test"], false],
+    ["a percent hack is not local", "user%evil.example@other.example", ["evil.example"], false],
+    ["no domains", "user@example.com", [], false],
+    ["undefined", undefined, ["example.com"], false],
+    ["undefined with no domains", undefined, [], false],
+    ["the null sender", "", ["example.com"], false],
+    ["no @ at all is no domain", "postmaster", ["postmaster"], false]
+  ]
+  for (const [name, address, domains, expected] of cases) {
+    it(`${name}: ${JSON.stringify(address)} in [${domains.join(", ")}] is ${expected}`, () => {
+      assert.strictEqual(Builtins.inDomain(address, domains), expected)
+    })
+  }
+})
+
+describe("Builtins.relay", () => {
+  const defaults = Builtins.relay()
+  const internal = Builtins.relay({ internalNetworks: ["10.0.0.0/8", "2001:db8::/32", "192.0.2.7"] })
+  const noAuth = Builtins.relay({ internalNetworks: ["10.0.0.0/8"], authenticated: false })
+
+  it("is named relay", () => {
+    assert.strictEqual(defaults.name, "relay")
+  })
+
+  const cases: ReadonlyArray<Case> = [
+    {
+      name: "a local recipient goes on to the next rule",
+      rule: internal,
+      context: context({ recipient: "user@local.test", recipientIsLocal: true }),
+      verdict: Rule.next
+    },
+    {
+      name: "a local recipient from an unknown client goes on",
+      rule: defaults,
+      context: context({ ...from("198.51.100.1"), recipientIsLocal: true }),
+      verdict: Rule.next
+    },
+    {
+      name: "a local recipient from an authenticated client goes on (nothing to accept)",
+      rule: defaults,
+      context: context({ authenticated: "alice", recipientIsLocal: true }),
+      verdict: Rule.next
+    },
+    {
+      name: "an authenticated client may relay",
+      rule: defaults,
+      context: remote({ authenticated: "alice" }),
+      verdict: { _tag: "Accept", because: { authenticated: "alice" } }
+    },
+    {
+      name: "an authenticated client may relay from outside the internal networks",
+      rule: internal,
+      context: remote({ ...from("198.51.100.1"), authenticated: "bob@local.test" }),
+      verdict: { _tag: "Accept", because: { authenticated: "bob@local.test" } }
+    },
+    {
+      name: "authentication is named before the network when both apply",
+      rule: internal,
+      context: remote({ ...from("10.1.2.3"), authenticated: "alice" }),
+      verdict: { _tag: "Accept", because: { authenticated: "alice" } }
+    },
+    {
+      name: "an internal IPv4 client may relay, the CIDR named as written",
+      rule: internal,
+      context: remote(from("10.1.2.3")),
+      verdict: { _tag: "Accept", because: { network: "10.0.0.0/8" } }
+    },
+    {
+      name: "an internal client seen as IPv4-mapped IPv6 may relay",
+      rule: internal,
+      context: remote(from("::ffff:10.1.2.3")),
+      verdict: { _tag: "Accept", because: { network: "10.0.0.0/8" } }
+    },
+    {
+      name: "an internal IPv6 client may relay",
+      rule: internal,
+      context: remote(from("2001:db8::25")),
+      verdict: { _tag: "Accept", because: { network: "2001:db8::/32" } }
+    },
+    {
+      name: "an internal single address may relay",
+      rule: internal,
+      context: remote(from("192.0.2.7")),
+      verdict: { _tag: "Accept", because: { network: "192.0.2.7" } }
+    },
+    {
+      name: "the address next to an internal single address may not",
+      rule: internal,
+      context: remote(from("192.0.2.8")),
+      verdict: relayDeniedFor("x@remote.example", "192.0.2.8")
+    },
+    {
+      name: "an outside client may not relay",
+      rule: internal,
+      context: remote(from("198.51.100.1")),
+      verdict: relayDeniedFor("x@remote.example", "198.51.100.1")
+    },
+    {
+      name: "with no internal networks an anonymous client may not relay",
+      rule: defaults,
+      context: remote(from("10.1.2.3")),
+      verdict: relayDeniedFor("x@remote.example", "10.1.2.3")
+    },
+    {
+      name: "the refusal names the recipient",
+      rule: defaults,
+      context: remote({ recipient: "Someone@Far.Example" }),
+      verdict: relayDeniedFor("Someone@Far.Example", "203.0.113.5")
+    },
+    {
+      name: "authenticated: false refuses an authenticated outside client",
+      rule: noAuth,
+      context: remote({ ...from("198.51.100.1"), authenticated: "alice" }),
+      verdict: relayDeniedFor("x@remote.example", "198.51.100.1")
+    },
+    {
+      name: "authenticated: false still lets an internal client relay",
+      rule: noAuth,
+      context: remote({ ...from("10.9.9.9"), authenticated: "alice" }),
+      verdict: { _tag: "Accept", because: { network: "10.0.0.0/8" } }
+    },
+    {
+      name: "authenticated: false leaves a local recipient to the next rule",
+      rule: noAuth,
+      context: context({ ...from("198.51.100.1"), recipientIsLocal: true }),
+      verdict: Rule.next
+    },
+    {
+      name: "authenticated: true is the default",
+      rule: Builtins.relay({ authenticated: true }),
+      context: remote({ authenticated: "carol" }),
+      verdict: { _tag: "Accept", because: { authenticated: "carol" } }
+    }
+  ]
+  verdictTable(cases)
+
+  const otherStages: ReadonlyArray<Rule.Stage> = ["connect", "helo", "mail", "data"]
+  for (const stage of otherStages) {
+    it(`says next at ${stage}, even for a remote recipient and an outside client`, () => {
+      const c = remote({ stage, ...from("198.51.100.1") })
+      assert.deepStrictEqual(verdictOf(internal, c), Rule.next)
+      assert.deepStrictEqual(verdictOf(defaults, c), Rule.next)
+    })
+  }
+
+  it("throws a RangeError on a bad internal network when built", () => {
+    const error = thrown(() => Builtins.relay({ internalNetworks: ["10.0.0.1/8"] }))
+    assert.instanceOf(error, RangeError)
+    assert.strictEqual(
+      messageOf(error),
+      "network \"10.0.0.1/8\": invalid network \"10.0.0.1/8\": host bits are set (did you mean 10.0.0.0/8?)"
+    )
+  })
+})
+
+describe("Builtins.requireTls", () => {
+  const plain = Builtins.requireTls()
+  const excepting = Builtins.requireTls({ except: ["127.0.0.1", "10.0.0.0/8", "::1"] })
+
+  it("is named require tls", () => {
+    assert.strictEqual(plain.name, "require tls")
+  })
+
+  const cases: ReadonlyArray<Case> = [
+    {
+      name: "a secured session goes on",
+      rule: plain,
+      context: context({ stage: "mail", isSecured: true }),
+      verdict: Rule.next
+    },
+    {
+      name: "a secured session from an excepted network goes on",
+      rule: excepting,
+      context: context({ stage: "mail", isSecured: true, ...from("10.1.2.3") }),
+      verdict: Rule.next
+    },
+    {
+      name: "a plaintext session from an excepted network goes on",
+      rule: excepting,
+      context: context({ stage: "mail", ...from("10.1.2.3") }),
+      verdict: Rule.next
+    },
+    {
+      name: "a plaintext session from an excepted single address goes on",
+      rule: excepting,
+      context: context({ stage: "mail", ...from("127.0.0.1") }),
+      verdict: Rule.next
+    },
+    {
+      name: "a plaintext session from an excepted address seen as IPv4-mapped goes on",
+      rule: excepting,
+      context: context({ stage: "mail", ...from("::ffff:127.0.0.1") }),
+      verdict: Rule.next
+    },
+    {
+      name: "a plaintext session from an excepted IPv6 address goes on",
+      rule: excepting,
+      context: context({ stage: "mail", ...from("::1") }),
+      verdict: Rule.next
+    },
+    {
+      name: "a plaintext session is refused with 530 5.7.0",
+      rule: plain,
+      context: context({ stage: "mail" }),
+      verdict: tlsRequired
+    },
+    {
+      name: "a plaintext session from outside the excepted networks is refused",
+      rule: excepting,
+      context: context({ stage: "mail", ...from("127.0.0.2") }),
+      verdict: tlsRequired
+    },
+    {
+      name: "an authenticated plaintext session is refused too",
+      rule: plain,
+      context: context({ stage: "rcpt", authenticated: "alice" }),
+      verdict: tlsRequired
+    }
+  ]
+  verdictTable(cases)
+
+  for (const stage of ["connect", "helo", "mail", "rcpt", "data"] as const) {
+    it(`refuses plaintext at ${stage}, where it is placed`, () => {
+      assert.deepStrictEqual(verdictOf(plain, context({ stage })), tlsRequired)
+      assert.deepStrictEqual(verdictOf(plain, context({ stage, isSecured: true })), Rule.next)
+    })
+  }
+
+  it("a custom verdict replaces the refusal", () => {
+    const rule = Builtins.requireTls({ verdict: Rule.disconnect(421, "4.7.0", "TLS required, goodbye") })
+    assert.deepStrictEqual(verdictOf(rule, context({ stage: "connect" })), {
+      _tag: "Disconnect",
+      answer: { code: 421, enhanced: "4.7.0", text: "TLS required, goodbye" },
+      because: { secured: "no" }
+    })
+    assert.deepStrictEqual(verdictOf(rule, context({ stage: "connect", isSecured: true })), Rule.next)
+  })
+
+  it("a custom tempfail verdict, with exceptions", () => {
+    const rule = Builtins.requireTls({ verdict: Rule.tempfail(450, "4.7.0", "Encrypt first"), except: ["10.0.0.0/8"] })
+    assert.deepStrictEqual(verdictOf(rule, context({ ...from("198.51.100.1") })), {
+      _tag: "Tempfail",
+      answer: { code: 450, enhanced: "4.7.0", text: "Encrypt first" },
+      because: { secured: "no" }
+    })
+    assert.deepStrictEqual(verdictOf(rule, context({ ...from("10.0.0.1") })), Rule.next)
+  })
+
+  it("throws a RangeError on a bad excepted network when built", () => {
+    const error = thrown(() => Builtins.requireTls({ except: ["localhost"] }))
+    assert.instanceOf(error, RangeError)
+    assert.isTrue(messageOf(error).startsWith("network \"localhost\": invalid network \"localhost\": "), messageOf(error))
+  })
+})
