@@ -9,10 +9,12 @@
  * - `POSTERN_BENCH_STATE`: the state directory (default `postern-bench` under the OS temp dir);
  *   mail for maildir.test lands in its `mail/` folder.
  * - `POSTERN_BENCH_WORKERS`: a positive integer or `auto` (default 1).
+ * - `POSTERN_BENCH_POLICY`: "1" adds the ten-rule rcpt stage of `policyRules.ts`.
  */
 import * as NodeOs from "node:os"
 import * as NodePath from "node:path"
 import { defineConfig } from "../src/index.ts"
+import { rcptRules } from "./policyRules.ts"
 
 const port = Number(process.env["POSTERN_BENCH_PORT"] ?? "12525")
 
@@ -35,5 +37,7 @@ export default defineConfig({
   // Accepted mail is fsynced before its 250 whatever this says; POSTERN_BENCH_FSYNC=always also
   // fsyncs every batch of ordinary session events.
   log: { fsync: (process.env["POSTERN_BENCH_FSYNC"] ?? "interval") as "always" | "interval" | "never" },
-  workers
+  workers,
+  // POSTERN_BENCH_POLICY=1: the ten rules of policyRules.ts at rcpt (the policy scenario).
+  ...(process.env["POSTERN_BENCH_POLICY"] === "1" ? { policy: { rules: { rcpt: rcptRules } } } : {})
 })

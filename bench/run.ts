@@ -12,6 +12,7 @@ import * as NodeFs from "node:fs"
 import * as NodeOs from "node:os"
 import * as NodePath from "node:path"
 import { parseArgs } from "node:util"
+import * as PolicyBench from "./policy.ts"
 import * as Smtp from "./Smtp.ts"
 import * as Tls from "./tls.ts"
 
@@ -145,6 +146,8 @@ type Scenario =
   }
   | { readonly kind: "maildir"; readonly id: string; readonly concurrency: number; readonly messages: number }
   | { readonly kind: "idle"; readonly id: string; readonly connections: number }
+  /** The rule hot path in-process, then sessions per second without and with the ten rules. */
+  | { readonly kind: "policy"; readonly id: string; readonly concurrency: number; readonly messages: number }
 
 /** [concurrency, messages per connection, messages in a full run, in a quick run] */
 const throughputSizes: ReadonlyArray<readonly [number, number, number, number]> = [
@@ -167,12 +170,13 @@ const scenarios = (options: Options): Array<Scenario> => {
       messages: options.messages ?? (options.quick ? quick : full)
     })),
     { kind: "maildir", id: "maildir-c20", concurrency: 20, messages: options.messages ?? (options.quick ? 200 : 5000) },
-    { kind: "idle", id: "idle", connections: options.idleConnections }
+    { kind: "idle", id: "idle", connections: options.idleConnections },
+    { kind: "policy", id: "policy", concurrency: 20, messages: options.messages ?? (options.quick ? 400 : 10_000) }
   ]
   if (options.only.length === 0) return all
   const unknown = options.only.filter((name) => !all.some((s) => s.kind === name || s.id === name) && !Tls.knows(name))
   if (unknown.length > 0) {
-    fail(`--only: unknown scenario ${unknown.join(", ")}; known: throughput, maildir, idle, tls, ${
+    fail(`--only: unknown scenario ${unknown.join(", ")}; known: throughput, maildir, idle, policy, tls, ${
       [...all, ...Tls.all].map((s) => s.id).join(", ")
     }`)
   }
@@ -231,7 +235,7 @@ interface Postern {
   readonly stateDirectory: string
 }
 
-const startPostern = async (context: Context, label: string): Promise<Postern> => {
+const startPostern = async (context: Context, label: string, extraEnv: NodeJS.ProcessEnv = {}): Promise<Postern> => {
   if (context.posternUnavailable !== undefined) {
     throw new Smtp.BenchError({ reason: "ServerExited", message: `not started: ${context.posternUnavailable}` })
   }
@@ -253,7 +257,8 @@ const startPostern = async (context: Context, label: string): Promise<Postern> =
         ...process.env,
         POSTERN_BENCH_PORT: String(port),
         POSTERN_BENCH_STATE: stateDirectory,
-        POSTERN_BENCH_WORKERS: context.options.workers
+        POSTERN_BENCH_WORKERS: context.options.workers,
+        ...extraEnv
       },
       host,
       port,
@@ -435,6 +440,52 @@ const runThroughput = async (context: Context, scenario: Extract<Scenario, { kin
   emit({ ...base, ceiling, postern, ratio }, human)
 }
 
+/**
+ * The policy benchmark: nanoseconds per evaluation of the ten-rule rcpt stage (in this
+ * process), then one-message sessions per second at concurrency 20 against Postern without
+ * rules and with the same ten rules at rcpt (POSTERN_BENCH_POLICY=1), each warmed up first.
+ */
+const runPolicy = async (context: Context, scenario: Extract<Scenario, { kind: "policy" }>) => {
+  for (const result of PolicyBench.run()) {
+    emit(
+      { ...header(context, scenario), id: "policy-evaluation", ...result },
+      `policy: ${result.nsPerEvaluation} ns per ${result.rules}-rule evaluation (${result.case})`
+    )
+  }
+  const smtpSource = context.smtpSource
+  if (smtpSource === undefined || context.options.ceilingOnly) {
+    const skipped = smtpSource === undefined ? "smtp-source not installed" : "--ceiling-only"
+    emit({ ...header(context, scenario), id: "policy-sessions", skipped }, `policy sessions: skipped, ${skipped}`)
+    return
+  }
+  const shape = { kind: "throughput", id: scenario.id, concurrency: scenario.concurrency, messagesPerConnection: 1, messages: scenario.messages } as const
+  const measure = async (label: string, env: NodeJS.ProcessEnv) => {
+    const server = await startPostern(context, label, env)
+    try {
+      return await warmLoad(context, smtpSource, server.port, shape)
+    } finally {
+      await stopPostern(context, server)
+    }
+  }
+  const without = await measure("policy-without", {})
+  const withRules = await measure("policy-with", { POSTERN_BENCH_POLICY: "1" })
+  const loss = without.msgsPerSec > 0 ? round(1 - withRules.msgsPerSec / without.msgsPerSec, 3) : null
+  emit(
+    {
+      ...header(context, scenario),
+      id: "policy-sessions",
+      concurrency: scenario.concurrency,
+      messagesPerConnection: 1,
+      without: loadJson(without),
+      with: loadJson(withRules),
+      loss
+    },
+    `policy sessions c=${scenario.concurrency}: ${rate(without)} without rules, ${rate(withRules)} with ten rules at rcpt${
+      loss === null ? "" : ` (${(loss * 100).toFixed(1)}% less)`
+    }`
+  )
+}
+
 const runMaildir = async (context: Context, scenario: Extract<Scenario, { kind: "maildir" }>) => {
   const { rounds, messagesPerRound } = Smtp.plan(scenario.concurrency, 1, scenario.messages)
   const messages = rounds * messagesPerRound
@@ -608,6 +659,7 @@ const main = async () => {
     try {
       if (scenario.kind === "throughput") await runThroughput(context, scenario)
       else if (scenario.kind === "maildir") await runMaildir(context, scenario)
+      else if (scenario.kind === "policy") await runPolicy(context, scenario)
       else await runIdle(context, scenario)
     } catch (error) {
       emit({ ...header(context, scenario), error: errorMessage(error) }, `${scenario.id}: error: ${errorMessage(error)}`)
