@@ -55,6 +55,14 @@ const replay = Command.make(
     verify: Flag.Boolean("verify").pipe(
       Flag.withDescription("Replay every session through the machine and report differing replies"),
       Flag.withDefault(false)
+    ),
+    rules: Flag.String("rules").pipe(
+      Flag.withDescription("Re-evaluate the recorded decisions under this configuration file's rules; print those that change"),
+      Flag.optional
+    ),
+    since: Flag.String("since").pipe(
+      Flag.withDescription("With --rules: only sessions opened since this time (ISO 8601) or this long ago (\"24h\", \"7 days\")"),
+      Flag.optional
     )
   },
   Effect.fnUntraced(function*(args) {
@@ -63,11 +71,13 @@ const replay = Command.make(
       session: Option.getOrUndefined(args.session),
       follow: args.follow,
       json: args.json,
-      verify: args.verify
+      verify: args.verify,
+      rules: Option.getOrUndefined(args.rules),
+      since: Option.getOrUndefined(args.since)
     })
     yield* setExitCode(code)
   })
-).pipe(Command.withDescription("List, print, follow or verify recorded sessions"))
+).pipe(Command.withDescription("List, print, follow or verify recorded sessions, or re-evaluate their policy decisions under other rules"))
 
 const postern = Command.make("postern").pipe(
   Command.withDescription("Postern mail transfer agent"),

@@ -3,7 +3,11 @@
  * inputs back through `Machine.step`, and rendering transcripts. Pure: the CLI reads the log
  * and prints; this module only computes.
  */
+import { Effect } from "effect"
+import type * as Policy from "../policy/Policy.ts"
+import type * as Rule from "../policy/Rule.ts"
 import * as Machine from "../session/Machine.ts"
+import * as PolicyContext from "../session/PolicyContext.ts"
 import * as Reply from "../session/Reply.ts"
 import type * as Event from "./Event.ts"
 
@@ -136,6 +140,108 @@ export const verify = (session: RecordedSession, settings: Event.MachineSettings
   }
   return { session: session.id, replies: recorded.length, mismatches, skipped: undefined }
 }
+
+/** A decision as `--rules` compares them: verdict, rule and reply. */
+export interface DecisionSummary {
+  readonly verdict: Event.PolicyDecided["verdict"]
+  readonly rule: string | undefined
+  readonly code: number | undefined
+  readonly enhanced: string | undefined
+  readonly text: string | undefined
+}
+
+/** A recorded decision that the other rules decide differently. */
+export interface ChangedDecision {
+  readonly session: string
+  readonly at: number
+  readonly stage: Event.PolicyStage
+  readonly recorded: DecisionSummary
+  readonly now: DecisionSummary
+}
+
+export interface Reevaluation {
+  readonly session: string
+  /** Decisions the session recorded and that were evaluated again. */
+  readonly decisions: number
+  readonly changed: ReadonlyArray<ChangedDecision>
+  readonly skipped: string | undefined
+}
+
+const recordedSummary = (event: Event.PolicyDecided): DecisionSummary => ({
+  verdict: event.verdict,
+  rule: event.rule,
+  code: event.code,
+  enhanced: event.enhanced,
+  text: event.text
+})
+
+const decisionSummary = (decision: Rule.Decision): DecisionSummary => {
+  const verdict = decision.verdict
+  const answer = verdict._tag === "Accept" ? undefined : verdict.answer
+  return {
+    verdict: PolicyContext.verdictName(verdict),
+    rule: decision.rule,
+    code: answer?.code,
+    enhanced: answer?.enhanced,
+    text: answer?.text
+  }
+}
+
+const sameDecision = (a: DecisionSummary, b: DecisionSummary): boolean =>
+  a.verdict === b.verdict && a.rule === b.rule && a.code === b.code && a.enhanced === b.enhanced && a.text === b.text
+
+/**
+ * Re-evaluates a recorded session's policy decisions under `policy`, from the recorded facts:
+ * the session is fed through the machine as it happened, and at each stage the other rules
+ * are asked with the context the live rules saw (client, listener, TLS facts, HELO, envelope).
+ * The recorded decision is what the machine goes on with, so every decision is compared on the
+ * path the session really took; a changed decision may have changed what the client did next,
+ * which no replay can know.
+ */
+export const reevaluate = (
+  session: RecordedSession,
+  settings: Event.MachineSettings | undefined,
+  policy: Policy.PolicyShape
+): Effect.Effect<Reevaluation> =>
+  Effect.gen(function*() {
+    const opened = session.opened
+    if (settings === undefined || opened === undefined) {
+      return {
+        session: session.id,
+        decisions: 0,
+        changed: [],
+        skipped: opened === undefined ? "its opening is not in the log" : "settings snapshot not found"
+      }
+    }
+    const connection: PolicyContext.Connection = {
+      session: session.id,
+      peer: opened.peer,
+      local: opened.local,
+      role: opened.role,
+      clientName: opened.clientName
+    }
+    let state = Machine.initial(settings)
+    let asked: Effect.Effect<Rule.Decision> | Rule.Decision | undefined
+    let decisions = 0
+    const changed: Array<ChangedDecision> = []
+    for (const event of session.events) {
+      if (event._tag === "PolicyDecided" && asked !== undefined) {
+        const now = decisionSummary(Effect.isEffect(asked) ? yield* asked : asked)
+        asked = undefined
+        decisions++
+        const recorded = recordedSummary(event)
+        if (!sameDecision(recorded, now)) changed.push({ session: session.id, at: event.at, stage: event.stage, recorded, now })
+      }
+      const input = inputOf(event)
+      if (input === undefined) continue
+      const next = Machine.step(state, input)
+      state = next.state
+      for (const action of next.actions) {
+        if (action._tag === "Decide") asked = policy.decide(PolicyContext.make(connection, state, action.decision))
+      }
+    }
+    return { session: session.id, decisions, changed, skipped: undefined }
+  })
 
 export const summarize = (session: RecordedSession): SessionSummary => {
   const queued: Array<string> = []

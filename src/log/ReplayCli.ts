@@ -1,8 +1,12 @@
 /**
- * `postern replay`: list sessions, print one session's transcript, follow live sessions, or
- * verify that every recorded session replays to the same replies.
+ * `postern replay`: list sessions, print one session's transcript, follow live sessions,
+ * verify that every recorded session replays to the same replies, or re-evaluate the recorded
+ * policy decisions under another configuration's rules (`--rules`).
  */
 import { Console, Effect, Stream } from "effect"
+import * as Config from "../config/Config.ts"
+import * as Duration from "../config/Duration.ts"
+import * as Policy from "../policy/Policy.ts"
 import type * as Event from "./Event.ts"
 import * as LogReader from "./LogReader.ts"
 import * as Replay from "./Replay.ts"
@@ -13,7 +17,82 @@ export interface ReplayOptions {
   readonly follow: boolean
   readonly json: boolean
   readonly verify: boolean
+  /** A configuration file whose rules re-evaluate the recorded decisions. */
+  readonly rules?: string | undefined
+  /** With `rules`: an ISO 8601 time, or a duration back from now. */
+  readonly since?: string | undefined
 }
+
+/** The epoch milliseconds `--since` names, or undefined when it is neither a time nor a duration. */
+export const parseSince = (text: string, now: number): number | undefined => {
+  // A bare number could be either: ask for a unit or a date.
+  if (/^\s*\d+(\.\d+)?\s*$/.test(text)) return undefined
+  const ago = Duration.toMillis(text)
+  if (ago !== undefined && !/^\d{4}-/.test(text)) return now - ago
+  const at = Date.parse(text)
+  return Number.isNaN(at) ? undefined : at
+}
+
+const words = (d: Replay.DecisionSummary): string =>
+  `${d.verdict} by ${d.rule === undefined ? "the default" : `rule '${d.rule}'`}` +
+  (d.code === undefined ? "" : ` (${d.code}${d.enhanced === undefined ? "" : ` ${d.enhanced}`})`)
+
+/** `--rules`: every recorded decision the other rules make differently, and a count. */
+const reevaluateAll = (
+  options: ReplayOptions,
+  file: string,
+  sessions: ReadonlyArray<Replay.RecordedSession>,
+  events: ReadonlyArray<Event.Event>
+) =>
+  Effect.gen(function*() {
+    const loaded = yield* Effect.result(Config.load(file))
+    if (loaded._tag === "Failure") {
+      yield* Console.error(loaded.failure.message)
+      return 2
+    }
+    const policy = Policy.make(Config.ruleSet(loaded.success.policy))
+    const since = options.since === undefined ? undefined : parseSince(options.since, Date.now())
+    if (options.since !== undefined && since === undefined) {
+      yield* Console.error(`--since: expected an ISO 8601 time or a duration such as "24h", got ${JSON.stringify(options.since)}`)
+      return 2
+    }
+    const chosen = sessions.filter((s) =>
+      (options.session === undefined || s.id === options.session) &&
+      (since === undefined || (s.opened !== undefined && s.opened.at >= since))
+    )
+    const settings = Replay.settingsByDigest(events)
+    let decisions = 0
+    let changed = 0
+    const changedSessions = new Set<string>()
+    for (const session of chosen) {
+      const result = yield* Replay.reevaluate(
+        session,
+        session.opened === undefined ? undefined : settings.get(session.opened.settingsDigest),
+        policy
+      )
+      decisions += result.decisions
+      if (result.skipped !== undefined) {
+        yield* line(options.json, result, `${session.id}: not re-evaluated: ${result.skipped}`)
+      }
+      for (const change of result.changed) {
+        changed++
+        changedSessions.add(change.session)
+        yield* line(
+          options.json,
+          change,
+          `${new Date(change.at).toISOString()}  ${change.session}  ${change.stage}: was ${words(change.recorded)}, now ${words(change.now)}`
+        )
+      }
+    }
+    const summary = { sessions: chosen.length, decisions, changed, changedSessions: changedSessions.size }
+    yield* line(
+      options.json,
+      summary,
+      `re-evaluated ${decisions} decisions in ${chosen.length} sessions under ${file}: ` +
+        (changed === 0 ? "none would change" : `${changed} would change, in ${changedSessions.size} sessions`)
+    )
+    return 0
+  })
 
 const line = (json: boolean, value: unknown, text: string) => Console.log(json ? JSON.stringify(value) : text)
 
@@ -29,6 +108,8 @@ export const run = Effect.fnUntraced(function*(options: ReplayOptions) {
   }
   const events: ReadonlyArray<Event.Event> = read.entries.map((e) => e.event)
   const sessions = Replay.sessions(events)
+
+  if (options.rules !== undefined) return yield* reevaluateAll(options, options.rules, sessions, events)
 
   if (options.verify) {
     const settings = Replay.settingsByDigest(events)

@@ -1,6 +1,10 @@
 import { assert, describe, it } from "@effect/vitest"
+import { Effect } from "effect"
 import * as Event from "../../src/log/Event.ts"
 import * as Replay from "../../src/log/Replay.ts"
+import * as Builtins from "../../src/policy/Builtins.ts"
+import * as Policy from "../../src/policy/Policy.ts"
+import * as Rule from "../../src/policy/Rule.ts"
 import * as Machine from "../../src/session/Machine.ts"
 import * as PolicyContext from "../../src/session/PolicyContext.ts"
 import * as Reply from "../../src/session/Reply.ts"
@@ -27,7 +31,13 @@ const queued = (queueId: string): Machine.Input => ({ _tag: "Queued", queueId })
 const record = (
   session: string,
   inputs: ReadonlyArray<Step>,
-  options: { readonly admission?: Event.Admission; readonly settings?: Event.MachineSettings; readonly at?: number } = {}
+  options: {
+    readonly admission?: Event.Admission
+    readonly settings?: Event.MachineSettings
+    readonly at?: number
+    /** The live rules (default: none). */
+    readonly policy?: Policy.PolicyShape
+  } = {}
 ): ReadonlyArray<Event.Event> => {
   let at = options.at ?? start
   const events: Array<Event.Event> = []
@@ -85,6 +95,7 @@ const record = (
         break
     }
     const next = step(state, input, {
+      ...(options.policy === undefined ? {} : { policy: options.policy }),
       onDecision: (stage, decision) => {
         const input = PolicyContext.decidedInput(stage, decision)
         const reply = input.reply
@@ -93,6 +104,7 @@ const record = (
           at,
           stage,
           verdict: input.verdict,
+          ...(decision.rule === undefined ? {} : { rule: decision.rule }),
           ...(reply === undefined ? {} : { code: reply.code, enhanced: reply.enhanced ?? "", text: reply.lines[0] ?? "" })
         }))
       }
@@ -500,5 +512,68 @@ describe("Replay.summarize", () => {
   it("the outcome of a timed-out session", () => {
     const events = record("s4", ["EHLO c", { _tag: "TimedOut", phase: "command" }])
     assert.strictEqual(Replay.summarize(one(events)).outcome, "timeout")
+  })
+})
+
+describe("Replay.reevaluate (replay --rules)", () => {
+  const rulesAt = (rules: Policy.RuleSet["rules"]): Policy.PolicyShape => Policy.make({ ...Policy.defaultRuleSet, rules })
+  const blockSpammer = Rule.rule("blocked sender", (ctx) => (ctx.from === "spammer@evil.test" ? Rule.deny(550, "5.7.1", "Sender blocked") : Rule.next))
+  const traffic = [
+    "EHLO client.test",
+    "MAIL FROM:<sender@remote.test>",
+    "RCPT TO:<alice@example.test>",
+    "RCPT TO:<carol@elsewhere.test>",
+    "RSET",
+    "MAIL FROM:<spammer@evil.test>",
+    "RCPT TO:<bob@example.test>",
+    "QUIT"
+  ]
+  const run = (events: ReadonlyArray<Event.Event>, policy: Policy.PolicyShape) =>
+    Effect.runSync(Replay.reevaluate(one(events), settings, policy))
+
+  it("the rules the session ran under change nothing; every recorded decision was evaluated", () => {
+    const live = rulesAt({ mail: [blockSpammer] })
+    const result = run(record("same", traffic, { policy: live }), live)
+    assert.deepStrictEqual(result.changed, [])
+    // connect, helo, two MAIL, two RCPT (the spammer's MAIL was refused, so bob's RCPT got 503)
+    assert.strictEqual(result.decisions, 6)
+    assert.isUndefined(result.skipped)
+  })
+
+  it("a stricter rule: the decisions that would change, with the recorded and the new verdict, rule and reply", () => {
+    const result = run(record("stricter", traffic), rulesAt({ mail: [blockSpammer] }))
+    assert.deepStrictEqual(result.changed.map(({ stage, recorded, now }) => ({ stage, recorded, now })), [{
+      stage: "mail",
+      recorded: { verdict: "accept", rule: undefined, code: undefined, enhanced: undefined, text: undefined },
+      now: { verdict: "deny", rule: "blocked sender", code: 550, enhanced: "5.7.1", text: "Sender blocked" }
+    }])
+    assert.strictEqual(result.changed[0]?.session, "stricter")
+  })
+
+  it("a more open rule: the relay denial an internal network would now accept (the client's recorded address decides)", () => {
+    const result = run(record("relaxed", traffic), rulesAt({ rcpt: [Builtins.relay({ internalNetworks: ["192.0.2.0/24"] })] }))
+    assert.deepStrictEqual(result.changed.map(({ stage, recorded, now }) => ({ stage, recorded, now })), [{
+      stage: "rcpt",
+      recorded: { verdict: "deny", rule: undefined, code: 554, enhanced: "5.7.1", text: "<carol@elsewhere.test>: Relay access denied" },
+      now: { verdict: "accept", rule: "relay", code: undefined, enhanced: undefined, text: undefined }
+    }])
+  })
+
+  it("rules see what the session recorded: not encrypted, so requireTls would refuse both MAIL commands", () => {
+    const result = run(record("plain", traffic), rulesAt({ mail: [Builtins.requireTls()] }))
+    assert.deepStrictEqual(result.changed.map((c) => [c.stage, c.now.verdict, c.now.code]), [["mail", "deny", 530], ["mail", "deny", 530]])
+  })
+
+  it("a rule that needs I/O (returns an Effect) is run too", () => {
+    const slow = Rule.rule("lookup", (ctx) => Effect.succeed(ctx.stage === "helo" ? Rule.tempfail(450, "4.7.1", "Try later") : Rule.next))
+    const result = run(record("io", traffic), rulesAt({ helo: [slow] }))
+    assert.deepStrictEqual(result.changed.map((c) => [c.stage, c.now.verdict, c.now.rule, c.now.code]), [["helo", "tempfail", "lookup", 450]])
+  })
+
+  it("a session whose opening or settings are missing is skipped with the reason", () => {
+    const events = record("partial", traffic)
+    const withoutOpening = { id: "partial", opened: undefined, events: events.slice(1) }
+    assert.strictEqual(Effect.runSync(Replay.reevaluate(withoutOpening, settings, Policy.make(Policy.defaultRuleSet))).skipped, "its opening is not in the log")
+    assert.strictEqual(Effect.runSync(Replay.reevaluate(one(events), undefined, Policy.make(Policy.defaultRuleSet))).skipped, "settings snapshot not found")
   })
 })
