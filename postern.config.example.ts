@@ -184,7 +184,20 @@ export default defineConfig({
   // Default: false
   reverseDns: false,
 
-  // Rules at each SMTP stage (connect, helo, mail, rcpt, data), run in order; the first verdict
+  // SMTP AUTH (PLAIN, LOGIN) on listeners with `auth: true` (by default submission and
+  // submissions), after TLS. Users: `postern user add NAME --file <usersFile>`.
+  auth: {
+    // Default: <stateDirectory>/users
+    usersFile: "./var/users",
+    // Offer AUTH before TLS too (passwords in the clear). Default: false
+    allowPlaintext: false,
+    // Failed attempts in one session before 421 4.7.0 and close. Default: 3
+    maxFailures: 3,
+    // Wait before a 535, doubled for each earlier failure of the session. Default: "1s"
+    failureDelay: "1s"
+  },
+
+  // Rules at each SMTP stage (connect, helo, auth, mail, rcpt, data), run in order; the first verdict
   // other than `next` decides, and when all say `next` the stage's default does. A recipient
   // outside localDomains is refused (554 5.7.1 Relay access denied) unless a rule accepts it.
   // Every decision is a PolicyDecided event naming its rule; `postern replay --session` shows it.
@@ -200,7 +213,7 @@ export default defineConfig({
       rcpt: [relay({ internalNetworks: internal.texts })]
     },
     // What a stage does when every rule says next: "accept", "deny" or "tempfail".
-    defaults: { connect: "accept", helo: "accept", mail: "accept", rcpt: "accept", data: "accept" },
+    defaults: { connect: "accept", helo: "accept", auth: "accept", mail: "accept", rcpt: "accept", data: "accept" },
     // A rule that returns an Effect (for I/O) and takes longer gives 451 4.3.0. Default: "5s"
     ruleTimeout: "5s"
   }

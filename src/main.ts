@@ -7,6 +7,7 @@ import { fileURLToPath } from "node:url"
 import { NodeServices } from "@effect/platform-node"
 import { Cause, Console, Deferred, Effect, Exit, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
+import * as UsersCli from "./auth/UsersCli.ts"
 import * as BenchCli from "./bench/BenchCli.ts"
 import * as Config from "./config/Config.ts"
 import * as Primary from "./daemon/Primary.ts"
@@ -81,7 +82,7 @@ const replay = Command.make(
 
 const postern = Command.make("postern").pipe(
   Command.withDescription("Postern mail transfer agent"),
-  Command.withSubcommands([serve, configCommand, replay, BenchCli.command])
+  Command.withSubcommands([serve, configCommand, replay, BenchCli.command, UsersCli.command])
 )
 
 const fatal = (tag: string): boolean => tag === "ListenError" || tag === "CertificateError" || tag === "TicketKeyError"

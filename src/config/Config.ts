@@ -149,8 +149,10 @@ const Listener = Schema.Struct({
   role: Role,
   /** STARTTLS: "none", "may" (the default for smtp), "encrypt" (the default for submission). Ignored for submissions (always TLS). */
   tls: Schema.optionalKey(SecurityLevel),
+  /** SMTP AUTH on this listener: by default on submission and submissions, off on smtp. */
+  auth: Schema.optionalKey(Bool),
   proxyProtocol: Schema.optionalKey(ProxyProtocol)
-}).annotate({ expected: "a listener { address?, port, role, tls?, proxyProtocol? }" })
+}).annotate({ expected: "a listener { address?, port, role, tls?, auth?, proxyProtocol? }" })
 
 const LocalDomain = Schema.Struct({
   domain: Domain,
@@ -304,16 +306,18 @@ const PolicySection = Schema.Struct({
     Schema.Struct({
       connect: Schema.optionalKey(StageRules),
       helo: Schema.optionalKey(StageRules),
+      auth: Schema.optionalKey(StageRules),
       mail: Schema.optionalKey(StageRules),
       rcpt: Schema.optionalKey(StageRules),
       data: Schema.optionalKey(StageRules)
-    }).annotate({ expected: "an object of rule lists by stage (connect, helo, mail, rcpt, data)" }),
+    }).annotate({ expected: "an object of rule lists by stage (connect, helo, auth, mail, rcpt, data)" }),
     {}
   ),
   defaults: orDefault(
     Schema.Struct({
       connect: orDefault(StageDefault, "accept"),
       helo: orDefault(StageDefault, "accept"),
+      auth: orDefault(StageDefault, "accept"),
       mail: orDefault(StageDefault, "accept"),
       rcpt: orDefault(StageDefault, "accept"),
       data: orDefault(StageDefault, "accept")
@@ -322,6 +326,17 @@ const PolicySection = Schema.Struct({
   ),
   ruleTimeout: orDefault(Duration.PositiveMillis, "5s")
 }).annotate({ expected: "an object { rules?, defaults?, ruleTimeout? }" })
+
+const AuthSection = Schema.Struct({
+  /** `postern user add|passwd|remove --file` manages it; default `<stateDirectory>/users`. */
+  usersFile: Schema.optionalKey(PathString),
+  /** Offer and accept AUTH before TLS too (credentials in the clear). Default false. */
+  allowPlaintext: orDefault(Bool, false),
+  /** Failed attempts in one session before it is closed (421 4.7.0). */
+  maxFailures: orDefault(PositiveInt, 3),
+  /** The wait before a 535, doubled after each further failure of the session (at most 30 s). */
+  failureDelay: orDefault(Duration.Millis, "1s")
+}).annotate({ expected: "an object { usersFile?, allowPlaintext?, maxFailures?, failureDelay? }" })
 
 const defaultListeners: ReadonlyArray<typeof Listener.Encoded> = [
   { address: "127.0.0.1", port: 2525, role: "smtp" },
@@ -354,7 +369,8 @@ export const ConfigSchema = Schema.Struct({
   spool: orDefault(Spool, {}),
   tls: orDefault(Tls, {}),
   reverseDns: orDefault(Bool, false),
-  policy: orDefault(PolicySection, {})
+  policy: orDefault(PolicySection, {}),
+  auth: orDefault(AuthSection, {})
 }).annotate({ expected: "an object (the configuration), as `export default defineConfig({ ... })`" })
 
 // ---------------------------------------------------------------------------------------------
@@ -370,6 +386,8 @@ export interface Listener {
   readonly role: Event.Role
   /** "implicit" for submissions; "may" or "encrypt" by default for smtp and submission. */
   readonly security: Event.Security
+  /** Offers SMTP AUTH (after TLS unless `auth.allowPlaintext`). */
+  readonly auth: boolean
   readonly proxyProtocol?: { readonly trustedNetworks: ReadonlyArray<string> }
 }
 
@@ -422,6 +440,15 @@ export interface ConfigShape {
    * file themselves (`loadRules`).
    */
   readonly policy: PolicySettings
+  readonly auth: AuthSettings
+}
+
+export interface AuthSettings {
+  readonly usersFile: string
+  readonly allowPlaintext: boolean
+  readonly maxFailures: number
+  /** Milliseconds. */
+  readonly failureDelay: number
 }
 
 export interface PolicySettings {
@@ -521,6 +548,7 @@ const finish = (parsed: typeof ConfigSchema.Type, baseDirectory: string): Config
       port: l.port,
       role: l.role,
       security: l.role === "submissions" ? "implicit" : l.tls ?? (l.role === "smtp" ? "may" : "encrypt"),
+      auth: l.auth ?? l.role !== "smtp",
       ...(l.proxyProtocol === undefined ? {} : { proxyProtocol: l.proxyProtocol })
     })),
     stateDirectory,
@@ -567,7 +595,13 @@ const finish = (parsed: typeof ConfigSchema.Type, baseDirectory: string): Config
       selfSignedDirectory: selfSigned ? NodePath.join(stateDirectory, "tls") : undefined
     },
     reverseDns: parsed.reverseDns,
-    policy: parsed.policy
+    policy: parsed.policy,
+    auth: {
+      usersFile: underState(parsed.auth.usersFile, "users"),
+      allowPlaintext: parsed.auth.allowPlaintext,
+      maxFailures: parsed.auth.maxFailures,
+      failureDelay: parsed.auth.failureDelay
+    }
   }
 }
 
@@ -692,7 +726,9 @@ export const machineSettings = (config: ConfigShape): Event.MachineSettings => (
   maxMessageSize: config.limits.messageSize,
   maxRecipients: config.limits.recipients,
   maxErrors: config.limits.errors,
-  localDomains: config.localDomains
+  localDomains: config.localDomains,
+  authPlaintext: config.auth.allowPlaintext,
+  authMaxFailures: config.auth.maxFailures
 })
 
 const formatMillis = (ms: number): string =>
@@ -771,7 +807,7 @@ export const summary = (config: ConfigShape, source: string): string => {
   ].join("\n")
 }
 
-const stageNames = ["connect", "helo", "mail", "rcpt", "data"] as const
+const stageNames = ["connect", "helo", "auth", "mail", "rcpt", "data"] as const
 
 const policySummary = (policy: PolicySettings): Array<string> => [
   ...stageNames.map((stage) => {

@@ -14,6 +14,7 @@ import * as LogReader from "../log/LogReader.ts"
 import * as LogWriter from "../log/LogWriter.ts"
 import * as Policy from "../policy/Policy.ts"
 import { Policy as PolicyService } from "../policy/Policy.ts"
+import * as Users from "../auth/Users.ts"
 import * as Checkpoint from "../queue/Checkpoint.ts"
 import { Queue } from "../queue/Queue.ts"
 import * as Listener from "../session/Listener.ts"
@@ -98,6 +99,16 @@ export const run = Effect.fnUntraced(function*(options: WorkerOptions) {
     }
     yield* log.appendDurable(Event.make("SettingsRecorded", { at: Date.now(), digest, settings }))
     const tls = yield* Setup.prepare(config)
+    const users = Users.makeStore(config.auth.usersFile, {
+      onLoad: (load) => {
+        for (const problem of load.problems) {
+          process.stderr.write(`postern: ${partition}: users file ${load.file} line ${problem.line}: ${problem.reason}\n`)
+        }
+        if (load.error !== undefined && load.error !== "missing") {
+          process.stderr.write(`postern: ${partition}: users file ${load.file}: ${load.error}\n`)
+        }
+      }
+    })
     for (const event of tls.events) log.appendUnsafe(event)
     reportCertificates(partition, tls.events, [])
     const store: CertStore.CertStore = tls.store
@@ -113,9 +124,14 @@ export const run = Effect.fnUntraced(function*(options: WorkerOptions) {
         port: l.port,
         role: l.role,
         security: l.security,
+        auth: l.auth,
         proxyProtocol: l.proxyProtocol
       })),
       tls: Handshake.make(() => store, { timeout: config.tls.settings.handshakeTimeout }),
+      auth: {
+        verify: (user, password) => users.verify(user, password),
+        failureDelay: config.auth.failureDelay
+      },
       partition,
       current: () => current,
       framing: { maxLineLength: config.limits.lineLength, maxDiscard: config.limits.lineDiscard },

@@ -45,7 +45,11 @@ export const MachineSettings = Schema.Struct({
   maxMessageSize: Schema.Number,
   maxRecipients: Schema.Number,
   maxErrors: Schema.Number,
-  localDomains: Schema.Array(LocalDomain)
+  localDomains: Schema.Array(LocalDomain),
+  /** AUTH offered before TLS too; absent (false) in logs written before AUTH existed. */
+  authPlaintext: Schema.optionalKey(Schema.Boolean),
+  /** Failed AUTH attempts before the session is closed; absent: 3. */
+  authMaxFailures: Schema.optionalKey(Schema.Number)
 })
 export type MachineSettings = typeof MachineSettings.Type
 
@@ -59,6 +63,8 @@ export const SessionCloseReason = Schema.Literals([
   "shutdown",
   "io-error",
   "tls-failed",
+  /** Too many failed AUTH attempts. */
+  "auth-failures",
   /** A policy rule answered `disconnect`, or refused the connection at the connect stage. */
   "policy"
 ])
@@ -101,7 +107,9 @@ export const SessionOpened = Schema.TaggedStruct("SessionOpened", {
   clientName: Schema.optionalKey(Schema.String),
   admission: Admission,
   /** The listener's TLS level; absent in logs written before TLS existed, meaning "none". */
-  security: Schema.optionalKey(Security)
+  security: Schema.optionalKey(Security),
+  /** The listener offers AUTH; absent (false) in logs written before AUTH existed. */
+  auth: Schema.optionalKey(Schema.Boolean)
 })
 export type SessionOpened = typeof SessionOpened.Type
 
@@ -320,8 +328,42 @@ export const CertificateExpiring = Schema.TaggedStruct("CertificateExpiring", {
 })
 export type CertificateExpiring = typeof CertificateExpiring.Type
 
+/** The SASL mechanisms Postern offers (RFC 4616 PLAIN, and LOGIN as clients still use it). */
+export const AuthMechanism = Schema.Literals(["PLAIN", "LOGIN"])
+export type AuthMechanism = typeof AuthMechanism.Type
+
+/**
+ * A client's line in an AUTH exchange, as what it meant: the line itself carries credentials
+ * and is logged as "***". "answer": it decoded (the exchange goes on); "cancel": "*";
+ * "malformed": not base64, or not what the mechanism expects.
+ */
+export const AuthResponseReceived = Schema.TaggedStruct("AuthResponseReceived", {
+  session: SessionId,
+  at: Millis,
+  outcome: Schema.Literals(["answer", "cancel", "malformed"])
+})
+export type AuthResponseReceived = typeof AuthResponseReceived.Type
+
+/** The credentials were checked against the users file: who, never the password. */
+export const AuthSucceeded = Schema.TaggedStruct("AuthSucceeded", {
+  session: SessionId,
+  at: Millis,
+  mechanism: AuthMechanism,
+  user: Schema.String
+})
+export type AuthSucceeded = typeof AuthSucceeded.Type
+
+/** The credentials did not match; `failures` counts this session's failed attempts so far. */
+export const AuthFailed = Schema.TaggedStruct("AuthFailed", {
+  session: SessionId,
+  at: Millis,
+  mechanism: AuthMechanism,
+  failures: Schema.Number
+})
+export type AuthFailed = typeof AuthFailed.Type
+
 /** The SMTP stages at which the session asks the policy. */
-export const PolicyStage = Schema.Literals(["connect", "helo", "mail", "rcpt", "data"])
+export const PolicyStage = Schema.Literals(["connect", "helo", "auth", "mail", "rcpt", "data"])
 export type PolicyStage = typeof PolicyStage.Type
 
 /**
@@ -366,7 +408,10 @@ export const Event = Schema.Union([
   CertificateLoaded,
   CertificateRejected,
   CertificateExpiring,
-  PolicyDecided
+  PolicyDecided,
+  AuthResponseReceived,
+  AuthSucceeded,
+  AuthFailed
 ])
 export type Event = typeof Event.Type
 export type EncodedEvent = typeof Event.Encoded

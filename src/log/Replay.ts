@@ -53,7 +53,7 @@ export const settingsByDigest = (events: Iterable<Event.Event>): ReadonlyMap<str
 export const inputOf = (event: Event.Event): Machine.Input | undefined => {
   switch (event._tag) {
     case "SessionOpened":
-      return { _tag: "Connected", admission: event.admission, security: event.security ?? "none" }
+      return { _tag: "Connected", admission: event.admission, security: event.security ?? "none", auth: event.auth ?? false }
     case "CommandReceived":
       return { _tag: "Line", text: event.line, flaw: event.flaw }
     case "LineRejected":
@@ -72,6 +72,12 @@ export const inputOf = (event: Event.Event): Machine.Input | undefined => {
       return { _tag: "TimedOut", phase: event.phase }
     case "ShutdownRequested":
       return { _tag: "Shutdown" }
+    case "AuthResponseReceived":
+      return { _tag: "AuthDecoded", outcome: event.outcome }
+    case "AuthSucceeded":
+      return { _tag: "AuthVerified", user: event.user }
+    case "AuthFailed":
+      return { _tag: "AuthVerified", user: undefined }
     case "PolicyDecided":
       return {
         _tag: "Decided",
@@ -341,6 +347,12 @@ export const transcript = (session: RecordedSession): ReadonlyArray<string> =>
         return [`${at} -- TLS established in ${event.durationMs} ms: ${describeTls(event.facts)}`]
       case "TlsHandshakeFailed":
         return [`${at} -- TLS handshake failed after ${event.durationMs} ms: ${event.reason} (${event.detail})`]
+      case "AuthResponseReceived":
+        return event.outcome === "answer" ? [] : [`${at} -- AUTH response: ${event.outcome}`]
+      case "AuthSucceeded":
+        return [`${at} -- AUTH ${event.mechanism} succeeded: ${event.user}`]
+      case "AuthFailed":
+        return [`${at} -- AUTH ${event.mechanism} failed (${event.failures} so far)`]
       case "PolicyDecided": {
         const decision = describeDecision(event)
         return decision === undefined ? [] : [`${at} -- ${decision}`]

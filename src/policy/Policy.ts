@@ -20,12 +20,12 @@ export interface RuleSet {
   readonly ruleTimeout: Duration.Duration
 }
 
-export const stages: ReadonlyArray<Rule.Stage> = ["connect", "helo", "mail", "rcpt", "data"]
+export const stages: ReadonlyArray<Rule.Stage> = ["connect", "helo", "auth", "mail", "rcpt", "data"]
 
 /** No rules: every stage accepts, and only local recipients are accepted. */
 export const defaultRuleSet: RuleSet = {
   rules: {},
-  defaults: { connect: "accept", helo: "accept", mail: "accept", rcpt: "accept", data: "accept" },
+  defaults: { connect: "accept", helo: "accept", auth: "accept", mail: "accept", rcpt: "accept", data: "accept" },
   ruleTimeout: Duration.seconds(5)
 }
 

@@ -29,6 +29,8 @@ export interface ListenerSpec {
   readonly port: number
   readonly role: Event.Role
   readonly security: Event.Security
+  /** SMTP AUTH is offered on this listener. */
+  readonly auth: boolean
   readonly proxyProtocol: { readonly trustedNetworks: ReadonlyArray<string> } | undefined
 }
 
@@ -46,6 +48,8 @@ export interface ListenerOptions {
   readonly proxyHeaderTimeout: number
   /** The TLS handshake for STARTTLS and implicit TLS; undefined serves no TLS at all. */
   readonly tls: Handshake.Upgrade | undefined
+  /** How AUTH credentials are checked, and the delay before a 535. */
+  readonly auth: Omit<Session.AuthOptions, "offered">
   /** Reverse lookup of a client address, when enabled; undefined when no name is found. */
   readonly resolveName: ((address: string) => Effect.Effect<string | undefined>) | undefined
 }
@@ -173,6 +177,7 @@ export const serve = Effect.fnUntraced(function*(
           clientName,
           admission,
           security: options.tls === undefined ? "none" : spec.security,
+          auth: { ...options.auth, offered: spec.auth },
           tls: options.tls,
           initial,
           settings,

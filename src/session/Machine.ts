@@ -16,9 +16,16 @@ import * as Command from "./Command.ts"
 import type * as Framer from "./Framer.ts"
 import * as Protocol from "./Protocol.ts"
 import * as Reply from "./Reply.ts"
+import * as Sasl from "./Sasl.ts"
 
 export type Input =
-  | { readonly _tag: "Connected"; readonly admission: Event.Admission; readonly security: Event.Security }
+  | {
+    readonly _tag: "Connected"
+    readonly admission: Event.Admission
+    readonly security: Event.Security
+    /** The listener offers AUTH. */
+    readonly auth: boolean
+  }
   | { readonly _tag: "Line"; readonly text: string; readonly flaw: Framer.LineFlaw | undefined }
   | { readonly _tag: "LineTooLong" }
   | { readonly _tag: "LineFlood" }
@@ -39,6 +46,10 @@ export type Input =
     readonly verdict: Event.PolicyDecided["verdict"]
     readonly reply: Reply.Reply | undefined
   }
+  /** What the client's AUTH response meant (the session decoded it; see Sasl). */
+  | { readonly _tag: "AuthDecoded"; readonly outcome: Event.AuthResponseReceived["outcome"] }
+  /** The credentials' check: the user, or undefined when they did not match. */
+  | { readonly _tag: "AuthVerified"; readonly user: string | undefined }
 
 export type Action =
   | { readonly _tag: "Reply"; readonly reply: Reply.Reply }
@@ -55,6 +66,10 @@ export type Action =
    * with a TlsEstablished or TlsFailed input.
    */
   | { readonly _tag: "StartTls" }
+  /** Decode this AUTH response (Sasl.decode) and answer with AuthDecoded; keep the credentials. */
+  | { readonly _tag: "DecodeAuth"; readonly step: Sasl.Step; readonly response: string }
+  /** Check the credentials the exchange gave against the users; answer with AuthVerified. */
+  | { readonly _tag: "VerifyAuth"; readonly mechanism: Sasl.Mechanism; readonly failures: number }
   /** Ask the policy about the stage in `state.reading` (see `Deciding`); answer with Decided. */
   | { readonly _tag: "Decide"; readonly decision: Deciding }
   | { readonly _tag: "Close"; readonly reason: Event.SessionCloseReason }
@@ -63,6 +78,7 @@ export type Action =
 export type Deciding =
   | { readonly stage: "connect" }
   | { readonly stage: "helo"; readonly helo: { readonly extended: boolean; readonly domain: string }; readonly reply: Reply.Reply }
+  | { readonly stage: "auth"; readonly user: string; readonly mechanism: Sasl.Mechanism }
   | { readonly stage: "mail"; readonly transaction: Transaction }
   | { readonly stage: "rcpt"; readonly recipient: string; readonly local: boolean }
   | { readonly stage: "data"; readonly envelope: Event.Envelope; readonly size: number }
@@ -88,6 +104,10 @@ export type Reading =
   | { readonly _tag: "Handshake" }
   /** The policy is deciding a stage. */
   | { readonly _tag: "Deciding"; readonly decision: Deciding }
+  /** An AUTH exchange: waiting for the client's response, its decoding, or the check. */
+  | { readonly _tag: "AuthResponse"; readonly mechanism: Sasl.Mechanism; readonly step: Sasl.Step }
+  | { readonly _tag: "AuthDecoding"; readonly mechanism: Sasl.Mechanism; readonly step: Sasl.Step }
+  | { readonly _tag: "AuthVerifying"; readonly mechanism: Sasl.Mechanism }
 
 export interface State {
   readonly settings: Event.MachineSettings
@@ -103,6 +123,12 @@ export interface State {
   readonly errors: number
   /** SIGTERM arrived while a message was in flight: close once it is answered. */
   readonly draining: boolean
+  /** The listener offers AUTH. */
+  readonly authOffered: boolean
+  /** The user AUTH established, if any. */
+  readonly authenticated: string | undefined
+  /** Failed AUTH attempts in this session. */
+  readonly authFailures: number
 }
 
 export interface Step {
@@ -126,7 +152,10 @@ export const initial = (settings: Event.MachineSettings): State => ({
   transaction: undefined,
   reading: { _tag: "Commands" },
   errors: 0,
-  draining: false
+  draining: false,
+  authOffered: false,
+  authenticated: undefined,
+  authFailures: 0
 })
 
 /**
@@ -141,6 +170,9 @@ export const timeoutPhase = (state: State): Event.TimeoutPhase => {
   switch (state.reading._tag) {
     case "Commands":
     case "Handshake":
+    case "AuthResponse":
+    case "AuthDecoding":
+    case "AuthVerifying":
       return "command"
     case "Data":
     case "Bdat":
@@ -177,6 +209,16 @@ const replies = {
   vrfy: reply(252, "2.5.2", "Cannot VRFY user, but will accept message and attempt delivery"),
   notImplemented: reply(502, "5.5.1", "Error: command not implemented"),
   authNotEnabled: reply(503, "5.5.1", "Error: authentication not enabled"),
+  authNeedsTls: reply(538, "5.7.11", "Encryption required for requested authentication mechanism"),
+  authNeedsEhlo: reply(503, "5.5.1", "Error: send EHLO first"),
+  authAgain: reply(503, "5.5.1", "Error: already authenticated"),
+  authInTransaction: reply(503, "5.5.1", "Error: MAIL transaction in progress"),
+  authMechanism: reply(504, "5.5.4", "Error: unsupported authentication mechanism"),
+  authCancelled: reply(501, "5.7.0", "Authentication cancelled"),
+  authMalformed: reply(501, "5.5.2", "Error: cannot decode the authentication response"),
+  authLineTooLong: reply(500, "5.5.6", "Authentication Exchange line is too long"),
+  authFailed: reply(535, "5.7.8", "Error: authentication failed"),
+  authSucceeded: reply(235, "2.7.0", "Authentication successful"),
   help: reply(214, "2.0.0", "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP; see RFC 5321"),
   startData: reply(354, undefined, "End data with <CR><LF>.<CR><LF>"),
   queueFailed: reply(451, "4.3.0", "Error: queue file write error"),
@@ -219,10 +261,11 @@ export const step = (state: State, input: Input): Step => {
   if (state.closed) return done(state)
   switch (input._tag) {
     case "Connected":
-      return connected({ ...state, security: input.security }, input.admission)
+      return connected({ ...state, security: input.security, authOffered: input.auth }, input.admission)
     case "Line":
       return line(state, input.text, input.flaw)
     case "LineTooLong":
+      if (state.reading._tag === "AuthResponse") return rejected(commandsAgain(state), replies.authLineTooLong, true)
       return rejected(state, replies.lineTooLong, true)
     case "LineFlood":
       return done({ ...state, closed: true }, replies.lineTooLong, close("protocol"))
@@ -248,11 +291,83 @@ export const step = (state: State, input: Input): Step => {
       )
     }
     case "Shutdown":
-      if (state.reading._tag === "Commands" && state.greeted) return shutdownNow(state)
+      if ((state.reading._tag === "Commands" || state.reading._tag === "AuthResponse") && state.greeted) {
+        return shutdownNow(state)
+      }
       return done({ ...state, draining: true })
     case "Decided":
       return decided(state, input)
+    case "AuthDecoded":
+      return authDecoded(state, input.outcome)
+    case "AuthVerified":
+      return authVerified(state, input.user)
   }
+}
+
+const commandsAgain = (state: State): State => ({ ...state, reading: { _tag: "Commands" } })
+
+/** AUTH is offered when the listener has it, and the session is encrypted or plaintext is allowed. */
+const offersAuth = (state: State): boolean =>
+  state.authOffered && (state.tls !== undefined || state.settings.authPlaintext === true)
+
+const auth = (state: State, mechanism: string, initialResponse: string | undefined, counts: boolean): Step => {
+  if (!state.authOffered) return rejected(state, replies.authNotEnabled, counts)
+  if (!offersAuth(state)) return rejected(state, replies.authNeedsTls, counts)
+  if (state.helo?.extended !== true) return rejected(state, replies.authNeedsEhlo, counts)
+  if (state.authenticated !== undefined) return rejected(state, replies.authAgain, counts)
+  if (state.transaction !== undefined) return rejected(state, replies.authInTransaction, counts)
+  if (!Sasl.isMechanism(mechanism)) return rejected(state, replies.authMechanism, counts)
+  const step = Sasl.firstStep(mechanism)
+  if (initialResponse !== undefined) {
+    return done({ ...state, reading: { _tag: "AuthDecoding", mechanism, step } }, { _tag: "DecodeAuth", step, response: initialResponse })
+  }
+  return done({ ...state, reading: { _tag: "AuthResponse", mechanism, step } }, reply(334, undefined, Sasl.challenge(step)))
+}
+
+const authResponse = (state: State, text: string): Step => {
+  const reading = state.reading
+  if (reading._tag !== "AuthResponse") return done(state)
+  return done(
+    { ...state, reading: { _tag: "AuthDecoding", mechanism: reading.mechanism, step: reading.step } },
+    { _tag: "DecodeAuth", step: reading.step, response: text }
+  )
+}
+
+const authDecoded = (state: State, outcome: Event.AuthResponseReceived["outcome"]): Step => {
+  const reading = state.reading
+  if (reading._tag !== "AuthDecoding") return done(state)
+  switch (outcome) {
+    case "cancel":
+      return done(commandsAgain(state), replies.authCancelled)
+    case "malformed":
+      return rejected(commandsAgain(state), replies.authMalformed, true)
+    case "answer":
+      if (reading.step === "login-username") {
+        return done(
+          { ...state, reading: { _tag: "AuthResponse", mechanism: reading.mechanism, step: "login-password" } },
+          reply(334, undefined, Sasl.challenge("login-password"))
+        )
+      }
+      return done(
+        { ...state, reading: { _tag: "AuthVerifying", mechanism: reading.mechanism } },
+        { _tag: "VerifyAuth", mechanism: reading.mechanism, failures: state.authFailures }
+      )
+  }
+}
+
+const authVerified = (state: State, user: string | undefined): Step => {
+  const reading = state.reading
+  if (reading._tag !== "AuthVerifying") return done(state)
+  if (user !== undefined) return decide(commandsAgain(state), { stage: "auth", user, mechanism: reading.mechanism })
+  const failures = state.authFailures + 1
+  const failed: State = { ...commandsAgain(state), authFailures: failures }
+  if (failures < (state.settings.authMaxFailures ?? 3)) return done(failed, replies.authFailed)
+  return done(
+    { ...failed, closed: true },
+    replies.authFailed,
+    serviceReply(state, 421, "4.7.0", "Error: too many authentication failures"),
+    close("auth-failures")
+  )
 }
 
 const decide = (state: State, decision: Deciding): Step =>
@@ -278,6 +393,8 @@ const decided = (state: State, input: Extract<Input, { readonly _tag: "Decided" 
       return accepted
         ? done({ ...commands, helo: decision.helo }, { _tag: "Reply", reply: decision.reply })
         : rejected({ ...commands, helo: undefined }, refusal, true)
+    case "auth":
+      return accepted ? done({ ...commands, authenticated: decision.user }, replies.authSucceeded) : rejected(commands, refusal, true)
     case "mail":
       return accepted
         ? done({ ...commands, transaction: decision.transaction }, reply(250, "2.1.0", "Ok"))
@@ -324,6 +441,11 @@ const connected = (state: State, admission: Event.Admission): Step => {
 }
 
 const line = (state: State, text: string, flaw: Framer.LineFlaw | undefined): Step => {
+  if (state.reading._tag === "AuthResponse") {
+    if (flaw === "bare-lf") return done({ ...state, closed: true }, replies.bareLf, close("protocol"))
+    if (flaw !== undefined) return rejected(commandsAgain(state), replies.authMalformed, true)
+    return authResponse(state, text)
+  }
   if (state.reading._tag !== "Commands") return done(state)
   switch (flaw) {
     case "bare-lf":
@@ -370,7 +492,10 @@ const command = (state: State, cmd: Command.Command): Step => {
           helo: { extended: true, domain: cmd.domain },
           reply: Reply.multiline(250, [
             state.settings.hostname,
-            ...Protocol.ehloKeywords(state.settings.maxMessageSize, { startTls: offersStartTls(state) })
+            ...Protocol.ehloKeywords(state.settings.maxMessageSize, {
+              startTls: offersStartTls(state),
+              auth: offersAuth(state) ? Sasl.mechanisms : []
+            })
           ])
         })
       )
@@ -406,7 +531,7 @@ const command = (state: State, cmd: Command.Command): Step => {
     case "Starttls":
       return startTls(state, counts)
     case "Auth":
-      return rejected(state, replies.authNotEnabled, counts)
+      return auth(state, cmd.mechanism, cmd.initialResponse, counts)
   }
 }
 
@@ -428,7 +553,7 @@ const startTls = (state: State, counts: boolean): Step => {
  */
 const tlsEstablished = (state: State, facts: Event.TlsFacts): Step => {
   if (state.reading._tag !== "Handshake") return done(state)
-  const secured: State = { ...resetTransaction(state), helo: undefined, tls: facts }
+  const secured: State = { ...resetTransaction(state), helo: undefined, authenticated: undefined, tls: facts }
   if (state.draining) return shutdownNow(secured)
   return secured.greeted ? done(secured) : decide(secured, { stage: "connect" })
 }

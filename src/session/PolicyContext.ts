@@ -28,7 +28,7 @@ export const make = (connection: Connection, state: Machine.State, decision: Mac
     isSecured: Machine.isSecured(state),
     tls: state.tls,
     helo: decision.stage === "helo" ? decision.helo.domain : state.helo?.domain,
-    authenticated: undefined,
+    authenticated: decision.stage === "auth" ? decision.user : state.authenticated,
     from: decision.stage === "mail"
       ? Address.format(decision.transaction.from)
       : transaction === undefined

@@ -41,11 +41,12 @@ export const flagsOf = (verb: Command.Verb): CommandFlags => table[verb]
 /** EHLO keywords in the order they are advertised; SIZE carries the limit. */
 export const ehloKeywords = (
   maxMessageSize: number,
-  offers: { readonly startTls: boolean }
+  offers: { readonly startTls: boolean; readonly auth?: ReadonlyArray<string> }
 ): ReadonlyArray<string> => [
   "PIPELINING",
   `SIZE ${maxMessageSize}`,
   ...(offers.startTls ? ["STARTTLS"] : []),
+  ...(offers.auth === undefined || offers.auth.length === 0 ? [] : [`AUTH ${offers.auth.join(" ")}`]),
   "8BITMIME",
   "ENHANCEDSTATUSCODES",
   "SMTPUTF8",

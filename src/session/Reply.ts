@@ -32,7 +32,9 @@ export const format = (reply: Reply): string => {
   for (let i = 0; i <= last; i++) {
     const line = reply.lines[i] ?? ""
     const text = i === 0 || reply.enhanced !== undefined ? `${prefix}${line}` : line
-    out += `${reply.code}${i === last ? " " : "-"}${text}`.trimEnd() + "\r\n"
+    const formatted = `${reply.code}${i === last ? " " : "-"}${text}`
+    // RFC 4954's continue-req is "334" SP [base64]: its space stays even with no challenge.
+    out += (reply.code === 334 ? formatted : formatted.trimEnd()) + "\r\n"
   }
   return out
 }

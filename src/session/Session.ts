@@ -19,6 +19,7 @@ import * as Machine from "./Machine.ts"
 import * as PolicyContext from "./PolicyContext.ts"
 import * as Received from "./Received.ts"
 import * as Reply from "./Reply.ts"
+import * as Sasl from "./Sasl.ts"
 
 export interface SessionOptions {
   readonly id: string
@@ -31,6 +32,8 @@ export interface SessionOptions {
   readonly admission: Event.Admission
   /** The listener's TLS level. */
   readonly security: Event.Security
+  /** SMTP AUTH: whether the listener offers it, how credentials are checked, the failure delay. */
+  readonly auth: AuthOptions
   /** Runs a TLS handshake; undefined when the listener has no TLS (then `security` is "none"). */
   readonly tls: Handshake.Upgrade | undefined
   /** Bytes that arrived with a PROXY header, already belonging to the SMTP conversation. */
@@ -42,6 +45,18 @@ export interface SessionOptions {
   /** True once the daemon is stopping; checked when the connection is signalled. */
   readonly shuttingDown: () => boolean
 }
+
+export interface AuthOptions {
+  readonly offered: boolean
+  /** The user (as the users file names it) when the password matches, else undefined. */
+  readonly verify: (user: string, password: string) => Promise<string | undefined>
+  /** Milliseconds before a 535; doubled for each earlier failure of the session, at most 30 s. */
+  readonly failureDelay: number
+}
+
+/** How long a failed AUTH waits, growing with the session's earlier failures (Postfix-like tarpit). */
+export const authFailureDelay = (base: number, earlierFailures: number): number =>
+  Math.min(30_000, base * 2 ** earlierFailures)
 
 const decoder = new TextDecoder("utf-8")
 const encoder = new TextEncoder()
@@ -68,9 +83,11 @@ const timeoutOf = (options: SessionOptions, phase: Event.TimeoutPhase): number =
   }
 }
 
-/** RFC 3848's protocol names: ESMTP, plus S once the session is encrypted. */
+/** RFC 3848's protocol names: ESMTP, plus S once the session is encrypted, plus A once authenticated. */
 const protocolOf = (state: Machine.State): string =>
-  `${state.helo?.extended === true ? "ESMTP" : "SMTP"}${state.tls === undefined ? "" : "S"}`
+  `${state.helo?.extended === true ? "ESMTP" : "SMTP"}${state.tls === undefined ? "" : "S"}${
+    state.authenticated === undefined ? "" : "A"
+  }`
 
 export const run = Effect.fnUntraced(function*(connection: Connection.Connection, options: SessionOptions) {
   const log = yield* EventLog
@@ -88,6 +105,8 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
   let closeReason: Event.SessionCloseReason | undefined
   /** The last command ended a pipelined group: write its replies before reading on. */
   let flushNow = false
+  /** What the AUTH exchange has given so far; never logged, dropped once checked. */
+  let credentials: { user?: string; password?: string } = {}
   /** A decision whose rules need I/O, run by the Decide action's `perform`. */
   let decisionInFlight: { readonly stage: Event.PolicyStage; readonly effect: Effect.Effect<Rule.Decision> } | undefined
 
@@ -249,6 +268,23 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
         case "Close":
           closeReason = action.reason
           break
+        case "DecodeAuth": {
+          const decoded = Sasl.decode(action.step, action.response)
+          credentials = decoded.outcome !== "answer" ? {} : {
+            ...credentials,
+            ...(decoded.user === undefined ? {} : { user: decoded.user }),
+            ...(decoded.password === undefined ? {} : { password: decoded.password })
+          }
+          const more = feed(
+            { _tag: "AuthDecoded", outcome: decoded.outcome },
+            Event.make("AuthResponseReceived", { session, at: now(), outcome: decoded.outcome })
+          )
+          if (more.length > 0) (effectful ??= []).push(...more)
+          break
+        }
+        case "VerifyAuth":
+          ;(effectful ??= []).push(action)
+          break
         case "Decide": {
           // Synchronous rules are decided here, without an Effect; the machine steps on at once.
           const outcome = policy.decide(PolicyContext.make(connectionFacts, state, action.decision))
@@ -270,6 +306,24 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
     }
     return effectful ?? noActions
   }
+
+  /** Checks the credentials; a failure answers only after the tarpit delay. */
+  const verifyAuth = (mechanism: Event.AuthMechanism, failures: number): Effect.Effect<void> =>
+    Effect.gen(function*() {
+      const { user, password } = credentials
+      credentials = {}
+      const verified = user === undefined || password === undefined
+        ? undefined
+        : yield* Effect.promise(() => options.auth.verify(user, password).catch(() => undefined))
+      if (verified === undefined) yield* Effect.sleep(authFailureDelay(options.auth.failureDelay, failures))
+      const followUp = verified === undefined
+        ? feed(
+          { _tag: "AuthVerified", user: undefined },
+          Event.make("AuthFailed", { session, at: now(), mechanism, failures: failures + 1 })
+        )
+        : feed({ _tag: "AuthVerified", user: verified }, Event.make("AuthSucceeded", { session, at: now(), mechanism, user: verified }))
+      if (followUp.length > 0) yield* perform(followUp)
+    })
 
   const decideInFlight: Effect.Effect<void> = Effect.suspend(() => {
     const inFlight = decisionInFlight
@@ -295,6 +349,8 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
           return startTls
         case "Decide":
           return decideInFlight
+        case "VerifyAuth":
+          return verifyAuth(action.mechanism, action.failures)
         default:
           return Effect.void
       }
@@ -309,7 +365,8 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
         const event = Event.make("CommandReceived", {
           session,
           at: now(),
-          line: redact(text),
+          // A line inside an AUTH exchange is credentials, whatever it looks like.
+          line: state.reading._tag === "AuthResponse" ? "***" : redact(text),
           ...(flaw === undefined ? {} : { flaw })
         })
         return effectsOf(feed({ _tag: "Line", text, flaw }, event))
@@ -358,6 +415,7 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
       local: options.local,
       admission: options.admission,
       security: options.security,
+      ...(options.auth.offered ? { auth: true } : {}),
       ...(options.proxiedBy === undefined ? {} : { proxiedBy: options.proxiedBy }),
       ...(options.clientName === undefined ? {} : { clientName: options.clientName })
     })
@@ -367,7 +425,9 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
     if (options.initial !== undefined && options.initial.length > 0 && options.security !== "implicit") {
       framer.push(options.initial)
     }
-    yield* perform(feed({ _tag: "Connected", admission: options.admission, security: options.security }, undefined))
+    yield* perform(
+      feed({ _tag: "Connected", admission: options.admission, security: options.security, auth: options.auth.offered }, undefined)
+    )
     while (closeReason === undefined) {
       const unit = framer.next()
       if (unit !== undefined) {

@@ -46,9 +46,9 @@ describe("Config defaults", () => {
     Effect.gen(function*() {
       const config = yield* Config.load(undefined)
       assert.deepStrictEqual(config.listeners, [
-        { address: "127.0.0.1", port: 2525, role: "smtp", security: "may" },
-        { address: "127.0.0.1", port: 2587, role: "submission", security: "encrypt" },
-        { address: "127.0.0.1", port: 2465, role: "submissions", security: "implicit" }
+        { address: "127.0.0.1", port: 2525, role: "smtp", security: "may", auth: false },
+        { address: "127.0.0.1", port: 2587, role: "submission", security: "encrypt", auth: true },
+        { address: "127.0.0.1", port: 2465, role: "submissions", security: "implicit", auth: true }
       ])
       assert.deepStrictEqual(config.localDomains, [{ domain: "localhost", users: "*", transport: "maildir" }])
       assert.deepStrictEqual(config.limits, {
@@ -125,7 +125,9 @@ describe("Config defaults", () => {
         maxMessageSize: 10_240_000,
         maxRecipients: 100,
         maxErrors: 3,
-        localDomains: [{ domain: "localhost", users: "*", transport: "maildir" }]
+        localDomains: [{ domain: "localhost", users: "*", transport: "maildir" }],
+        authPlaintext: false,
+        authMaxFailures: 3
       })
     }))
 })
@@ -267,7 +269,7 @@ export default defineConfig(input)
       )
       const config = yield* Config.load(file)
       assert.strictEqual(config.hostname, "mx.example.org")
-      assert.deepStrictEqual(config.listeners, [{ address: "127.0.0.1", port: 2600, role: "submissions", security: "implicit" }])
+      assert.deepStrictEqual(config.listeners, [{ address: "127.0.0.1", port: 2600, role: "submissions", security: "implicit", auth: true }])
       assert.strictEqual(config.stateDirectory, NodePath.join(directory, "state"))
       assert.strictEqual(config.spool.directory, NodePath.join(directory, "state/spool"))
       assert.strictEqual(config.maildirRoot, NodePath.join(directory, "state/mail"))

@@ -32,7 +32,7 @@ describe("Config: policy", () => {
       const config = yield* Config.decode({}, "test")
       assert.deepStrictEqual(config.policy, {
         rules: {},
-        defaults: { connect: "accept", helo: "accept", mail: "accept", rcpt: "accept", data: "accept" },
+        defaults: { connect: "accept", helo: "accept", auth: "accept", mail: "accept", rcpt: "accept", data: "accept" },
         ruleTimeout: 5000
       })
     }))
@@ -53,7 +53,7 @@ describe("Config: policy", () => {
     [
       "an unknown stage",
       { policy: { rules: { postq: [] } } },
-      ["policy.rules.postq: unknown setting; expected one of: connect, helo, mail, rcpt, data"]
+      ["policy.rules.postq: unknown setting; expected one of: connect, helo, auth, mail, rcpt, data"]
     ],
     [
       "something that is not a rule",

@@ -100,7 +100,10 @@ export const samples: ReadonlyArray<Event.Event> = [
     enhanced: "5.7.1",
     text: "<bob@elsewhere.test>: Relay access denied",
     because: { client: "192.0.2.1", recipient: "not in a local domain" }
-  })
+  }),
+  Event.make("AuthResponseReceived", { session, at, outcome: "answer" }),
+  Event.make("AuthSucceeded", { session, at, mechanism: "PLAIN", user: "alice" }),
+  Event.make("AuthFailed", { session, at, mechanism: "LOGIN", failures: 2 })
 ]
 
 /** A small event with a recognisable position, for ordering tests. */

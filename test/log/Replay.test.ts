@@ -46,7 +46,7 @@ const record = (
   let state = Machine.initial(options.settings ?? settings)
   let envelope: Event.Envelope | undefined
   let closed: Event.SessionCloseReason | undefined
-  const all: ReadonlyArray<Machine.Input> = [{ _tag: "Connected", admission, security: "none" }, ...inputs.map((s) => (typeof s === "string" ? line(s) : s))]
+  const all: ReadonlyArray<Machine.Input> = [{ _tag: "Connected", admission, security: "none", auth: false }, ...inputs.map((s) => (typeof s === "string" ? line(s) : s))]
   for (const input of all) {
     at += 1
     switch (input._tag) {
@@ -369,7 +369,7 @@ describe("Replay.inputOf", () => {
   it("maps each recorded input to the machine input, and facts to nothing", () => {
     const expected: { readonly [K in Event.Event["_tag"]]: Machine.Input | undefined } = {
       SettingsRecorded: undefined,
-      SessionOpened: { _tag: "Connected", admission: "ok", security: "encrypt" },
+      SessionOpened: { _tag: "Connected", admission: "ok", security: "encrypt", auth: false },
       CommandReceived: { _tag: "Line", text: "MAIL FROM:<alice@example.test> SIZE=1024", flaw: "bare-lf" },
       LineRejected: { _tag: "LineTooLong" },
       ContentReceived: { _tag: "ContentEnd", size: 4096, bareLineEnding: "cr" },
@@ -389,6 +389,9 @@ describe("Replay.inputOf", () => {
       CertificateLoaded: undefined,
       CertificateRejected: undefined,
       CertificateExpiring: undefined,
+      AuthResponseReceived: { _tag: "AuthDecoded", outcome: "answer" },
+      AuthSucceeded: { _tag: "AuthVerified", user: "alice" },
+      AuthFailed: { _tag: "AuthVerified", user: undefined },
       PolicyDecided: {
         _tag: "Decided",
         stage: "rcpt",

@@ -284,7 +284,7 @@ describe("Replay.inputOf: TLS events", () => {
     assert.isUndefined(Replay.inputOf(Event.make("TlsHandshakeStarted", { session, at, mode: "starttls", discardedBytes: 0 })))
     assert.deepStrictEqual(
       Replay.inputOf(Event.make("SessionOpened", { session, at, settingsDigest: "d", role: "submissions", peer, local: peer, admission: "ok", security: "implicit" })),
-      { _tag: "Connected", admission: "ok", security: "implicit" }
+      { _tag: "Connected", admission: "ok", security: "implicit", auth: false }
     )
   })
 })

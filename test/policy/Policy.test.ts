@@ -18,6 +18,7 @@ const remote = (recipient: string, overrides: Partial<Rule.Context> = {}): Rule.
 const allAccept: Policy.RuleSet["defaults"] = {
   connect: "accept",
   helo: "accept",
+  auth: "accept",
   mail: "accept",
   rcpt: "accept",
   data: "accept"
@@ -73,7 +74,7 @@ const recording = (calls: Array<string>, name: string, result: () => Rule.Result
 
 describe("Policy.stages and defaultRuleSet", () => {
   it("the stages, in session order", () => {
-    assert.deepStrictEqual(Policy.stages, ["connect", "helo", "mail", "rcpt", "data"])
+    assert.deepStrictEqual(Policy.stages, ["connect", "helo", "auth", "mail", "rcpt", "data"])
   })
 
   it("the default rule set: no rules, every stage accepts, 5 s per rule", () => {
@@ -263,6 +264,7 @@ describe("Policy stages are separate", () => {
       const rules: Policy.RuleSet["rules"] = {
         connect: [recording(calls, "connect", () => Rule.next)],
         helo: [recording(calls, "helo", () => Rule.next)],
+        auth: [recording(calls, "auth", () => Rule.next)],
         mail: [recording(calls, "mail", () => Rule.next)],
         rcpt: [recording(calls, "rcpt", () => Rule.next)],
         data: [recording(calls, "data", () => Rule.deny(552, "5.3.4", "Too big"))]

@@ -17,7 +17,8 @@ type Step = Machine.Input | string
 const connect = (admission: Event.Admission = "ok", security: Event.Security = "none"): Machine.Input => ({
   _tag: "Connected",
   admission,
-  security
+  security,
+  auth: false
 })
 const line = (text: string): Machine.Input => ({ _tag: "Line", text, flaw: undefined })
 const flawed = (text: string, flaw: "bare-lf" | "bare-cr" | "nul"): Machine.Input => ({ _tag: "Line", text, flaw })

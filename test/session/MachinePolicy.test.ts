@@ -16,7 +16,7 @@ import { settings } from "../support/Settings.ts"
 type Verdict = Event.PolicyDecided["verdict"]
 
 const line = (text: string): Machine.Input => ({ _tag: "Line", text, flaw: undefined })
-const connected = (security: Event.Security = "none"): Machine.Input => ({ _tag: "Connected", admission: "ok", security })
+const connected = (security: Event.Security = "none"): Machine.Input => ({ _tag: "Connected", admission: "ok", security, auth: false })
 const decided = (stage: Event.PolicyStage, verdict: Verdict, reply?: Reply.Reply): Machine.Input => ({
   _tag: "Decided",
   stage,

@@ -22,7 +22,8 @@ const levels: ReadonlyArray<Event.Security> = ["none", "may", "encrypt", "implic
 const connect = (security: Event.Security, admission: Event.Admission = "ok"): Machine.Input => ({
   _tag: "Connected",
   admission,
-  security
+  security,
+  auth: false
 })
 const line = (text: string): Machine.Input => ({ _tag: "Line", text, flaw: undefined })
 const end = (size: number): Machine.Input => ({ _tag: "ContentEnd", size, bareLineEnding: undefined })

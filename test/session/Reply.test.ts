@@ -41,6 +41,8 @@ describe("Reply.format", () => {
     { name: "no text and no enhanced code: the code alone", reply: Reply.make(250, undefined), wire: "250\r\n" },
     { name: "no text with an enhanced code", reply: Reply.make(250, "2.0.0"), wire: "250 2.0.0\r\n" },
     { name: "trailing spaces are trimmed", reply: Reply.make(250, "2.0.0", "Ok   "), wire: "250 2.0.0 Ok\r\n" },
+    { name: "an AUTH challenge keeps its space even when empty (RFC 4954 continue-req)", reply: Reply.make(334, undefined, ""), wire: "334 \r\n" },
+    { name: "an AUTH challenge", reply: Reply.make(334, undefined, "VXNlcm5hbWU6"), wire: "334 VXNlcm5hbWU6\r\n" },
     {
       name: "an empty continuation line keeps its hyphen",
       reply: Reply.multiline(214, ["", "end"]),

@@ -186,18 +186,25 @@ const childEnv = (): NodeJS.ProcessEnv => {
 
 const tail = (text: string, max = 8000): string => (text.length > max ? `…${text.slice(-max)}` : text)
 
-/** Runs `node src/main.ts <args>` to completion (killed after `timeout` ms). */
-export const runPostern = (args: ReadonlyArray<string>, timeout = 30_000): Promise<CliResult> =>
+/**
+ * Runs `node src/main.ts <args>` to completion (killed after `timeout` ms), with `input` on its
+ * standard input when given (closed right after).
+ */
+export const runPostern = (args: ReadonlyArray<string>, timeout = 30_000, input?: string): Promise<CliResult> =>
   new Promise((resolve, reject) => {
     const child = ChildProcess.spawn(process.execPath, ["src/main.ts", ...args], {
       cwd: repoRoot,
       env: childEnv(),
-      stdio: ["ignore", "pipe", "pipe"]
+      stdio: [input === undefined ? "ignore" : "pipe", "pipe", "pipe"]
     })
+    if (input !== undefined) {
+      child.stdin?.on("error", () => undefined)
+      child.stdin?.end(input)
+    }
     let stdout = ""
     let stderr = ""
-    child.stdout.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk))
-    child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk))
+    child.stdout?.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk))
+    child.stderr?.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk))
     const timer = setTimeout(() => {
       child.kill("SIGKILL")
       reject(new DaemonError({ message: `postern ${args.join(" ")} did not finish within ${timeout} ms\n${tail(stderr)}` }))

@@ -23,5 +23,9 @@ export const render = (action: Machine.Action): string => {
       return `[close ${action.reason}]`
     case "Decide":
       return `[decide ${action.decision.stage}]`
+    case "DecodeAuth":
+      return `[decode auth ${action.step} ${action.response}]`
+    case "VerifyAuth":
+      return `[verify auth ${action.mechanism} after ${action.failures} failures]`
   }
 }
