@@ -15,6 +15,7 @@ const policy = Policy.make({ ...Policy.defaultRuleSet, rules: { rcpt: rcptRules 
 const base: Rule.Context = {
   stage: "rcpt",
   session: "bench",
+  at: Date.now(),
   client: { address: "203.0.113.9", port: 40000, name: undefined },
   listener: { role: "smtp", address: "0.0.0.0", port: 25 },
   isSecured: true,

@@ -5,7 +5,7 @@
  * `bench/bench.config.ts` installs the same rules (POSTERN_BENCH_POLICY=1) to measure sessions
  * per second with and without them.
  */
-import { accept, deny, domains, inDomain, networks, next, relay, rule, tempfail } from "../src/index.ts"
+import { accept, deny, domains, inDomain, networks, next, rateLimit, relay, rule } from "../src/index.ts"
 import type { Rule } from "../src/index.ts"
 
 const internal = networks("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fd00::/8")
@@ -13,21 +13,6 @@ const blockedNetworks = networks("198.51.100.0/24", "2001:db8:bad::/48")
 const partnerNetworks = networks("203.0.113.0/24")
 const blockedSenderDomains = domains("spam.example", "phish.example", "junk.example")
 const roleAccounts = new Set(["abuse", "noc", "security"])
-
-/** At most `limit` recipients per client address per `windowMs` (a fixed window). */
-const rateLimit = (limit: number, windowMs: number): Rule => {
-  const counts = new Map<string, { start: number; count: number }>()
-  return rule("recipient rate", (ctx) => {
-    const now = Date.now()
-    const entry = counts.get(ctx.client.address)
-    if (entry === undefined || now - entry.start >= windowMs) {
-      counts.set(ctx.client.address, { start: now, count: 1 })
-      return next
-    }
-    entry.count += 1
-    return entry.count > limit ? tempfail(451, "4.7.1", "Too many recipients, slow down") : next
-  })
-}
 
 export const rcptRules: ReadonlyArray<Rule> = [
   rule("blocked networks", (ctx) => blockedNetworks.match(ctx.client.address) !== undefined ? deny(554, "5.7.1", "Access denied") : next),
@@ -41,6 +26,6 @@ export const rcptRules: ReadonlyArray<Rule> = [
   relay({ internalNetworks: internal.texts }),
   rule("no bare IP HELO", (ctx) => /^\[?\d+\.\d+\.\d+\.\d+\]?$/.test(ctx.helo ?? "") ? deny(550, "5.7.1", "Use your host name in HELO") : next),
   rule("too many recipients for bounces", (ctx) => ctx.recipients.length > 50 && ctx.from === "" ? deny(550, "5.5.3", "Too many") : next),
-  rateLimit(1_000_000, 60_000),
+  rateLimit({ name: "recipient rate", limit: 1_000_000_000, per: "1m" }),
   rule("local only after here", (ctx) => ctx.recipientIsLocal ? next : deny(554, "5.7.1", "Relay access denied"))
 ]

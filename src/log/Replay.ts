@@ -243,7 +243,7 @@ export const reevaluate = (
       const next = Machine.step(state, input)
       state = next.state
       for (const action of next.actions) {
-        if (action._tag === "Decide") asked = policy.decide(PolicyContext.make(connection, state, action.decision))
+        if (action._tag === "Decide") asked = policy.decide(PolicyContext.make(connection, state, action.decision, event.at))
       }
     }
     return { session: session.id, decisions, changed, skipped: undefined }

@@ -1,9 +1,11 @@
 /**
  * Ready-made rules and the helpers rules are written with: `networks`/`inNetwork` (CIDR,
  * IPv4 and IPv6), `inDomain`, `relay` (vSMTP's check_rcpt_relay, Postfix's
- * permit_mynetworks + permit_sasl_authenticated + reject_unauth_destination) and `requireTls`.
+ * permit_mynetworks + permit_sasl_authenticated + reject_unauth_destination), `requireTls` and
+ * `rateLimit`.
  * A malformed network is an error when the configuration loads, never at a session.
  */
+import * as Duration from "../config/Duration.ts"
 import * as Network from "./Network.ts"
 import * as Rule from "./Rule.ts"
 
@@ -99,5 +101,55 @@ export const requireTls = (options: RequireTlsOptions = {}): Rule.Rule => {
     const network = except.match(context.client.address)
     if (network !== undefined) return Rule.next
     return refusal._tag === "Next" || refusal.because !== undefined ? refusal : Rule.because(refusal, { secured: "no" })
+  })
+}
+
+export interface RateLimitOptions {
+  /** The rule's name in decisions; default "rate limit". */
+  readonly name?: string
+  /** How many evaluations a key may pass in one window. */
+  readonly limit: number
+  /** The window: milliseconds or a duration such as "1m", "1h". */
+  readonly per: number | string
+  /** What is counted per; default the client's address. */
+  readonly key?: (context: Rule.Context) => string
+  /** The answer past the limit; default `451 4.7.1 Rate limit exceeded; try again later`. */
+  readonly verdict?: Rule.Verdict
+  /** Keys that are never limited (internal networks, say). */
+  readonly except?: ReadonlyArray<string>
+}
+
+/**
+ * Counts each evaluation of the stage it is placed in, per client address (or `key`), in fixed
+ * windows of `per`: at connect that limits connections, at mail or data messages, at rcpt
+ * recipients (Postfix's anvil limits, Stalwart's throttles). Time is the context's `at`, so a
+ * replay of recorded sessions counts as the live server did. Counts are per worker process.
+ */
+export const rateLimit = (options: RateLimitOptions): Rule.Rule => {
+  const window = Duration.toMillis(options.per)
+  if (window === undefined || window <= 0) throw new RangeError(`rateLimit: per must be a positive duration, got ${JSON.stringify(options.per)}`)
+  if (!Number.isInteger(options.limit) || options.limit < 1) throw new RangeError(`rateLimit: limit must be a positive integer, got ${options.limit}`)
+  const key = options.key ?? ((context: Rule.Context) => context.client.address)
+  const except = networks(...(options.except ?? []))
+  const refusal = options.verdict ?? Rule.tempfail(451, "4.7.1", "Rate limit exceeded; try again later")
+  const windows = new Map<string, { start: number; count: number }>()
+  let nextSweep = 0
+  return Rule.rule(options.name ?? "rate limit", (context) => {
+    if (except.match(context.client.address) !== undefined) return Rule.next
+    const at = context.at
+    // Forget finished windows now and then, so that one-time clients do not pile up.
+    if (at >= nextSweep) {
+      for (const [k, w] of windows) if (at - w.start >= window) windows.delete(k)
+      nextSweep = at + window
+    }
+    const k = key(context)
+    const current = windows.get(k)
+    if (current === undefined || at - current.start >= window || at < current.start) {
+      windows.set(k, { start: at, count: 1 })
+      return Rule.next
+    }
+    current.count += 1
+    if (current.count <= options.limit) return Rule.next
+    return refusal._tag === "Next" ? refusal : { ...refusal, because: { key: k, count: String(current.count), limit: String(options.limit) } }
   })
 }

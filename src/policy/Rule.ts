@@ -80,6 +80,12 @@ export const because = (verdict: Verdict, facts: Readonly<Record<string, string>
 export interface Context {
   readonly stage: Stage
   readonly session: string
+  /**
+   * When the stage is decided, in epoch milliseconds: the session's clock live, the recorded
+   * time in a replay. Rules that count over time (rate limits) use it, not the wall clock, so
+   * that re-running a recorded day gives the answers that day would have had.
+   */
+  readonly at: number
   readonly client: { readonly address: string; readonly port: number; readonly name: string | undefined }
   readonly listener: { readonly role: Event.Role; readonly address: string; readonly port: number }
   /** STARTTLS done, or an implicit TLS listener. */

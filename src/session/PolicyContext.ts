@@ -18,11 +18,12 @@ export interface Connection {
   readonly clientName: string | undefined
 }
 
-export const make = (connection: Connection, state: Machine.State, decision: Machine.Deciding): Rule.Context => {
+export const make = (connection: Connection, state: Machine.State, decision: Machine.Deciding, at: number): Rule.Context => {
   const transaction = state.transaction
   return {
     stage: decision.stage,
     session: connection.session,
+    at,
     client: { address: connection.peer.address, port: connection.peer.port, name: connection.clientName },
     listener: { role: connection.role, address: connection.local.address, port: connection.local.port },
     isSecured: Machine.isSecured(state),

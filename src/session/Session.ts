@@ -287,7 +287,7 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
           break
         case "Decide": {
           // Synchronous rules are decided here, without an Effect; the machine steps on at once.
-          const outcome = policy.decide(PolicyContext.make(connectionFacts, state, action.decision))
+          const outcome = policy.decide(PolicyContext.make(connectionFacts, state, action.decision, now()))
           if (Effect.isEffect(outcome)) {
             decisionInFlight = { stage: action.decision.stage, effect: outcome }
             ;(effectful ??= []).push(action)

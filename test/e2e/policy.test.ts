@@ -15,7 +15,8 @@ import { type Daemon, readLog, readMailbox, sleep, startDaemon, uniqueToken, wai
 const policySource = `{
   rules: {
     connect: [
-      rule("blocked client", (ctx) => ctx.client.address === "127.0.0.2" ? deny(554, "5.7.1", "Client blocked") : next)
+      rule("blocked client", (ctx) => ctx.client.address === "127.0.0.2" ? deny(554, "5.7.1", "Client blocked") : next),
+      rateLimit({ name: "connection rate", limit: 2, per: "1h", except: ["127.0.0.1", "127.0.0.3", "127.0.0.5"] })
     ],
     helo: [
       rule("bad helo", (ctx) => ctx.helo === "bad.helo.test" ? deny(550, "5.7.1", "Bad HELO name") : next)
@@ -138,6 +139,15 @@ describe("policy rules through real SMTP sessions", () => {
   it("connect: a denied client gets the rule's 554 5.7.1 instead of the greeting, and is closed", async () => {
     const outcome = await smtplib(daemon.ports.smtp, [["ehlo"]], { source: "127.0.0.2" })
     assert.deepStrictEqual(outcome, [["connect", 554, "5.7.1 Client blocked"]])
+  })
+
+  it("connect: a rate limit lets a client connect twice an hour and answers the third with 451 4.7.1 and a close", async () => {
+    const replies: Array<Array<string>> = []
+    for (let i = 0; i < 3; i++) replies.push(codes(await smtplib(daemon.ports.smtp, [["ehlo"]], { source: "127.0.0.6" })))
+    assert.deepStrictEqual(replies, [["250 mx.postern.test"], ["250 mx.postern.test"], ["connect 451 4.7.1"]])
+    const decided = await waitFor("the rate limit's decision", async () =>
+      (await decisions(daemon)).find((d) => d.rule === "connection rate" && d.verdict === "tempfail"))
+    assert.deepStrictEqual(decided.because, { key: "127.0.0.6", count: "3", limit: "2" })
   })
 
   it("helo: a denied EHLO name gets 550 5.7.1, and MAIL then needs a new EHLO (503 5.5.1)", async () => {

@@ -454,3 +454,58 @@ describe("Builtins.requireTls", () => {
     assert.isTrue(messageOf(error).startsWith("network \"localhost\": invalid network \"localhost\": "), messageOf(error))
   })
 })
+
+describe("Builtins.rateLimit", () => {
+  const at = (ms: number, address = "192.0.2.1"): Rule.Context => context({ at: 1_000_000 + ms, ...from(address) })
+  const verdicts = (rule: Rule.Rule, contexts: ReadonlyArray<Rule.Context>): Array<string> =>
+    contexts.map((c) => {
+      const v = verdictOf(rule, c)
+      return v._tag === "Next" ? "next" : v._tag === "Accept" ? "accept" : `${v._tag} ${v.answer.code} ${v.answer.enhanced}`
+    })
+
+  it("lets `limit` through per window, then gives 451 4.7.1 with what it counted", () => {
+    const limited = Builtins.rateLimit({ limit: 2, per: "1m" })
+    assert.strictEqual(limited.name, "rate limit")
+    assert.deepStrictEqual(verdicts(limited, [at(0), at(1), at(2), at(3)]), ["next", "next", "Tempfail 451 4.7.1", "Tempfail 451 4.7.1"])
+    assert.deepStrictEqual(verdictOf(limited, at(4)), {
+      _tag: "Tempfail",
+      answer: { code: 451, enhanced: "4.7.1", text: "Rate limit exceeded; try again later" },
+      because: { key: "192.0.2.1", count: "5", limit: "2" }
+    })
+  })
+
+  it("a new window starts once `per` has passed since the first count (the context's time, not the clock)", () => {
+    const limited = Builtins.rateLimit({ limit: 1, per: 60_000 })
+    assert.deepStrictEqual(verdicts(limited, [at(0), at(59_999), at(60_000), at(60_001)]), ["next", "Tempfail 451 4.7.1", "next", "Tempfail 451 4.7.1"])
+  })
+
+  it("a clock that stepped back starts a new window rather than limiting forever", () => {
+    const limited = Builtins.rateLimit({ limit: 1, per: "1h" })
+    assert.deepStrictEqual(verdicts(limited, [at(10_000), at(5_000)]), ["next", "next"])
+  })
+
+  it("counts per client address, or per the given key; excepted networks are never limited", () => {
+    const perClient = Builtins.rateLimit({ limit: 1, per: "1m", except: ["10.0.0.0/8"] })
+    assert.deepStrictEqual(
+      verdicts(perClient, [at(0, "192.0.2.1"), at(1, "192.0.2.2"), at(2, "192.0.2.1"), at(3, "10.1.1.1"), at(4, "10.1.1.1")]),
+      ["next", "next", "Tempfail 451 4.7.1", "next", "next"]
+    )
+    const perSender = Builtins.rateLimit({ name: "sender rate", limit: 1, per: "1m", key: (c) => c.from ?? "" })
+    assert.strictEqual(perSender.name, "sender rate")
+    assert.deepStrictEqual(
+      verdicts(perSender, [context({ at: 1, from: "a@x.test" }), context({ at: 2, from: "b@x.test" }), context({ at: 3, from: "a@x.test" })]),
+      ["next", "next", "Tempfail 451 4.7.1"]
+    )
+  })
+
+  it("the refusal can be chosen", () => {
+    const limited = Builtins.rateLimit({ limit: 1, per: "1m", verdict: Rule.disconnect(421, "4.7.0", "Too many connections") })
+    assert.deepStrictEqual(verdicts(limited, [at(0), at(1)]), ["next", "Disconnect 421 4.7.0"])
+  })
+
+  it("a limit or window that makes no sense is refused when the configuration loads", () => {
+    assert.strictEqual((thrown(() => Builtins.rateLimit({ limit: 0, per: "1m" })) as Error).message, "rateLimit: limit must be a positive integer, got 0")
+    assert.strictEqual((thrown(() => Builtins.rateLimit({ limit: 1, per: "soon" })) as Error).message, "rateLimit: per must be a positive duration, got \"soon\"")
+    assert.strictEqual((thrown(() => Builtins.rateLimit({ limit: 1, per: 0 })) as Error).message, "rateLimit: per must be a positive duration, got 0")
+  })
+})

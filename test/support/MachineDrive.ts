@@ -43,7 +43,7 @@ export const step = (
       else actions.push(action)
     }
     if (asked === undefined) return { state: next.state, actions, flush }
-    const decision = policy.decide(PolicyContext.make(connection, next.state, asked))
+    const decision = policy.decide(PolicyContext.make(connection, next.state, asked, 0))
     if (Effect.isEffect(decision)) throw new Error("machine tests answer decisions synchronously")
     options.onDecision?.(asked.stage, decision)
     next = Machine.step(next.state, PolicyContext.decidedInput(asked.stage, decision))
