@@ -62,8 +62,12 @@ const replay = Command.make(
       Flag.optional
     ),
     since: Flag.String("since").pipe(
-      Flag.withDescription("With --rules: only sessions opened since this time (ISO 8601) or this long ago (\"24h\", \"7 days\")"),
+      Flag.withDescription("With --rules or --shadow-report: only sessions opened since this time (ISO 8601) or this long ago (\"24h\", \"7 days\")"),
       Flag.optional
+    ),
+    shadowReport: Flag.Boolean("shadow-report").pipe(
+      Flag.withDescription("Where the shadow rules (policy.shadow) decided otherwise than the live ones"),
+      Flag.withDefault(false)
     )
   },
   Effect.fnUntraced(function*(args) {
@@ -74,7 +78,8 @@ const replay = Command.make(
       json: args.json,
       verify: args.verify,
       rules: Option.getOrUndefined(args.rules),
-      since: Option.getOrUndefined(args.since)
+      since: Option.getOrUndefined(args.since),
+      shadowReport: args.shadowReport
     })
     yield* setExitCode(code)
   })
@@ -87,10 +92,7 @@ const postern = Command.make("postern").pipe(
 
 const fatal = (tag: string): boolean => tag === "ListenError" || tag === "CertificateError" || tag === "TicketKeyError"
 
-const withRules = (config: Config.ConfigShape, rules: Config.PolicySettings["rules"]): Config.ConfigShape => ({
-  ...config,
-  policy: { ...config.policy, rules }
-})
+const withPolicy = (config: Config.ConfigShape, policy: Config.PolicySettings): Config.ConfigShape => ({ ...config, policy })
 
 /** A cluster worker: configuration from the primary's environment, stop on SIGTERM. */
 const worker = Effect.gen(function*() {
@@ -100,7 +102,7 @@ const worker = Effect.gen(function*() {
   const json = process.env[Primary.workerEnv.configJson]
   const config = json === undefined || json === ""
     ? yield* Config.load(file)
-    : withRules(Config.fromPrimary(json), yield* Config.loadRules(file))
+    : withPolicy(Config.fromPrimary(json), yield* Config.loadPolicy(file))
   const stop = yield* Deferred.make<void>()
   process.on("SIGTERM", () => Deferred.doneUnsafe(stop, Effect.void))
   process.on("SIGINT", () => undefined)

@@ -301,31 +301,34 @@ const StageDefault = Schema.Literals(["accept", "deny", "tempfail"]).annotate({
   expected: "\"accept\", \"deny\" or \"tempfail\""
 })
 
+const RulesByStage = Schema.Struct({
+  connect: Schema.optionalKey(StageRules),
+  helo: Schema.optionalKey(StageRules),
+  auth: Schema.optionalKey(StageRules),
+  mail: Schema.optionalKey(StageRules),
+  rcpt: Schema.optionalKey(StageRules),
+  data: Schema.optionalKey(StageRules)
+}).annotate({ expected: "an object of rule lists by stage (connect, helo, auth, mail, rcpt, data)" })
+
+const DefaultsByStage = Schema.Struct({
+  connect: orDefault(StageDefault, "accept"),
+  helo: orDefault(StageDefault, "accept"),
+  auth: orDefault(StageDefault, "accept"),
+  mail: orDefault(StageDefault, "accept"),
+  rcpt: orDefault(StageDefault, "accept"),
+  data: orDefault(StageDefault, "accept")
+}).annotate({ expected: "an object of defaults by stage" })
+
 const PolicySection = Schema.Struct({
-  rules: orDefault(
-    Schema.Struct({
-      connect: Schema.optionalKey(StageRules),
-      helo: Schema.optionalKey(StageRules),
-      auth: Schema.optionalKey(StageRules),
-      mail: Schema.optionalKey(StageRules),
-      rcpt: Schema.optionalKey(StageRules),
-      data: Schema.optionalKey(StageRules)
-    }).annotate({ expected: "an object of rule lists by stage (connect, helo, auth, mail, rcpt, data)" }),
-    {}
-  ),
-  defaults: orDefault(
-    Schema.Struct({
-      connect: orDefault(StageDefault, "accept"),
-      helo: orDefault(StageDefault, "accept"),
-      auth: orDefault(StageDefault, "accept"),
-      mail: orDefault(StageDefault, "accept"),
-      rcpt: orDefault(StageDefault, "accept"),
-      data: orDefault(StageDefault, "accept")
-    }).annotate({ expected: "an object of defaults by stage" }),
-    {}
-  ),
-  ruleTimeout: orDefault(Duration.PositiveMillis, "5s")
-}).annotate({ expected: "an object { rules?, defaults?, ruleTimeout? }" })
+  rules: orDefault(RulesByStage, {}),
+  defaults: orDefault(DefaultsByStage, {}),
+  ruleTimeout: orDefault(Duration.PositiveMillis, "5s"),
+  /** A second rule set evaluated beside the live one, recorded (ShadowDecided), never enforced. */
+  shadow: Schema.optionalKey(
+    Schema.Struct({ rules: orDefault(RulesByStage, {}), defaults: orDefault(DefaultsByStage, {}) })
+      .annotate({ expected: "an object { rules?, defaults? }" })
+  )
+}).annotate({ expected: "an object { rules?, defaults?, ruleTimeout?, shadow? }" })
 
 const AuthSection = Schema.Struct({
   /** `postern user add|passwd|remove --file` manages it; default `<stateDirectory>/users`. */
@@ -437,7 +440,7 @@ export interface ConfigShape {
   readonly reverseDns: boolean
   /**
    * The rules. Functions: they do not survive `toPrimaryJson`, so workers read them from the
-   * file themselves (`loadRules`).
+   * file themselves (`loadPolicy`).
    */
   readonly policy: PolicySettings
   readonly auth: AuthSettings
@@ -456,6 +459,7 @@ export interface PolicySettings {
   readonly defaults: Policy.RuleSet["defaults"]
   /** Milliseconds. */
   readonly ruleTimeout: number
+  readonly shadow?: { readonly rules: Policy.RuleSet["rules"]; readonly defaults: Policy.RuleSet["defaults"] }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -628,8 +632,10 @@ export const decode = (
  * The decoded form is not the file's form (paths resolved, listener security filled in), so it
  * is not decoded again.
  */
-export const toPrimaryJson = (config: ConfigShape): string =>
-  JSON.stringify({ ...config, policy: { ...config.policy, rules: {} } })
+export const toPrimaryJson = (config: ConfigShape): string => {
+  const { shadow: _shadow, ...policy } = config.policy
+  return JSON.stringify({ ...config, policy: { ...policy, rules: {} } })
+}
 
 export const fromPrimary = (json: string): ConfigShape => JSON.parse(json) as ConfigShape
 
@@ -710,8 +716,8 @@ export const load = (file: string | undefined): Effect.Effect<ConfigShape, Confi
  * The rules of the configuration file (the embedded default's when there is none), for a
  * worker: rules are functions, which the primary cannot hand over (see `toPrimaryJson`).
  */
-export const loadRules = (file: string | undefined): Effect.Effect<PolicySettings["rules"], ConfigError> =>
-  Effect.map(load(file), (config) => config.policy.rules)
+export const loadPolicy = (file: string | undefined): Effect.Effect<PolicySettings, ConfigError> =>
+  Effect.map(load(file), (config) => config.policy)
 
 /** The Policy's rule set from the configuration's policy section. */
 export const ruleSet = (policy: PolicySettings): Policy.RuleSet => ({
@@ -719,6 +725,12 @@ export const ruleSet = (policy: PolicySettings): Policy.RuleSet => ({
   defaults: policy.defaults,
   ruleTimeout: EffectDuration.millis(policy.ruleTimeout)
 })
+
+/** The shadow rule set, if the policy section has one. */
+export const shadowRuleSet = (policy: PolicySettings): Policy.RuleSet | undefined =>
+  policy.shadow === undefined
+    ? undefined
+    : { rules: policy.shadow.rules, defaults: policy.shadow.defaults, ruleTimeout: EffectDuration.millis(policy.ruleTimeout) }
 
 /** The settings the session machine's replies depend on, as recorded in the event log. */
 export const machineSettings = (config: ConfigShape): Event.MachineSettings => ({
@@ -809,14 +821,20 @@ export const summary = (config: ConfigShape, source: string): string => {
 
 const stageNames = ["connect", "helo", "auth", "mail", "rcpt", "data"] as const
 
-const policySummary = (policy: PolicySettings): Array<string> => [
-  ...stageNames.map((stage) => {
-    const rules = policy.rules[stage] ?? []
-    const names = rules.length === 0 ? "(no rules)" : rules.map((r) => `'${r.name}'`).join(", ")
-    const fallback = stage === "rcpt" ? `${policy.defaults[stage]} local recipients, deny relaying` : policy.defaults[stage]
+const stageLines = (rules: PolicySettings["rules"], defaults: PolicySettings["defaults"]): Array<string> =>
+  stageNames.map((stage) => {
+    const list = rules[stage] ?? []
+    const names = list.length === 0 ? "(no rules)" : list.map((r) => `'${r.name}'`).join(", ")
+    const fallback = stage === "rcpt" ? `${defaults[stage]} local recipients, deny relaying` : defaults[stage]
     return `  ${stage.padEnd(8)} ${names} -> ${fallback}`
-  }),
-  `  a rule that needs I/O may take ${formatMillis(policy.ruleTimeout)}`
+  })
+
+const policySummary = (policy: PolicySettings): Array<string> => [
+  ...stageLines(policy.rules, policy.defaults),
+  `  a rule that needs I/O may take ${formatMillis(policy.ruleTimeout)}`,
+  ...(policy.shadow === undefined
+    ? []
+    : ["shadow policy (recorded beside the live one, never enforced):", ...stageLines(policy.shadow.rules, policy.shadow.defaults)])
 ]
 
 /** Loads and validates a configuration (as {@link load}) and describes it for a human. */

@@ -84,8 +84,16 @@ export const run = Effect.fnUntraced(function*(options: WorkerOptions) {
   const digest = settingsDigest(settings)
   let current = { settings, digest }
   // A reload changes the rules for every decision from then on.
-  let policy = Policy.make(ConfigModule.ruleSet(config.policy))
-  const policyLayer = Layer.succeed(PolicyService, PolicyService.of({ decide: (context) => policy.decide(context) }))
+  const policyOf = (settings: ConfigModule.PolicySettings) =>
+    Policy.make(ConfigModule.ruleSet(settings), ConfigModule.shadowRuleSet(settings))
+  let policy = policyOf(config.policy)
+  const policyLayer = Layer.succeed(
+    PolicyService,
+    PolicyService.of({
+      decide: (context) => policy.decide(context),
+      shadow: (context) => policy.shadow(context)
+    })
+  )
 
   const program = Effect.gen(function*() {
     const log = yield* EventLog
@@ -150,7 +158,7 @@ export const run = Effect.fnUntraced(function*(options: WorkerOptions) {
         // Certificates are re-read on every SIGHUP, even when the file did not change or is broken.
         yield* Effect.flatMap(store.reload, reloadCertificates)
         if (next === undefined) return
-        policy = Policy.make(ConfigModule.ruleSet(next.policy))
+        policy = policyOf(next.policy)
         const nextSettings = machineSettings(next)
         current = { settings: nextSettings, digest: settingsDigest(nextSettings) }
         yield* log.appendDurable(Event.make("SettingsRecorded", { at: Date.now(), digest: current.digest, settings: nextSettings }))

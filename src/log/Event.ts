@@ -371,7 +371,7 @@ export type PolicyStage = typeof PolicyStage.Type
  * default), the reply it gives, and what mattered. It is the machine's `Decided` input, so a
  * replay reproduces the session's replies from it without the rules that made it.
  */
-export const PolicyDecided = Schema.TaggedStruct("PolicyDecided", {
+const decisionFields = {
   session: SessionId,
   at: Millis,
   stage: PolicyStage,
@@ -383,8 +383,17 @@ export const PolicyDecided = Schema.TaggedStruct("PolicyDecided", {
   /** A rule that threw, failed or overran its budget: what happened (the verdict is tempfail). */
   error: Schema.optionalKey(Schema.String),
   because: Schema.optionalKey(Schema.Record(Schema.String, Schema.String))
-})
+}
+
+export const PolicyDecided = Schema.TaggedStruct("PolicyDecided", decisionFields)
 export type PolicyDecided = typeof PolicyDecided.Type
+
+/**
+ * What the shadow rule set would have decided at the same point (`policy.shadow`): recorded,
+ * never enforced, never a machine input. `postern replay --shadow-report` compares the two.
+ */
+export const ShadowDecided = Schema.TaggedStruct("ShadowDecided", decisionFields)
+export type ShadowDecided = typeof ShadowDecided.Type
 
 export const Event = Schema.Union([
   SettingsRecorded,
@@ -409,6 +418,7 @@ export const Event = Schema.Union([
   CertificateRejected,
   CertificateExpiring,
   PolicyDecided,
+  ShadowDecided,
   AuthResponseReceived,
   AuthSucceeded,
   AuthFailed

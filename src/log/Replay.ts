@@ -173,7 +173,7 @@ export interface Reevaluation {
   readonly skipped: string | undefined
 }
 
-const recordedSummary = (event: Event.PolicyDecided): DecisionSummary => ({
+const recordedSummary = (event: Event.PolicyDecided | Event.ShadowDecided): DecisionSummary => ({
   verdict: event.verdict,
   rule: event.rule,
   code: event.code,
@@ -249,6 +249,44 @@ export const reevaluate = (
     return { session: session.id, decisions, changed, skipped: undefined }
   })
 
+/** A stage where the shadow rules decided otherwise than the live ones. */
+export interface ShadowDifference {
+  readonly session: string
+  readonly at: number
+  readonly stage: Event.PolicyStage
+  readonly live: DecisionSummary
+  readonly shadow: DecisionSummary
+}
+
+/**
+ * Pairs each live decision of a session with the shadow decision made at the same point (the
+ * n-th of a stage with the n-th of that stage) and returns the pairs that differ, with how
+ * many pairs there were.
+ */
+export const shadowReport = (session: RecordedSession): { readonly compared: number; readonly differences: ReadonlyArray<ShadowDifference> } => {
+  const live = new Map<Event.PolicyStage, Array<Event.PolicyDecided>>()
+  const shadow = new Map<Event.PolicyStage, Array<Event.ShadowDecided>>()
+  for (const event of session.events) {
+    if (event._tag === "PolicyDecided") live.set(event.stage, [...(live.get(event.stage) ?? []), event])
+    if (event._tag === "ShadowDecided") shadow.set(event.stage, [...(shadow.get(event.stage) ?? []), event])
+  }
+  let compared = 0
+  const differences: Array<ShadowDifference> = []
+  for (const [stage, decisions] of live) {
+    const shadows = shadow.get(stage) ?? []
+    decisions.forEach((decision, index) => {
+      const other = shadows[index]
+      if (other === undefined) return
+      compared++
+      const a = recordedSummary(decision)
+      const b = recordedSummary(other)
+      if (!sameDecision(a, b)) differences.push({ session: session.id, at: decision.at, stage, live: a, shadow: b })
+    })
+  }
+  differences.sort((x, y) => x.at - y.at)
+  return { compared, differences }
+}
+
 export const summarize = (session: RecordedSession): SessionSummary => {
   const queued: Array<string> = []
   let outcome = "open"
@@ -292,7 +330,7 @@ const verdictWords = { accept: "accepted", deny: "denied", tempfail: "deferred",
  * "rcpt denied by rule 'relay' (554 5.7.1) [client 192.0.2.1]": which rule gave the reply the
  * client saw. Accepts by the stage's default are not worth a line.
  */
-export const describeDecision = (event: Event.PolicyDecided): string | undefined => {
+export const describeDecision = (event: Event.PolicyDecided | Event.ShadowDecided): string | undefined => {
   if (event.verdict === "accept" && event.rule === undefined) return undefined
   const by = event.rule === undefined ? `the ${event.stage} default` : `rule '${event.rule}'`
   const reply = event.code === undefined ? "" : ` (${event.code}${event.enhanced === undefined ? "" : ` ${event.enhanced}`})`
@@ -356,6 +394,10 @@ export const transcript = (session: RecordedSession): ReadonlyArray<string> =>
       case "PolicyDecided": {
         const decision = describeDecision(event)
         return decision === undefined ? [] : [`${at} -- ${decision}`]
+      }
+      case "ShadowDecided": {
+        const decision = describeDecision(event)
+        return decision === undefined ? [] : [`${at} -- shadow: ${decision}`]
       }
       default:
         return []

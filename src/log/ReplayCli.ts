@@ -19,8 +19,10 @@ export interface ReplayOptions {
   readonly verify: boolean
   /** A configuration file whose rules re-evaluate the recorded decisions. */
   readonly rules?: string | undefined
-  /** With `rules`: an ISO 8601 time, or a duration back from now. */
+  /** With `rules` or `shadowReport`: an ISO 8601 time, or a duration back from now. */
   readonly since?: string | undefined
+  /** Compare the recorded shadow decisions with the live ones. */
+  readonly shadowReport?: boolean | undefined
 }
 
 /** The epoch milliseconds `--since` names, or undefined when it is neither a time nor a duration. */
@@ -37,6 +39,57 @@ const words = (d: Replay.DecisionSummary): string =>
   `${d.verdict} by ${d.rule === undefined ? "the default" : `rule '${d.rule}'`}` +
   (d.code === undefined ? "" : ` (${d.code}${d.enhanced === undefined ? "" : ` ${d.enhanced}`})`)
 
+/** The sessions `--session` and `--since` select; undefined (after saying why) for a bad `--since`. */
+const selected = (options: ReplayOptions, sessions: ReadonlyArray<Replay.RecordedSession>) =>
+  Effect.gen(function*() {
+    const since = options.since === undefined ? undefined : parseSince(options.since, Date.now())
+    if (options.since !== undefined && since === undefined) {
+      yield* Console.error(`--since: expected an ISO 8601 time or a duration such as "24h", got ${JSON.stringify(options.since)}`)
+      return undefined
+    }
+    return sessions.filter((s) =>
+      (options.session === undefined || s.id === options.session) &&
+      (since === undefined || (s.opened !== undefined && s.opened.at >= since))
+    )
+  })
+
+/** `--shadow-report`: where the shadow rules decided otherwise, by stage and verdict, and a count. */
+const reportShadow = (options: ReplayOptions, sessions: ReadonlyArray<Replay.RecordedSession>) =>
+  Effect.gen(function*() {
+    const chosen = yield* selected(options, sessions)
+    if (chosen === undefined) return 2
+    let compared = 0
+    let differing = 0
+    const affected = new Set<string>()
+    const byKind = new Map<string, number>()
+    for (const session of chosen) {
+      const report = Replay.shadowReport(session)
+      compared += report.compared
+      for (const difference of report.differences) {
+        differing++
+        affected.add(difference.session)
+        const kind = `${difference.stage}: ${difference.live.verdict} -> ${difference.shadow.verdict}`
+        byKind.set(kind, (byKind.get(kind) ?? 0) + 1)
+        yield* line(
+          options.json,
+          difference,
+          `${new Date(difference.at).toISOString()}  ${difference.session}  ${difference.stage}: live ${words(difference.live)}, shadow ${words(difference.shadow)}`
+        )
+      }
+    }
+    const kinds = Object.fromEntries([...byKind].sort((a, b) => b[1] - a[1]))
+    const summary = { sessions: chosen.length, compared, differing, differingSessions: affected.size, byKind: kinds }
+    yield* line(
+      options.json,
+      summary,
+      `compared ${compared} decisions in ${chosen.length} sessions: ` +
+        (differing === 0
+          ? "the shadow rules agree with the live ones"
+          : `${differing} differ, in ${affected.size} sessions (${[...byKind].map(([k, n]) => `${k} ${n}`).join("; ")})`)
+    )
+    return 0
+  })
+
 /** `--rules`: every recorded decision the other rules make differently, and a count. */
 const reevaluateAll = (
   options: ReplayOptions,
@@ -51,15 +104,8 @@ const reevaluateAll = (
       return 2
     }
     const policy = Policy.make(Config.ruleSet(loaded.success.policy))
-    const since = options.since === undefined ? undefined : parseSince(options.since, Date.now())
-    if (options.since !== undefined && since === undefined) {
-      yield* Console.error(`--since: expected an ISO 8601 time or a duration such as "24h", got ${JSON.stringify(options.since)}`)
-      return 2
-    }
-    const chosen = sessions.filter((s) =>
-      (options.session === undefined || s.id === options.session) &&
-      (since === undefined || (s.opened !== undefined && s.opened.at >= since))
-    )
+    const chosen = yield* selected(options, sessions)
+    if (chosen === undefined) return 2
     const settings = Replay.settingsByDigest(events)
     let decisions = 0
     let changed = 0
@@ -110,6 +156,7 @@ export const run = Effect.fnUntraced(function*(options: ReplayOptions) {
   const sessions = Replay.sessions(events)
 
   if (options.rules !== undefined) return yield* reevaluateAll(options, options.rules, sessions, events)
+  if (options.shadowReport === true) return yield* reportShadow(options, sessions)
 
   if (options.verify) {
     const settings = Replay.settingsByDigest(events)

@@ -32,6 +32,8 @@ export const defaultRuleSet: RuleSet = {
 export interface PolicyShape {
   /** The stage's decision: at once when its rules are synchronous, else as an Effect. */
   readonly decide: (context: Rule.Context) => Rule.Decision | Effect.Effect<Rule.Decision>
+  /** The shadow rule set's decision, recorded and never enforced; undefined without one. */
+  readonly shadow: (context: Rule.Context) => Rule.Decision | Effect.Effect<Rule.Decision> | undefined
 }
 
 export class Policy extends Context.Service<Policy, PolicyShape>()("postern/policy/Policy") {
@@ -65,7 +67,13 @@ const defaultDecision = (stage: Rule.Stage, setting: StageDefault): Rule.Decisio
   }
 }
 
-export const make = (ruleSet: RuleSet): PolicyShape => {
+/** The policy of `ruleSet`, with `shadow` evaluated beside it when given. */
+export const make = (ruleSet: RuleSet, shadow?: RuleSet): PolicyShape => ({
+  decide: decider(ruleSet),
+  shadow: shadow === undefined ? () => undefined : decider(shadow)
+})
+
+const decider = (ruleSet: RuleSet): PolicyShape["decide"] => {
   const rules = new Map(stages.map((stage) => [stage, ruleSet.rules[stage] ?? []]))
   const defaults = new Map(stages.map((stage) => [stage, defaultDecision(stage, ruleSet.defaults[stage])]))
   const fallback = (context: Rule.Context): Rule.Decision => {
@@ -75,7 +83,5 @@ export const make = (ruleSet: RuleSet): PolicyShape => {
     }
     return defaults.get(context.stage) ?? acceptedByDefault
   }
-  return {
-    decide: (context) => Rule.evaluate(rules.get(context.stage) ?? [], context, fallback, ruleSet.ruleTimeout)
-  }
+  return (context) => Rule.evaluate(rules.get(context.stage) ?? [], context, fallback, ruleSet.ruleTimeout)
 }

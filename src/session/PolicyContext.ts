@@ -55,6 +55,22 @@ export const decidedInput = (stage: Event.PolicyStage, decision: Rule.Decision):
   }
 }
 
+/** A decision's fields as PolicyDecided and ShadowDecided record them. */
+export const eventFields = (session: string, at: number, stage: Event.PolicyStage, decision: Rule.Decision) => {
+  const verdict = decision.verdict
+  const answer = verdict._tag === "Accept" ? undefined : verdict.answer
+  return {
+    session,
+    at,
+    stage,
+    verdict: verdictName(verdict),
+    ...(decision.rule === undefined ? {} : { rule: decision.rule }),
+    ...(answer === undefined ? {} : { code: answer.code, enhanced: answer.enhanced, text: answer.text }),
+    ...(decision.error === undefined ? {} : { error: decision.error }),
+    ...(verdict.because === undefined ? {} : { because: verdict.because })
+  }
+}
+
 export const verdictName = (verdict: Rule.Decision["verdict"]): Event.PolicyDecided["verdict"] => {
   switch (verdict._tag) {
     case "Accept":

@@ -217,21 +217,17 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
   }
 
   /** The decision as the machine's input, recorded as the PolicyDecided event. */
-  const decided = (stage: Event.PolicyStage, decision: Rule.Decision): ReadonlyArray<Machine.Action> => {
-    const input = PolicyContext.decidedInput(stage, decision)
-    const verdict = decision.verdict
-    const answer = verdict._tag === "Accept" ? undefined : verdict.answer
-    const event = Event.make("PolicyDecided", {
-      session,
-      at: now(),
-      stage,
-      verdict: input.verdict,
-      ...(decision.rule === undefined ? {} : { rule: decision.rule }),
-      ...(answer === undefined ? {} : { code: answer.code, enhanced: answer.enhanced, text: answer.text }),
-      ...(decision.error === undefined ? {} : { error: decision.error }),
-      ...(verdict.because === undefined ? {} : { because: verdict.because })
-    })
-    return feed(input, event)
+  const decided = (stage: Event.PolicyStage, decision: Rule.Decision): ReadonlyArray<Machine.Action> =>
+    feed(PolicyContext.decidedInput(stage, decision), Event.make("PolicyDecided", PolicyContext.eventFields(session, now(), stage, decision)))
+
+  /** The shadow rules' decision, recorded only; one that needs I/O is recorded when it is done. */
+  const shadow = (stage: Event.PolicyStage, context: Rule.Context): void => {
+    const outcome = policy.shadow(context)
+    if (outcome === undefined) return
+    const record = (decision: Rule.Decision) =>
+      log.appendUnsafe(Event.make("ShadowDecided", PolicyContext.eventFields(session, now(), stage, decision)))
+    if (Effect.isEffect(outcome)) Effect.runFork(Effect.map(outcome, record))
+    else record(outcome)
   }
 
   /**
@@ -287,7 +283,9 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
           break
         case "Decide": {
           // Synchronous rules are decided here, without an Effect; the machine steps on at once.
-          const outcome = policy.decide(PolicyContext.make(connectionFacts, state, action.decision, now()))
+          const context = PolicyContext.make(connectionFacts, state, action.decision, now())
+          shadow(action.decision.stage, context)
+          const outcome = policy.decide(context)
           if (Effect.isEffect(outcome)) {
             decisionInFlight = { stage: action.decision.stage, effect: outcome }
             ;(effectful ??= []).push(action)

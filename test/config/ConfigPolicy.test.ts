@@ -106,7 +106,7 @@ export default defineConfig({
       const summary = yield* Config.check(file)
       assert.include(summary, "  mail     'blocked sender' -> accept")
       assert.include(summary, "  rcpt     'relay' -> accept local recipients, deny relaying")
-      assert.deepStrictEqual((yield* Config.loadRules(file)).mail?.map((r) => r.name), ["blocked sender"])
+      assert.deepStrictEqual((yield* Config.loadPolicy(file)).rules.mail?.map((r) => r.name), ["blocked sender"])
     }))
 
   it.effect("a malformed network in a built-in stops the load with the network named", () =>
@@ -119,7 +119,24 @@ export default defineConfig({ policy: { rules: { rcpt: [relay({ internalNetworks
     }))
 
   it("the configuration handed to workers carries no rules (functions do not survive JSON); they read them from the file", () => {
-    const config = { ...Config.defaults, policy: { ...Config.defaults.policy, rules: { mail: [blocked] } } }
-    assert.deepStrictEqual(Config.fromPrimary(Config.toPrimaryJson(config)).policy.rules, {})
+    const config = {
+      ...Config.defaults,
+      policy: { ...Config.defaults.policy, rules: { mail: [blocked] }, shadow: { rules: { rcpt: [blocked] }, defaults: Config.defaults.policy.defaults } }
+    }
+    const handed = Config.fromPrimary(Config.toPrimaryJson(config)).policy
+    assert.deepStrictEqual(handed.rules, {})
+    assert.isUndefined(handed.shadow)
   })
+
+  it.effect("a shadow rule set: its rules and defaults, listed by config check apart from the live ones", () =>
+    Effect.gen(function*() {
+      const config = yield* Config.decode({ policy: { shadow: { rules: { rcpt: [blocked] }, defaults: { data: "deny" } } } }, "test")
+      assert.strictEqual(config.policy.shadow?.rules.rcpt?.[0], blocked)
+      assert.strictEqual(config.policy.shadow?.defaults.data, "deny")
+      assert.isDefined(Config.shadowRuleSet(config.policy))
+      assert.isUndefined(Config.shadowRuleSet((yield* Config.decode({}, "test")).policy))
+      const summary = Config.summary(config, "test")
+      assert.include(summary, "shadow policy (recorded beside the live one, never enforced):")
+      assert.include(summary, "  rcpt     'blocked' -> accept local recipients, deny relaying")
+    }))
 })

@@ -369,6 +369,57 @@ describe("replay --rules: yesterday's sessions under other rules", () => {
   })
 })
 
+describe("shadow rules: evaluated beside the live ones, recorded, never enforced", () => {
+  let daemon: Daemon
+
+  beforeAll(async () => {
+    daemon = await startDaemon({
+      policySource: `{
+        rules: {},
+        shadow: {
+          rules: {
+            mail: [rule("blocked sender", (ctx) => ctx.from === "spammer@evil.test" ? deny(550, "5.7.1", "Sender blocked") : next)]
+          }
+        }
+      }`
+    })
+  })
+
+  afterAll(async () => {
+    await daemon?.dispose()
+  })
+
+  it("the client gets the live answer; the shadow decision is in the log and the transcript; --shadow-report counts where they differ", async () => {
+    const token = uniqueToken("shadow")
+    const outcome = await smtplib(daemon.ports.smtp, [
+      ["ehlo"],
+      ["mail", "spammer@evil.test"],
+      ["rcpt", "alice@example.test"],
+      ["data", message(token)],
+      ["mail", "sender@client.test"],
+      ["rcpt", "alice@example.test"]
+    ])
+    assert.deepStrictEqual(codes(outcome).slice(1), ["250 2.1.0", "250 2.1.5", "250 2.0.0", "250 2.1.0", "250 2.1.5"])
+    await waitForMail(daemon, "example.test", "alice", token)
+    const shadowed = await waitFor("the shadow decision", async () =>
+      (await readLog(daemon.logDir)).find((e): e is Event.ShadowDecided => e._tag === "ShadowDecided" && e.verdict === "deny"))
+    assert.strictEqual(shadowed.rule, "blocked sender")
+    const transcript = await daemon.replay([daemon.logDir, "--session", shadowed.session])
+    assert.include(transcript.stdout, "shadow: mail denied by rule 'blocked sender' (550 5.7.1)")
+    const report = await daemon.replay([daemon.logDir, "--shadow-report", "--json"])
+    assert.strictEqual(report.code, 0, report.stderr)
+    const lines = report.stdout.trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>)
+    const differences = lines.filter((l) => "stage" in l)
+    assert.deepStrictEqual(differences.map((d) => [d["stage"], (d["live"] as Record<string, unknown>)["verdict"], (d["shadow"] as Record<string, unknown>)["verdict"]]), [["mail", "accept", "deny"]])
+    const summary = lines.at(-1)
+    assert.strictEqual(summary?.["differing"], 1)
+    assert.deepStrictEqual(summary?.["byKind"], { "mail: accept -> deny": 1 })
+    assert.isAbove(Number(summary?.["compared"]), 4)
+    const verify = await daemon.replay([daemon.logDir, "--verify"])
+    assert.strictEqual(verify.code, 0, verify.stdout)
+  })
+})
+
 describe("policy rules across worker restarts and SIGHUP", () => {
   let daemon: Daemon
 

@@ -101,6 +101,7 @@ export const samples: ReadonlyArray<Event.Event> = [
     text: "<bob@elsewhere.test>: Relay access denied",
     because: { client: "192.0.2.1", recipient: "not in a local domain" }
   }),
+  Event.make("ShadowDecided", { session, at, stage: "mail", verdict: "deny", rule: "stricter", code: 550, enhanced: "5.7.1", text: "No" }),
   Event.make("AuthResponseReceived", { session, at, outcome: "answer" }),
   Event.make("AuthSucceeded", { session, at, mechanism: "PLAIN", user: "alice" }),
   Event.make("AuthFailed", { session, at, mechanism: "LOGIN", failures: 2 })

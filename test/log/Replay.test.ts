@@ -389,6 +389,7 @@ describe("Replay.inputOf", () => {
       CertificateLoaded: undefined,
       CertificateRejected: undefined,
       CertificateExpiring: undefined,
+      ShadowDecided: undefined,
       AuthResponseReceived: { _tag: "AuthDecoded", outcome: "answer" },
       AuthSucceeded: { _tag: "AuthVerified", user: "alice" },
       AuthFailed: { _tag: "AuthVerified", user: undefined },
@@ -578,5 +579,33 @@ describe("Replay.reevaluate (replay --rules)", () => {
     const withoutOpening = { id: "partial", opened: undefined, events: events.slice(1) }
     assert.strictEqual(Effect.runSync(Replay.reevaluate(withoutOpening, settings, Policy.make(Policy.defaultRuleSet))).skipped, "its opening is not in the log")
     assert.strictEqual(Effect.runSync(Replay.reevaluate(one(events), undefined, Policy.make(Policy.defaultRuleSet))).skipped, "settings snapshot not found")
+  })
+})
+
+describe("Replay.shadowReport", () => {
+  const decided = (tag: "PolicyDecided" | "ShadowDecided", at: number, stage: Event.PolicyStage, verdict: Event.PolicyDecided["verdict"], rule?: string) =>
+    Event.make(tag, { session: "S", at, stage, verdict, ...(rule === undefined ? {} : { rule }) })
+  const session = (events: ReadonlyArray<Event.Event>): Replay.RecordedSession => ({ id: "S", opened: undefined, events })
+
+  it("pairs the n-th live decision of a stage with the n-th shadow one and keeps those that differ", () => {
+    const report = Replay.shadowReport(session([
+      decided("ShadowDecided", 1, "connect", "accept"),
+      decided("PolicyDecided", 1, "connect", "accept"),
+      decided("ShadowDecided", 2, "rcpt", "accept"),
+      decided("PolicyDecided", 2, "rcpt", "accept"),
+      decided("ShadowDecided", 3, "rcpt", "deny", "strict"),
+      decided("PolicyDecided", 3, "rcpt", "accept"),
+      decided("ShadowDecided", 4, "mail", "accept", "named"),
+      decided("PolicyDecided", 4, "mail", "accept")
+    ]))
+    assert.strictEqual(report.compared, 4)
+    assert.deepStrictEqual(report.differences.map((d) => [d.at, d.stage, d.live.verdict, d.shadow.verdict, d.shadow.rule]), [
+      [3, "rcpt", "accept", "deny", "strict"],
+      [4, "mail", "accept", "accept", "named"]
+    ])
+  })
+
+  it("a session without shadow decisions compares nothing", () => {
+    assert.deepStrictEqual(Replay.shadowReport(session([decided("PolicyDecided", 1, "connect", "accept")])), { compared: 0, differences: [] })
   })
 })
