@@ -26,7 +26,8 @@ const base: Rule.Context = {
   recipients: ["first@example.org"],
   recipient: "alice@example.org",
   recipientIsLocal: true,
-  size: undefined
+  size: undefined,
+  message: undefined
 }
 
 const cases: ReadonlyArray<readonly [string, Rule.Context, string]> = [

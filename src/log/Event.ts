@@ -135,7 +135,13 @@ export const ContentReceived = Schema.TaggedStruct("ContentReceived", {
   session: SessionId,
   at: Millis,
   size: Schema.Number,
-  bareLineEnding: Schema.optionalKey(Schema.Literals(["lf", "cr"]))
+  bareLineEnding: Schema.optionalKey(Schema.Literals(["lf", "cr"])),
+  /**
+   * The message's header fields (unfolded, at most 64 KiB of them), at the end of a whole
+   * message (DATA, BDAT LAST): what the rules of the data stage saw, so that a replay shows them
+   * the same.
+   */
+  headers: Schema.optionalKey(Schema.Array(Schema.Struct({ name: Schema.String, value: Schema.String })))
 })
 export type ContentReceived = typeof ContentReceived.Type
 

@@ -63,7 +63,12 @@ export const inputOf = (event: Event.Event): Machine.Input | undefined => {
     case "TlsHandshakeFailed":
       return { _tag: "TlsFailed" }
     case "ContentReceived":
-      return { _tag: "ContentEnd", size: event.size, bareLineEnding: event.bareLineEnding }
+      return {
+        _tag: "ContentEnd",
+        size: event.size,
+        bareLineEnding: event.bareLineEnding,
+        ...(event.headers === undefined ? {} : { headers: event.headers })
+      }
     case "MessageQueued":
       return { _tag: "Queued", queueId: event.queueId }
     case "QueueFailed":

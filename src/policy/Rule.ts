@@ -104,6 +104,14 @@ export interface Context {
   readonly recipientIsLocal: boolean
   /** At data: the content's size in bytes. */
   readonly size: number | undefined
+  /** At data: the message's header fields, unfolded, and the first value of one by name. */
+  readonly message: MessageView | undefined
+}
+
+export interface MessageView {
+  readonly headers: ReadonlyArray<{ readonly name: string; readonly value: string }>
+  /** The first value of the header field `name` (case-insensitive), if the message has one. */
+  readonly header: (name: string) => string | undefined
 }
 
 /** What a rule returns: a verdict, or an Effect of one when it needs I/O. */

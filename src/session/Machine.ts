@@ -13,6 +13,7 @@
 import type * as Event from "../log/Event.ts"
 import * as Address from "./Address.ts"
 import * as Command from "./Command.ts"
+import type * as Headers from "./Headers.ts"
 import type * as Framer from "./Framer.ts"
 import * as Protocol from "./Protocol.ts"
 import * as Reply from "./Reply.ts"
@@ -34,7 +35,13 @@ export type Input =
   /** The handshake after STARTTLS (or on an implicit TLS listener) succeeded. */
   | { readonly _tag: "TlsEstablished"; readonly facts: Event.TlsFacts }
   | { readonly _tag: "TlsFailed" }
-  | { readonly _tag: "ContentEnd"; readonly size: number; readonly bareLineEnding: "lf" | "cr" | undefined }
+  | {
+    readonly _tag: "ContentEnd"
+    readonly size: number
+    readonly bareLineEnding: "lf" | "cr" | undefined
+    /** The header fields of the whole message, for the data stage's rules (see Headers). */
+    readonly headers?: ReadonlyArray<Headers.Header> | undefined
+  }
   | { readonly _tag: "Queued"; readonly queueId: string }
   | { readonly _tag: "QueueFailed"; readonly reason: string }
   | { readonly _tag: "TimedOut"; readonly phase: Event.TimeoutPhase }
@@ -81,7 +88,12 @@ export type Deciding =
   | { readonly stage: "auth"; readonly user: string; readonly mechanism: Sasl.Mechanism }
   | { readonly stage: "mail"; readonly transaction: Transaction }
   | { readonly stage: "rcpt"; readonly recipient: string; readonly local: boolean }
-  | { readonly stage: "data"; readonly envelope: Event.Envelope; readonly size: number }
+  | {
+    readonly stage: "data"
+    readonly envelope: Event.Envelope
+    readonly size: number
+    readonly headers: ReadonlyArray<Headers.Header>
+  }
 
 export interface Transaction {
   readonly from: Address.ReversePath
@@ -276,7 +288,7 @@ export const step = (state: State, input: Input): Step => {
     case "TlsFailed":
       return done({ ...resetTransaction(state), closed: true }, close("tls-failed"))
     case "ContentEnd":
-      return contentEnd(state, input.size, input.bareLineEnding)
+      return contentEnd(state, input.size, input.bareLineEnding, input.headers ?? [])
     case "Queued":
       return queued(state, reply(250, "2.0.0", `Ok: queued as ${input.queueId}`))
     case "QueueFailed":
@@ -646,7 +658,12 @@ const envelopeOf = (transaction: Transaction): Event.Envelope => {
   }
 }
 
-const contentEnd = (state: State, size: number, bareLineEnding: "lf" | "cr" | undefined): Step => {
+const contentEnd = (
+  state: State,
+  size: number,
+  bareLineEnding: "lf" | "cr" | undefined,
+  headers: ReadonlyArray<Headers.Header>
+): Step => {
   const reading = state.reading
   const transaction = state.transaction
   if (reading._tag === "Bdat" && reading.reply !== undefined) {
@@ -677,7 +694,7 @@ const contentEnd = (state: State, size: number, bareLineEnding: "lf" | "cr" | un
     if (state.draining) return afterMessage(resetTransaction(state), answer, { _tag: "Abort" })
     return done({ ...state, reading: { _tag: "Commands" } }, answer)
   }
-  return decide(state, { stage: "data", envelope: envelopeOf(transaction), size })
+  return decide(state, { stage: "data", envelope: envelopeOf(transaction), size, headers })
 }
 
 const queued = (state: State, answer: Action): Step => {

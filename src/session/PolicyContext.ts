@@ -6,6 +6,7 @@
 import type * as Event from "../log/Event.ts"
 import type * as Rule from "../policy/Rule.ts"
 import * as Address from "./Address.ts"
+import * as Headers from "./Headers.ts"
 import * as Machine from "./Machine.ts"
 import * as Reply from "./Reply.ts"
 
@@ -38,9 +39,15 @@ export const make = (connection: Connection, state: Machine.State, decision: Mac
     recipients: transaction?.recipients ?? [],
     recipient: decision.stage === "rcpt" ? decision.recipient : undefined,
     recipientIsLocal: decision.stage === "rcpt" && decision.local,
-    size: decision.stage === "data" ? decision.size : undefined
+    size: decision.stage === "data" ? decision.size : undefined,
+    message: decision.stage === "data" ? messageView(decision.headers) : undefined
   }
 }
+
+const messageView = (headers: ReadonlyArray<Headers.Header>): Rule.MessageView => ({
+  headers,
+  header: (name) => Headers.first(headers, name)
+})
 
 /** The machine input of a decision. */
 export const decidedInput = (stage: Event.PolicyStage, decision: Rule.Decision): Extract<Machine.Input, { readonly _tag: "Decided" }> => {

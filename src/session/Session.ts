@@ -15,6 +15,7 @@ import { Queue, type QueueTxn } from "../queue/Queue.ts"
 import * as Connection from "../tls/Connection.ts"
 import * as Handshake from "../tls/Handshake.ts"
 import * as Framer from "./Framer.ts"
+import * as Headers from "./Headers.ts"
 import * as Machine from "./Machine.ts"
 import * as PolicyContext from "./PolicyContext.ts"
 import * as Received from "./Received.ts"
@@ -105,6 +106,8 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
   let closeReason: Event.SessionCloseReason | undefined
   /** The last command ended a pipelined group: write its replies before reading on. */
   let flushNow = false
+  /** The header block of the message being received, for the data stage's rules. */
+  let headers: Headers.Collector | undefined
   /** What the AUTH exchange has given so far; never logged, dropped once checked. */
   let credentials: { user?: string; password?: string } = {}
   /** A decision whose rules need I/O, run by the Decide action's `perform`. */
@@ -254,11 +257,13 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
         case "ReadData":
           framer.expectData()
           keepContent = true
+          headers = Headers.collector()
           ;(effectful ??= []).push(action)
           break
         case "ReadBdat":
           framer.expectBdat(action.size, action.first)
           keepContent = action.keep
+          if (action.first) headers = action.keep ? Headers.collector() : undefined
           if (action.first && action.keep) (effectful ??= []).push(action)
           break
         case "Close":
@@ -379,6 +384,7 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
         contentBytes += unit.bytes.length
         const open = txn
         if (!keepContent || open === undefined) return undefined
+        headers?.push(unit.bytes)
         if (contentBytes > options.settings.maxMessageSize) {
           keepContent = false
           return abortTransaction
@@ -389,13 +395,19 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
       }
       case "ContentEnd": {
         const bare = unit.bareLineEnding
+        // A whole message's header fields go to the data stage (and its record, for replay).
+        const reading = state.reading
+        const whole = keepContent && (reading._tag === "Data" || (reading._tag === "Bdat" && reading.last))
+        const fields = whole ? headers?.headers() : undefined
+        if (whole) headers = undefined
         const event = Event.make("ContentReceived", {
           session,
           at: now(),
           size: unit.size,
-          ...(bare === undefined ? {} : { bareLineEnding: bare })
+          ...(bare === undefined ? {} : { bareLineEnding: bare }),
+          ...(fields === undefined ? {} : { headers: fields })
         })
-        return effectsOf(feed({ _tag: "ContentEnd", size: unit.size, bareLineEnding: bare }, event))
+        return effectsOf(feed({ _tag: "ContentEnd", size: unit.size, bareLineEnding: bare, headers: fields }, event))
       }
     }
   }

@@ -35,7 +35,8 @@ const policySource = `{
       rule("everyone else", () => accept)
     ],
     data: [
-      rule("size by policy", (ctx) => (ctx.size ?? 0) > 5000 ? deny(552, "5.3.4", "Too large for policy") : next)
+      rule("size by policy", (ctx) => (ctx.size ?? 0) > 5000 ? deny(552, "5.3.4", "Too large for policy") : next),
+      rule("spam subject", (ctx) => /viagra/i.test(ctx.message?.header("subject") ?? "") ? deny(554, "5.7.1", "Looks like spam") : next)
     ]
   }
 }`
@@ -279,6 +280,21 @@ describe("policy rules through real SMTP sessions", () => {
     assert.deepStrictEqual(codes(outcome).slice(3), ["552 5.3.4", "250 2.1.0", "250 2.1.5", "250 2.0.0"])
     await waitForMail(daemon, "example.test", "alice", small)
     assert.isFalse(readMailbox(daemon, "example.test", "alice").some((m) => m.text.includes(big)))
+  })
+
+  it("data: a rule reads the message's headers (folded Subject) and refuses it; nothing is delivered", async () => {
+    const token = uniqueToken("spam-subject")
+    const outcome = await smtplib(daemon.ports.smtp, [
+      ["ehlo"],
+      ["mail", "sender@client.test"],
+      ["rcpt", "alice@example.test"],
+      ["data", `From: sender@client.test\r\nSubject: cheap\r\n  VIAGRA today\r\n\r\n${token}\r\n`]
+    ])
+    assert.deepStrictEqual(outcome[3], [554, "5.7.1 Looks like spam"])
+    const events = await readLog(daemon.logDir)
+    const content = events.filter((e): e is Event.ContentReceived => e._tag === "ContentReceived").at(-1)
+    assert.deepStrictEqual(content?.headers, [{ name: "From", value: "sender@client.test" }, { name: "Subject", value: "cheap VIAGRA today" }])
+    assert.isFalse(readMailbox(daemon, "example.test", "alice").some((m) => m.text.includes(token)))
   })
 
   it("replay: the transcript names the rule behind a refusal, and --verify reproduces every reply from the recorded decisions", async () => {

@@ -17,6 +17,7 @@ export const context = (overrides: Partial<Rule.Context> = {}): Rule.Context => 
   recipient: "user@local.test",
   recipientIsLocal: true,
   size: undefined,
+  message: undefined,
   ...overrides
 })
 

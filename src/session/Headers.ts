@@ -1,0 +1,88 @@
+/**
+ * The header section of a message as it streams in (RFC 5322 2.2): collected from the content's
+ * first bytes up to the empty line, unfolded, for the rules of the data stage. Bounded: at most
+ * `maxBytes` of header text and `maxHeaders` fields are kept, so a message that is all header
+ * cannot grow memory; the rest of the content passes by untouched. Pure.
+ */
+
+export interface Header {
+  readonly name: string
+  readonly value: string
+}
+
+export const maxBytes = 64 * 1024
+export const maxHeaders = 500
+
+const decoder = new TextDecoder("utf-8")
+
+/** Unfolded fields of a header block (CRLF or LF line ends); a line without a colon ends it. */
+export const parse = (text: string): Array<Header> => {
+  const headers: Array<Header> = []
+  for (const line of text.split(/\r?\n/)) {
+    if (line === "") break
+    const last = headers[headers.length - 1]
+    if ((line.startsWith(" ") || line.startsWith("\t")) && last !== undefined) {
+      headers[headers.length - 1] = { name: last.name, value: `${last.value} ${line.trim()}` }
+      continue
+    }
+    const colon = line.indexOf(":")
+    if (colon <= 0) break
+    if (headers.length >= maxHeaders) break
+    headers.push({ name: line.slice(0, colon).trim(), value: line.slice(colon + 1).trim() })
+  }
+  return headers
+}
+
+/** The first value of the field `name` (case-insensitive), if any. */
+export const first = (headers: ReadonlyArray<Header>, name: string): string | undefined => {
+  const wanted = name.toLowerCase()
+  return headers.find((h) => h.name.toLowerCase() === wanted)?.value
+}
+
+/** Collects a message's header block from its content chunks, in order. */
+export interface Collector {
+  readonly push: (bytes: Uint8Array) => void
+  /** The fields seen so far (all of them once the empty line has passed). */
+  readonly headers: () => Array<Header>
+}
+
+export const collector = (): Collector => {
+  const chunks: Array<Uint8Array> = []
+  let kept = 0
+  let done = false
+  // Bytes of the current line other than CR: an LF that ends an empty line ends the header.
+  let lineLength = 0
+  return {
+    push: (bytes) => {
+      if (done) return
+      const room = maxBytes - kept
+      const slice = bytes.length > room ? bytes.subarray(0, room) : bytes
+      for (let i = 0; i < slice.length; i++) {
+        const byte = slice[i]
+        if (byte === 0x0a) {
+          if (lineLength === 0) {
+            done = true
+            chunks.push(slice.subarray(0, i + 1))
+            kept += i + 1
+            return
+          }
+          lineLength = 0
+        } else if (byte !== 0x0d) {
+          lineLength++
+        }
+      }
+      chunks.push(slice)
+      kept += slice.length
+      if (kept >= maxBytes) done = true
+    },
+    headers: () => {
+      const joined = new Uint8Array(kept)
+      let offset = 0
+      for (const chunk of chunks) {
+        joined.set(chunk, offset)
+        offset += chunk.length
+      }
+      return parse(decoder.decode(joined))
+    }
+  }
+}

@@ -1,0 +1,78 @@
+import { assert, describe, it } from "@effect/vitest"
+import * as Headers from "../../src/session/Headers.ts"
+
+const bytes = (text: string): Uint8Array => new TextEncoder().encode(text)
+
+describe("Headers.parse", () => {
+  const cases: ReadonlyArray<readonly [string, string, ReadonlyArray<Headers.Header>]> = [
+    ["fields up to the empty line", "From: a@b.test\r\nSubject: hello\r\n\r\nSubject: not a header\r\n", [
+      { name: "From", value: "a@b.test" },
+      { name: "Subject", value: "hello" }
+    ]],
+    ["folded lines are unfolded", "Subject: a long\r\n  subject\r\n\tline\r\nTo: x@y.test\r\n\r\n", [
+      { name: "Subject", value: "a long subject line" },
+      { name: "To", value: "x@y.test" }
+    ]],
+    ["a message without headers", "\r\nbody only\r\n", []],
+    ["a line without a colon ends the block", "From: a@b.test\r\nnot a header\r\nTo: x@y.test\r\n\r\n", [{ name: "From", value: "a@b.test" }]],
+    ["a continuation before any field ends the block", " folded\r\nFrom: a@b.test\r\n\r\n", []],
+    ["LF line ends (as BINARYMIME may carry)", "From: a@b.test\nSubject: hi\n\n", [
+      { name: "From", value: "a@b.test" },
+      { name: "Subject", value: "hi" }
+    ]],
+    ["an empty value and spaces around the name", "X-Empty:\r\nX-Spaced :  v  \r\n\r\n", [
+      { name: "X-Empty", value: "" },
+      { name: "X-Spaced", value: "v" }
+    ]]
+  ]
+  for (const [name, text, expected] of cases) {
+    it(name, () => {
+      assert.deepStrictEqual(Headers.parse(text), expected)
+    })
+  }
+
+  it(`keeps at most ${Headers.maxHeaders} fields`, () => {
+    const text = Array.from({ length: Headers.maxHeaders + 10 }, (_, i) => `X-N: ${i}\r\n`).join("") + "\r\n"
+    assert.strictEqual(Headers.parse(text).length, Headers.maxHeaders)
+  })
+
+  it("first finds a field by name, ignoring case", () => {
+    const headers = Headers.parse("Subject: one\r\nsubject: two\r\n\r\n")
+    assert.strictEqual(Headers.first(headers, "SUBJECT"), "one")
+    assert.isUndefined(Headers.first(headers, "From"))
+  })
+})
+
+describe("Headers.collector", () => {
+  const message = "From: a@b.test\r\nSubject: split\r\n  folded\r\n\r\nBody: not a header\r\n"
+  const expected = [{ name: "From", value: "a@b.test" }, { name: "Subject", value: "split folded" }]
+
+  it("gives the same fields whatever the chunking: every split point", () => {
+    const all = bytes(message)
+    for (let split = 0; split <= all.length; split++) {
+      const collector = Headers.collector()
+      collector.push(all.subarray(0, split))
+      collector.push(all.subarray(split))
+      assert.deepStrictEqual(collector.headers(), expected, `split at ${split}`)
+    }
+  })
+
+  it("byte by byte", () => {
+    const collector = Headers.collector()
+    for (const byte of bytes(message)) collector.push(new Uint8Array([byte]))
+    assert.deepStrictEqual(collector.headers(), expected)
+  })
+
+  it("stops keeping bytes after the empty line, and at most maxBytes of a message that never ends its header", () => {
+    const collector = Headers.collector()
+    collector.push(bytes("From: a@b.test\r\n\r\n"))
+    collector.push(bytes("Subject: after the body started\r\n\r\n"))
+    assert.deepStrictEqual(collector.headers(), [{ name: "From", value: "a@b.test" }])
+    const endless = Headers.collector()
+    const line = bytes(`X-Filler: ${"x".repeat(1000)}\r\n`)
+    for (let i = 0; i < 200; i++) endless.push(line)
+    const kept = endless.headers()
+    assert.isAtMost(kept.length, Math.ceil(Headers.maxBytes / line.length))
+    assert.isAbove(kept.length, 0)
+  })
+})
