@@ -197,6 +197,12 @@ export default defineConfig({
     failureDelay: "1s"
   },
 
+  // SPF (RFC 7208) of the sender at MAIL: ctx.spf for rules, the spf() rule, a Received-SPF
+  // header. Every DNS answer it uses is recorded for replay. Default: { check: false, timeout: "10s" }
+  spf: { check: false, timeout: "10s" },
+  // Name servers for policy checks; default the system's. Default: { servers: [], timeout: "5s" }
+  dns: { servers: [], timeout: "5s" },
+
   // Rules at each SMTP stage (connect, helo, auth, mail, rcpt, data), run in order; the first verdict
   // other than `next` decides, and when all say `next` the stage's default does. A recipient
   // outside localDomains is refused (554 5.7.1 Relay access denied) unless a rule accepts it.

@@ -27,7 +27,8 @@ const base: Rule.Context = {
   recipient: "alice@example.org",
   recipientIsLocal: true,
   size: undefined,
-  message: undefined
+  message: undefined,
+  spf: undefined
 }
 
 const cases: ReadonlyArray<readonly [string, Rule.Context, string]> = [

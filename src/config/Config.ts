@@ -330,6 +330,20 @@ const PolicySection = Schema.Struct({
   )
 }).annotate({ expected: "an object { rules?, defaults?, ruleTimeout?, shadow? }" })
 
+const SpfSection = Schema.Struct({
+  /** Check the sender's SPF at MAIL (ctx.spf, the spf() rule, a Received-SPF header). */
+  check: orDefault(Bool, false),
+  /** The longest one check may take; past it the result is temperror. */
+  timeout: orDefault(Duration.PositiveMillis, "10s")
+}).annotate({ expected: "an object { check?, timeout? }" })
+
+const DnsSection = Schema.Struct({
+  /** Name servers for policy checks ("192.0.2.53", "[2001:db8::53]:5353"); default the system's. */
+  servers: orDefault(Schema.Array(NonEmptyText("a name server address")).annotate({ expected: "a list of name servers" }), []),
+  /** How long one query may take. */
+  timeout: orDefault(Duration.PositiveMillis, "5s")
+}).annotate({ expected: "an object { servers?, timeout? }" })
+
 const AuthSection = Schema.Struct({
   /** `postern user add|passwd|remove --file` manages it; default `<stateDirectory>/users`. */
   usersFile: Schema.optionalKey(PathString),
@@ -373,7 +387,9 @@ export const ConfigSchema = Schema.Struct({
   tls: orDefault(Tls, {}),
   reverseDns: orDefault(Bool, false),
   policy: orDefault(PolicySection, {}),
-  auth: orDefault(AuthSection, {})
+  auth: orDefault(AuthSection, {}),
+  spf: orDefault(SpfSection, {}),
+  dns: orDefault(DnsSection, {})
 }).annotate({ expected: "an object (the configuration), as `export default defineConfig({ ... })`" })
 
 // ---------------------------------------------------------------------------------------------
@@ -444,6 +460,8 @@ export interface ConfigShape {
    */
   readonly policy: PolicySettings
   readonly auth: AuthSettings
+  readonly spf: { readonly check: boolean; readonly timeout: number }
+  readonly dns: { readonly servers: ReadonlyArray<string>; readonly timeout: number }
 }
 
 export interface AuthSettings {
@@ -600,6 +618,8 @@ const finish = (parsed: typeof ConfigSchema.Type, baseDirectory: string): Config
     },
     reverseDns: parsed.reverseDns,
     policy: parsed.policy,
+    spf: parsed.spf,
+    dns: parsed.dns,
     auth: {
       usersFile: underState(parsed.auth.usersFile, "users"),
       allowPlaintext: parsed.auth.allowPlaintext,

@@ -12,6 +12,7 @@ import * as Event from "../log/Event.ts"
 import { EventLog } from "../log/EventLog.ts"
 import * as LogReader from "../log/LogReader.ts"
 import * as LogWriter from "../log/LogWriter.ts"
+import * as DnsLive from "../policy/DnsLive.ts"
 import * as Policy from "../policy/Policy.ts"
 import { Policy as PolicyService } from "../policy/Policy.ts"
 import * as Users from "../auth/Users.ts"
@@ -140,6 +141,7 @@ export const run = Effect.fnUntraced(function*(options: WorkerOptions) {
         verify: (user, password) => users.verify(user, password),
         failureDelay: config.auth.failureDelay
       },
+      spf: config.spf.check ? { resolve: DnsLive.make(config.dns), timeout: config.spf.timeout } : undefined,
       partition,
       current: () => current,
       framing: { maxLineLength: config.limits.lineLength, maxDiscard: config.limits.lineDiscard },

@@ -368,6 +368,29 @@ export const AuthFailed = Schema.TaggedStruct("AuthFailed", {
 })
 export type AuthFailed = typeof AuthFailed.Type
 
+/** A DNS question a policy check asked, and its answer or error: what a replay answers from. */
+export const DnsAnswered = Schema.TaggedStruct("DnsAnswered", {
+  session: SessionId,
+  at: Millis,
+  name: Schema.String,
+  type: Schema.String,
+  records: Schema.optionalKey(Schema.Array(Schema.Union([Schema.String, Schema.Array(Schema.String)]))),
+  error: Schema.optionalKey(Schema.String)
+})
+export type DnsAnswered = typeof DnsAnswered.Type
+
+/** The SPF check of a transaction's sender (RFC 7208), as rules saw it (`ctx.spf`). */
+export const SpfChecked = Schema.TaggedStruct("SpfChecked", {
+  session: SessionId,
+  at: Millis,
+  result: Schema.Literals(["pass", "fail", "softfail", "neutral", "none", "temperror", "permerror"]),
+  domain: Schema.String,
+  comment: Schema.optionalKey(Schema.String),
+  /** The Received-SPF header field added to the message. */
+  header: Schema.String
+})
+export type SpfChecked = typeof SpfChecked.Type
+
 /** The SMTP stages at which the session asks the policy. */
 export const PolicyStage = Schema.Literals(["connect", "helo", "auth", "mail", "rcpt", "data"])
 export type PolicyStage = typeof PolicyStage.Type
@@ -425,6 +448,8 @@ export const Event = Schema.Union([
   CertificateExpiring,
   PolicyDecided,
   ShadowDecided,
+  DnsAnswered,
+  SpfChecked,
   AuthResponseReceived,
   AuthSucceeded,
   AuthFailed

@@ -232,12 +232,17 @@ export const reevaluate = (
       clientName: opened.clientName
     }
     let state = Machine.initial(settings)
-    let asked: Effect.Effect<Rule.Decision> | Rule.Decision | undefined
+    // The question is put when its answer comes: the facts recorded in between (the SPF check
+    // and its DNS answers) are part of what the live rules saw.
+    let asked: { readonly decision: Machine.Deciding; readonly state: Machine.State } | undefined
+    let spf: Rule.SpfView | undefined
     let decisions = 0
     const changed: Array<ChangedDecision> = []
     for (const event of session.events) {
+      if (event._tag === "SpfChecked") spf = { result: event.result, domain: event.domain, comment: event.comment }
       if (event._tag === "PolicyDecided" && asked !== undefined) {
-        const now = decisionSummary(Effect.isEffect(asked) ? yield* asked : asked)
+        const outcome = policy.decide(PolicyContext.make(connection, asked.state, asked.decision, event.at, spf))
+        const now = decisionSummary(Effect.isEffect(outcome) ? yield* outcome : outcome)
         asked = undefined
         decisions++
         const recorded = recordedSummary(event)
@@ -248,7 +253,7 @@ export const reevaluate = (
       const next = Machine.step(state, input)
       state = next.state
       for (const action of next.actions) {
-        if (action._tag === "Decide") asked = policy.decide(PolicyContext.make(connection, state, action.decision, event.at))
+        if (action._tag === "Decide") asked = { decision: action.decision, state }
       }
     }
     return { session: session.id, decisions, changed, skipped: undefined }
@@ -392,6 +397,14 @@ export const transcript = (session: RecordedSession): ReadonlyArray<string> =>
         return [`${at} -- TLS handshake failed after ${event.durationMs} ms: ${event.reason} (${event.detail})`]
       case "AuthResponseReceived":
         return event.outcome === "answer" ? [] : [`${at} -- AUTH response: ${event.outcome}`]
+      case "SpfChecked":
+        return [`${at} -- SPF ${event.result} for ${event.domain || "-"}${event.comment === undefined ? "" : ` (${event.comment})`}`]
+      case "DnsAnswered":
+        return [
+          `${at} -- DNS ${event.type} ${event.name}: ${
+            event.error === undefined ? JSON.stringify(event.records ?? []) : event.error
+          }`
+        ]
       case "AuthSucceeded":
         return [`${at} -- AUTH ${event.mechanism} succeeded: ${event.user}`]
       case "AuthFailed":

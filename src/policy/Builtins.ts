@@ -104,6 +104,31 @@ export const requireTls = (options: RequireTlsOptions = {}): Rule.Rule => {
   })
 }
 
+export interface SpfOptions {
+  /** The verdict for each SPF result; a result left out goes on to the next rule. */
+  readonly on?: { readonly [R in Rule.SpfView["result"]]?: Rule.Verdict }
+}
+
+/**
+ * The sender's SPF result as a verdict (vSMTP's check_spf, Postfix's policyd-spf). By default
+ * `fail` is refused with `550 5.7.23` and `temperror` deferred with `451 4.7.24` (RFC 7372);
+ * everything else goes on. Needs `spf.check` on, which makes the session check SPF at MAIL; put
+ * it in the mail stage or later.
+ */
+export const spf = (options: SpfOptions = {}): Rule.Rule => {
+  const verdicts: { readonly [R in Rule.SpfView["result"]]?: Rule.Verdict } = {
+    fail: Rule.deny(550, "5.7.23", "SPF validation failed"),
+    temperror: Rule.tempfail(451, "4.7.24", "SPF validation error; try again later"),
+    ...options.on
+  }
+  return Rule.rule("spf", (context) => {
+    const checked = context.spf
+    if (checked === undefined) return Rule.next
+    const verdict = verdicts[checked.result] ?? Rule.next
+    return verdict._tag === "Next" ? verdict : Rule.because(verdict, { spf: checked.result, domain: checked.domain })
+  })
+}
+
 export interface RateLimitOptions {
   /** The rule's name in decisions; default "rate limit". */
   readonly name?: string

@@ -106,6 +106,15 @@ export interface Context {
   readonly size: number | undefined
   /** At data: the message's header fields, unfolded, and the first value of one by name. */
   readonly message: MessageView | undefined
+  /** From mail on, when SPF checking is on: the sender's SPF result (RFC 7208). */
+  readonly spf: SpfView | undefined
+}
+
+export interface SpfView {
+  readonly result: "pass" | "fail" | "softfail" | "neutral" | "none" | "temperror" | "permerror"
+  /** The domain checked (the sender's, or the HELO name's for the null sender). */
+  readonly domain: string
+  readonly comment: string | undefined
 }
 
 export interface MessageView {

@@ -50,6 +50,8 @@ export interface ListenerOptions {
   readonly tls: Handshake.Upgrade | undefined
   /** How AUTH credentials are checked, and the delay before a 535. */
   readonly auth: Omit<Session.AuthOptions, "offered">
+  /** SPF checking at MAIL, when on. */
+  readonly spf?: Session.SessionOptions["spf"]
   /** Reverse lookup of a client address, when enabled; undefined when no name is found. */
   readonly resolveName: ((address: string) => Effect.Effect<string | undefined>) | undefined
 }
@@ -178,6 +180,7 @@ export const serve = Effect.fnUntraced(function*(
           admission,
           security: options.tls === undefined ? "none" : spec.security,
           auth: { ...options.auth, offered: spec.auth },
+          spf: options.spf,
           tls: options.tls,
           initial,
           settings,

@@ -19,7 +19,13 @@ export interface Connection {
   readonly clientName: string | undefined
 }
 
-export const make = (connection: Connection, state: Machine.State, decision: Machine.Deciding, at: number): Rule.Context => {
+export const make = (
+  connection: Connection,
+  state: Machine.State,
+  decision: Machine.Deciding,
+  at: number,
+  spf?: Rule.SpfView | undefined
+): Rule.Context => {
   const transaction = state.transaction
   return {
     stage: decision.stage,
@@ -40,7 +46,8 @@ export const make = (connection: Connection, state: Machine.State, decision: Mac
     recipient: decision.stage === "rcpt" ? decision.recipient : undefined,
     recipientIsLocal: decision.stage === "rcpt" && decision.local,
     size: decision.stage === "data" ? decision.size : undefined,
-    message: decision.stage === "data" ? messageView(decision.headers) : undefined
+    message: decision.stage === "data" ? messageView(decision.headers) : undefined,
+    spf
   }
 }
 

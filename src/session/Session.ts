@@ -14,6 +14,9 @@ import type * as Rule from "../policy/Rule.ts"
 import { Queue, type QueueTxn } from "../queue/Queue.ts"
 import * as Connection from "../tls/Connection.ts"
 import * as Handshake from "../tls/Handshake.ts"
+import * as Dns from "../policy/Dns.ts"
+import * as Spf from "../policy/Spf.ts"
+import * as Address from "./Address.ts"
 import * as Framer from "./Framer.ts"
 import * as Headers from "./Headers.ts"
 import * as Machine from "./Machine.ts"
@@ -35,6 +38,8 @@ export interface SessionOptions {
   readonly security: Event.Security
   /** SMTP AUTH: whether the listener offers it, how credentials are checked, the failure delay. */
   readonly auth: AuthOptions
+  /** SPF checking at MAIL (`spf.check`): the DNS to ask, and how long the check may take. */
+  readonly spf?: { readonly resolve: Dns.Resolve; readonly timeout: number } | undefined
   /** Runs a TLS handshake; undefined when the listener has no TLS (then `security` is "none"). */
   readonly tls: Handshake.Upgrade | undefined
   /** Bytes that arrived with a PROXY header, already belonging to the SMTP conversation. */
@@ -142,7 +147,9 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
       recipient: recipients.length === 1 ? recipients[0] : undefined,
       at: now()
     })
-    yield* opened.write(encoder.encode(header))
+    // RFC 7208 9.1: Received-SPF goes above the Received field this server adds.
+    const spfHeader = spfOutcome === undefined ? "" : `${spfOutcome.header}\r\n`
+    yield* opened.write(encoder.encode(spfHeader + header))
   }).pipe(
     // Without its trace header the content must not be committed: drop the transaction, and
     // the commit at the content's end answers 451.
@@ -223,6 +230,50 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
   const decided = (stage: Event.PolicyStage, decision: Rule.Decision): ReadonlyArray<Machine.Action> =>
     feed(PolicyContext.decidedInput(stage, decision), Event.make("PolicyDecided", PolicyContext.eventFields(session, now(), stage, decision)))
 
+  /** The sender's SPF result of the current transaction, once checked at MAIL. */
+  let spfOutcome: Spf.Outcome | undefined
+
+  /** Asks the rules (and the shadow rules) about a stage, with the context as it stands now. */
+  const ask = (decision: Machine.Deciding) => {
+    const spfView = spfOutcome === undefined
+      ? undefined
+      : { result: spfOutcome.result, domain: spfOutcome.domain, comment: spfOutcome.comment }
+    const context = PolicyContext.make(connectionFacts, state, decision, now(), spfView)
+    shadow(decision.stage, context)
+    return policy.decide(context)
+  }
+
+  /** Checks SPF for the sender of a MAIL command, recording every DNS answer and the outcome. */
+  const checkSpf = (transaction: Machine.Transaction, spf: NonNullable<SessionOptions["spf"]>) =>
+    Effect.promise(() =>
+      Spf.check({
+        sender: Address.format(transaction.from),
+        ip: options.peer.address,
+        helo: state.helo?.domain ?? "",
+        hostname: options.settings.hostname,
+        timeout: spf.timeout,
+        resolve: Dns.recording(spf.resolve, (answer) =>
+          log.appendUnsafe(Event.make("DnsAnswered", {
+            session,
+            at: now(),
+            name: answer.name,
+            type: answer.type,
+            ...(answer.records === undefined ? {} : { records: answer.records }),
+            ...(answer.error === undefined ? {} : { error: answer.error })
+          })))
+      })
+    ).pipe(Effect.map((outcome) => {
+      spfOutcome = outcome
+      log.appendUnsafe(Event.make("SpfChecked", {
+        session,
+        at: now(),
+        result: outcome.result,
+        domain: outcome.domain,
+        header: outcome.header,
+        ...(outcome.comment === undefined ? {} : { comment: outcome.comment })
+      }))
+    }))
+
   /** The shadow rules' decision, recorded only; one that needs I/O is recorded when it is done. */
   const shadow = (stage: Event.PolicyStage, context: Rule.Context): void => {
     const outcome = policy.shadow(context)
@@ -287,10 +338,21 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
           ;(effectful ??= []).push(action)
           break
         case "Decide": {
+          if (action.decision.stage === "mail" && options.spf !== undefined) {
+            // SPF needs DNS: the check, then the rules, in the Decide action's perform.
+            const decision = action.decision
+            decisionInFlight = {
+              stage: "mail",
+              effect: Effect.flatMap(checkSpf(decision.transaction, options.spf), () => {
+                const outcome = ask(decision)
+                return Effect.isEffect(outcome) ? outcome : Effect.succeed(outcome)
+              })
+            }
+            ;(effectful ??= []).push(action)
+            break
+          }
           // Synchronous rules are decided here, without an Effect; the machine steps on at once.
-          const context = PolicyContext.make(connectionFacts, state, action.decision, now())
-          shadow(action.decision.stage, context)
-          const outcome = policy.decide(context)
+          const outcome = ask(action.decision)
           if (Effect.isEffect(outcome)) {
             decisionInFlight = { stage: action.decision.stage, effect: outcome }
             ;(effectful ??= []).push(action)

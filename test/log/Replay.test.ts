@@ -390,6 +390,8 @@ describe("Replay.inputOf", () => {
       CertificateRejected: undefined,
       CertificateExpiring: undefined,
       ShadowDecided: undefined,
+      DnsAnswered: undefined,
+      SpfChecked: undefined,
       AuthResponseReceived: { _tag: "AuthDecoded", outcome: "answer" },
       AuthSucceeded: { _tag: "AuthVerified", user: "alice" },
       AuthFailed: { _tag: "AuthVerified", user: undefined },

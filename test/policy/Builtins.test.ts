@@ -509,3 +509,31 @@ describe("Builtins.rateLimit", () => {
     assert.strictEqual((thrown(() => Builtins.rateLimit({ limit: 1, per: 0 })) as Error).message, "rateLimit: per must be a positive duration, got 0")
   })
 })
+
+describe("Builtins.spf", () => {
+  const checked = (result: Rule.SpfView["result"]): Rule.Context => context({ stage: "mail", spf: { result, domain: "sender.test", comment: undefined } })
+  const rule = Builtins.spf()
+
+  const cases: ReadonlyArray<readonly [Rule.SpfView["result"], Rule.Verdict]> = [
+    ["pass", Rule.next],
+    ["none", Rule.next],
+    ["neutral", Rule.next],
+    ["softfail", Rule.next],
+    ["permerror", Rule.next],
+    ["fail", Rule.because(Rule.deny(550, "5.7.23", "SPF validation failed"), { spf: "fail", domain: "sender.test" })],
+    ["temperror", Rule.because(Rule.tempfail(451, "4.7.24", "SPF validation error; try again later"), { spf: "temperror", domain: "sender.test" })]
+  ]
+  for (const [result, verdict] of cases) {
+    it(`by default ${result} → ${verdict._tag}`, () => {
+      assert.deepStrictEqual(verdictOf(rule, checked(result)), verdict)
+    })
+  }
+
+  it("the verdict per result can be chosen; without an SPF result (checking off) it goes on", () => {
+    const strict = Builtins.spf({ on: { softfail: Rule.deny(550, "5.7.23", "Softfail refused"), fail: Rule.next } })
+    assert.deepStrictEqual(verdictOf(strict, checked("softfail")), Rule.because(Rule.deny(550, "5.7.23", "Softfail refused"), { spf: "softfail", domain: "sender.test" }))
+    assert.deepStrictEqual(verdictOf(strict, checked("fail")), Rule.next)
+    assert.deepStrictEqual(verdictOf(rule, context({ stage: "mail" })), Rule.next)
+    assert.strictEqual(rule.name, "spf")
+  })
+})

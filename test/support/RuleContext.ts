@@ -18,6 +18,7 @@ export const context = (overrides: Partial<Rule.Context> = {}): Rule.Context => 
   recipientIsLocal: true,
   size: undefined,
   message: undefined,
+  spf: undefined,
   ...overrides
 })
 

@@ -1,0 +1,55 @@
+/**
+ * SPF (RFC 7208) for the mail stage, with mailauth doing the evaluation through Postern's
+ * recorded DNS (Dns.ts). The outcome is what rules see as `ctx.spf` and what the Received-SPF
+ * header says.
+ */
+import { spf as mailauthSpf } from "mailauth"
+import type * as Event from "../log/Event.ts"
+import type * as Dns from "./Dns.ts"
+
+export type Result = Event.SpfChecked["result"]
+
+export interface Outcome {
+  readonly result: Result
+  readonly domain: string
+  readonly comment: string | undefined
+  /** The Received-SPF header field, one folded line (without its final CRLF). */
+  readonly header: string
+}
+
+const results: ReadonlyArray<Result> = ["pass", "fail", "softfail", "neutral", "none", "temperror", "permerror"]
+
+const asResult = (value: string): Result => results.find((r) => r === value) ?? (value === "temperr" ? "temperror" : "permerror")
+
+/**
+ * Checks the MAIL FROM identity (the HELO identity for the null sender, RFC 7208 2.4) of a
+ * client. Never rejects: a failure of the evaluation itself is `temperror`.
+ */
+export const check = async (options: {
+  readonly sender: string
+  readonly ip: string
+  readonly helo: string
+  readonly hostname: string
+  readonly resolve: Dns.Resolve
+  readonly timeout: number
+}): Promise<Outcome> => {
+  try {
+    const outcome = await mailauthSpf({
+      sender: options.sender,
+      ip: options.ip,
+      helo: options.helo,
+      mta: options.hostname,
+      resolver: options.resolve,
+      maxElapsedTime: options.timeout
+    })
+    return {
+      result: asResult(outcome.status.result),
+      domain: outcome.domain,
+      comment: outcome.status.comment,
+      header: outcome.header.replace(/\r?\n$/, "")
+    }
+  } catch (error) {
+    const comment = error instanceof Error ? error.message : String(error)
+    return { result: "temperror", domain: "", comment, header: `Received-SPF: temperror (${comment.replace(/[()\r\n]/g, " ")})` }
+  }
+}

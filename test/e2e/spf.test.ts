@@ -1,0 +1,111 @@
+/**
+ * SPF at MAIL end to end: a DNS zone of the test's own on loopback (test/support/DnsServer.ts),
+ * the daemon checking through it with mailauth, the spf() rule refusing a fail with 550 5.7.23,
+ * Received-SPF above Received in the delivered message, every DNS answer in the log, and replay
+ * --rules deciding again from the recorded facts after the DNS server is gone.
+ */
+import * as ChildProcess from "node:child_process"
+import * as Fs from "node:fs"
+import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
+import type * as Event from "../../src/log/Event.ts"
+import { type Daemon, readLog, startDaemon, uniqueToken, waitForMail } from "../support/Daemon.ts"
+import { type DnsServer, serveZone } from "../support/DnsServer.ts"
+
+const script = String.raw`
+import json, smtplib, sys
+port, sender, data = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+s = smtplib.SMTP("127.0.0.1", port, local_hostname="client.test", timeout=20)
+s.ehlo()
+out = [list(s.mail(sender))]
+if out[0][0] == 250:
+    out.append(list(s.rcpt("alice@example.test")))
+    out.append(list(s.data(data.encode())))
+s.quit()
+print(json.dumps([[code, msg.decode()] for code, msg in out]))
+`
+
+const send = (port: number, sender: string, data: string) =>
+  new Promise<Array<[number, string]>>((resolve, reject) => {
+    ChildProcess.execFile("python3", ["-c", script, String(port), sender, data], { timeout: 30_000 }, (error, stdout, stderr) => {
+      if (error !== null) return reject(new Error(`${error.message}\n${stderr}`))
+      resolve(JSON.parse(stdout) as Array<[number, string]>)
+    })
+  })
+
+describe("SPF at MAIL, through a DNS zone on loopback", () => {
+  let dns: DnsServer
+  let daemon: Daemon
+
+  beforeAll(async () => {
+    dns = await serveZone({
+      "pass.test": { TXT: ["v=spf1 ip4:127.0.0.0/8 -all"] },
+      "fail.test": { TXT: ["v=spf1 ip4:192.0.2.1 -all"] },
+      "soft.test": { TXT: ["v=spf1 ~all"] }
+    })
+    daemon = await startDaemon({
+      spf: { check: true },
+      dns: { servers: [dns.address], timeout: "2s" },
+      policySource: `{ rules: { mail: [spf()] } }`
+    })
+  })
+
+  afterAll(async () => {
+    await daemon?.dispose()
+    await dns?.close()
+  })
+
+  it("pass: accepted, and the delivered message carries Received-SPF: pass above Received", async () => {
+    const token = uniqueToken("spf-pass")
+    const replies = await send(daemon.ports.smtp, "someone@pass.test", `Subject: ${token}\r\n\r\n${token}\r\n`)
+    assert.deepStrictEqual(replies.map(([code]) => code), [250, 250, 250])
+    const mail = await waitForMail(daemon, "example.test", "alice", token)
+    assert.match(mail.text, /^Received-SPF: pass \(mx\.postern\.test: domain of someone@pass\.test designates 127\.0\.0\.1 as permitted sender\)/)
+    assert.isBelow(mail.text.indexOf("Received-SPF:"), mail.text.indexOf("\r\nReceived: "))
+  })
+
+  it("fail: the spf rule refuses MAIL with 550 5.7.23, and its decision names the result", async () => {
+    const replies = await send(daemon.ports.smtp, "someone@fail.test", "unused")
+    assert.deepStrictEqual(replies, [[550, "5.7.23 SPF validation failed"]])
+    const events = await readLog(daemon.logDir)
+    const decided = events.filter((e): e is Event.PolicyDecided => e._tag === "PolicyDecided" && e.rule === "spf").at(-1)
+    assert.deepStrictEqual(decided?.because, { spf: "fail", domain: "fail.test" })
+    const answered = events.filter((e): e is Event.DnsAnswered => e._tag === "DnsAnswered" && e.name === "fail.test")
+    assert.deepStrictEqual(answered.map((e) => [e.type, e.records]), [["TXT", [["v=spf1 ip4:192.0.2.1 -all"]]]])
+    assert.isTrue(dns.questions.some((q) => q.name === "fail.test" && q.type === "TXT"))
+  })
+
+  it("softfail goes on by default (the message is marked); an unknown domain is none", async () => {
+    const token = uniqueToken("spf-soft")
+    const replies = await send(daemon.ports.smtp, "someone@soft.test", `Subject: ${token}\r\n\r\n${token}\r\n`)
+    assert.deepStrictEqual(replies.map(([code]) => code), [250, 250, 250])
+    const mail = await waitForMail(daemon, "example.test", "alice", token)
+    assert.match(mail.text, /^Received-SPF: softfail /)
+    const none = await send(daemon.ports.smtp, "someone@unknown.test", "Subject: x\r\n\r\nx\r\n")
+    assert.strictEqual(none[0]?.[0], 250)
+    const checked = (await readLog(daemon.logDir)).filter((e): e is Event.SpfChecked => e._tag === "SpfChecked")
+    assert.deepStrictEqual(checked.map((e) => [e.domain, e.result]).slice(-2), [["soft.test", "softfail"], ["unknown.test", "none"]])
+  })
+
+  it("with the DNS server gone, replay --rules decides again from the recorded SPF results and answers; the transcript shows them", async () => {
+    await dns.close()
+    const other = `${daemon.stateDir}/stricter.config.ts`
+    Fs.writeFileSync(
+      other,
+      `import { defineConfig, deny, spf } from "postern"\nexport default defineConfig({ policy: { rules: { mail: [spf({ on: { softfail: deny(550, "5.7.23", "Softfail refused") } })] } } })\n`
+    )
+    const result = await daemon.replay([daemon.logDir, "--rules", other, "--json"])
+    assert.strictEqual(result.code, 0, result.stderr)
+    const changes = result.stdout.trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => "stage" in l)
+    assert.deepStrictEqual(changes.map((c) => [c["stage"], (c["recorded"] as Record<string, unknown>)["verdict"], (c["now"] as Record<string, unknown>)["verdict"], (c["now"] as Record<string, unknown>)["text"]]), [
+      ["mail", "accept", "deny", "Softfail refused"]
+    ])
+    const events = await readLog(daemon.logDir)
+    const failSession = events.find((e): e is Event.SpfChecked => e._tag === "SpfChecked" && e.result === "fail")?.session ?? ""
+    const transcript = await daemon.replay([daemon.logDir, "--session", failSession])
+    assert.include(transcript.stdout, "-- DNS TXT fail.test: [[\"v=spf1 ip4:192.0.2.1 -all\"]]")
+    assert.include(transcript.stdout, "-- SPF fail for fail.test")
+    assert.include(transcript.stdout, "mail denied by rule 'spf' (550 5.7.23) [spf fail, domain fail.test]")
+    const verify = await daemon.replay([daemon.logDir, "--verify"])
+    assert.strictEqual(verify.code, 0, verify.stdout)
+  })
+})
