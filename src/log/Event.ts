@@ -154,6 +154,8 @@ export const MessageQueued = Schema.TaggedStruct("MessageQueued", {
   size: Schema.Number,
   /** SHA-256 of the stored message (Received header included), hex. */
   digest: Schema.String,
+  /** Header lines (CRLF-ended) delivered above the stored message: those the rules added. */
+  prepend: Schema.optionalKey(Schema.String),
   spool: SpoolReference
 })
 export type MessageQueued = typeof MessageQueued.Type
@@ -411,7 +413,9 @@ const decisionFields = {
   text: Schema.optionalKey(Schema.String),
   /** A rule that threw, failed or overran its budget: what happened (the verdict is tempfail). */
   error: Schema.optionalKey(Schema.String),
-  because: Schema.optionalKey(Schema.Record(Schema.String, Schema.String))
+  because: Schema.optionalKey(Schema.Record(Schema.String, Schema.String)),
+  /** Header fields the rules add to an accepted message (data stage). */
+  headers: Schema.optionalKey(Schema.Array(Schema.Struct({ name: Schema.String, value: Schema.String })))
 }
 
 export const PolicyDecided = Schema.TaggedStruct("PolicyDecided", decisionFields)

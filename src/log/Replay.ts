@@ -88,7 +88,8 @@ export const inputOf = (event: Event.Event): Machine.Input | undefined => {
         _tag: "Decided",
         stage: event.stage,
         verdict: event.verdict,
-        reply: event.code === undefined ? undefined : Reply.make(event.code, event.enhanced, event.text ?? "")
+        reply: event.code === undefined ? undefined : Reply.make(event.code, event.enhanced, event.text ?? ""),
+        ...(event.headers === undefined ? {} : { headers: event.headers })
       }
     default:
       return undefined

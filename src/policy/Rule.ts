@@ -26,18 +26,31 @@ export interface Answer {
   readonly text: string
 }
 
-/** What a rule says. `because` records what mattered, for the decision's event. */
+/** A header field a rule adds to the message (data stage). */
+export interface AddedHeader {
+  readonly name: string
+  readonly value: string
+}
+
+/**
+ * What a rule says. `because` records what mattered, for the decision's event. At data, `next`
+ * and `accept` may carry header fields to add to the message (see `withHeaders`).
+ */
 export type Verdict =
-  | { readonly _tag: "Next" }
-  | { readonly _tag: "Accept"; readonly because?: Readonly<Record<string, string>> | undefined }
+  | { readonly _tag: "Next"; readonly headers?: ReadonlyArray<AddedHeader> | undefined }
+  | {
+    readonly _tag: "Accept"
+    readonly because?: Readonly<Record<string, string>> | undefined
+    readonly headers?: ReadonlyArray<AddedHeader> | undefined
+  }
   | {
     readonly _tag: "Deny" | "Tempfail" | "Disconnect"
     readonly answer: Answer
     readonly because?: Readonly<Record<string, string>> | undefined
   }
 
-export const next: Verdict = { _tag: "Next" }
-export const accept: Verdict = { _tag: "Accept" }
+export const next: Extract<Verdict, { readonly _tag: "Next" }> = { _tag: "Next" }
+export const accept: Extract<Verdict, { readonly _tag: "Accept" }> = { _tag: "Accept" }
 
 const answer = (code: number, enhanced: string, text: string, range: readonly [number, number], what: string): Answer => {
   if (!Number.isInteger(code) || code < range[0] || code > range[1]) {
@@ -71,6 +84,25 @@ export const disconnect = (code = 421, enhanced = "4.7.0", text = "Closing conne
   _tag: "Disconnect",
   answer: answer(code, enhanced, text, [400, 599], "disconnect")
 })
+
+const fieldName = /^[!-9;-~]+$/
+
+/**
+ * `next` or `accept` that also adds header fields to the message, above the trace fields this
+ * server writes (a spam score, a tag). Only at the data stage, and only if the message is
+ * accepted; field names are RFC 5322 ftext, values one line.
+ */
+export const withHeaders = <V extends Extract<Verdict, { readonly _tag: "Next" | "Accept" }>>(
+  verdict: V,
+  headers: Readonly<Record<string, string>>
+): V => {
+  const added = Object.entries(headers).map(([name, value]) => {
+    if (!fieldName.test(name)) throw new RangeError(`withHeaders: "${name}" is not a header field name`)
+    if (/[\r\n]/.test(value)) throw new RangeError(`withHeaders: the value of ${name} must be one line`)
+    return { name, value }
+  })
+  return { ...verdict, headers: [...(verdict.headers ?? []), ...added] }
+}
 
 /** The same verdict with what mattered attached (shown in the decision's event and in replay). */
 export const because = (verdict: Verdict, facts: Readonly<Record<string, string>>): Verdict =>
@@ -138,6 +170,8 @@ export const rule = (name: string, evaluate: (context: Context) => Result): Rule
 export interface Decision {
   readonly verdict: Exclude<Verdict, { readonly _tag: "Next" }>
   readonly rule: string | undefined
+  /** Header fields the rules that went on (next) or accepted asked to add, in rule order. */
+  readonly headers?: ReadonlyArray<AddedHeader> | undefined
   /** Why a rule counted as a tempfail: what it threw, or that it overran its budget. */
   readonly error?: string | undefined
 }
@@ -184,6 +218,7 @@ export const evaluate = (
   fallback: (context: Context) => Decision,
   budget: Duration.Duration
 ): Decision | Effect.Effect<Decision> => {
+  let headers: Array<AddedHeader> | undefined
   for (let index = 0; index < rules.length; index++) {
     const rule = rules[index]
     if (rule === undefined) continue
@@ -196,14 +231,20 @@ export const evaluate = (
     // `next` is one shared object, and the common answer; then any other verdict; Effects last.
     if (result === next) continue
     if (isVerdict(result)) {
-      if (result._tag !== "Next") return { verdict: result, rule: rule.name }
+      if (result._tag !== "Next" && result._tag !== "Accept") return { verdict: result, rule: rule.name }
+      if (result.headers !== undefined) headers = [...(headers ?? []), ...result.headers]
+      if (result._tag === "Accept") return withAdded({ verdict: result, rule: rule.name }, headers)
       continue
     }
-    if (Effect.isEffect(result)) return finishAsync(rules, index, result, context, fallback, budget)
+    if (Effect.isEffect(result)) return finishAsync(rules, index, result, context, fallback, budget, headers)
     return failure(rule, `returned ${describe(result)}, not a verdict`)
   }
-  return fallback(context)
+  return withAdded(fallback(context), headers)
 }
+
+/** An accepting decision with the headers the rules asked for; a refusal adds nothing. */
+const withAdded = (decision: Decision, headers: ReadonlyArray<AddedHeader> | undefined): Decision =>
+  headers === undefined || decision.verdict._tag !== "Accept" ? decision : { ...decision, headers }
 
 const settle = (rule: Rule, result: Effect.Effect<Verdict, unknown>, budget: Duration.Duration) =>
   result.pipe(
@@ -224,9 +265,11 @@ const finishAsync = (
   first: Effect.Effect<Verdict, unknown>,
   context: Context,
   fallback: (context: Context) => Decision,
-  budget: Duration.Duration
+  budget: Duration.Duration,
+  added: ReadonlyArray<AddedHeader> | undefined
 ): Effect.Effect<Decision> =>
   Effect.gen(function*() {
+    let headers = added
     let pending: Effect.Effect<Verdict, unknown> | undefined = first
     for (let index = from; index < rules.length; index++) {
       const rule = rules[index]
@@ -252,7 +295,9 @@ const finishAsync = (
       } else {
         return failure(rule, `returned ${describe(result)}, not a verdict`)
       }
-      if (verdict._tag !== "Next") return { verdict, rule: rule.name }
+      if (verdict._tag !== "Next" && verdict._tag !== "Accept") return { verdict, rule: rule.name }
+      if (verdict.headers !== undefined) headers = [...(headers ?? []), ...verdict.headers]
+      if (verdict._tag === "Accept") return withAdded({ verdict, rule: rule.name }, headers)
     }
-    return fallback(context)
+    return withAdded(fallback(context), headers)
   })

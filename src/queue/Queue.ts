@@ -24,7 +24,7 @@
  * content lost" (except Maildir copies already in place), then it completes. No delivery
  * status notification is sent for permanent failures yet.
  */
-import { Clock, Context, Duration, Effect, Latch, Layer, Queue as EffectQueue, Schema } from "effect"
+import { Clock, Context, Duration, Effect, Latch, Layer, Queue as EffectQueue, Schema, Stream } from "effect"
 import type { Scope } from "effect"
 import * as Event from "../log/Event.ts"
 import { EventLog } from "../log/EventLog.ts"
@@ -42,6 +42,8 @@ export class QueueError extends Schema.TaggedError<QueueError>()("QueueError", {
   reason: Schema.Literals(["spool", "log", "closed", "invalid"]),
   message: Schema.String
 }) {}
+
+const encoder = new TextEncoder()
 
 /** The default longest wait between two attempts (Postfix's maximal_backoff_time). */
 export const defaultRetryMax = 4000 * 1000
@@ -116,7 +118,9 @@ export interface QueueShape {
   readonly commit: (
     txn: Txn,
     envelope: Event.Envelope,
-    session: string
+    session: string,
+    /** Header lines (CRLF-ended) to deliver above the message; kept in MessageQueued. */
+    prepend?: string
   ) => Effect.Effect<{ readonly queueId: string }, QueueError>
   /** Waits until no delivery is due or running (deferred retries do not count). */
   readonly drain: Effect.Effect<void>
@@ -345,7 +349,9 @@ export const make = Effect.fnUntraced(function*(
         case "Maildir": {
           const outcome = yield* Effect.result(Maildir.deliver({
             ...maildirTarget(target.domain, target.user),
-            content: spool.read(queued.spool),
+            content: queued.prepend === undefined
+              ? spool.read(queued.spool)
+              : Stream.concat(Stream.make(encoder.encode(queued.prepend)), spool.read(queued.spool)),
             scanCur: !entry.fresh
           }))
           if (outcome._tag === "Success") return yield* delivered(outcome.success.path)
@@ -480,7 +486,7 @@ export const make = Effect.fnUntraced(function*(
       return txn
     })
 
-  const commit = (txn: Txn, envelope: Event.Envelope, session: string) =>
+  const commit = (txn: Txn, envelope: Event.Envelope, session: string, prepend?: string) =>
     Effect.uninterruptible(Effect.gen(function*() {
       const spoolTxn = txns.get(txn)
       if (spoolTxn === undefined) {
@@ -496,7 +502,8 @@ export const make = Effect.fnUntraced(function*(
         envelope,
         size: stored.size,
         digest: stored.digest,
-        spool: stored.reference
+        spool: stored.reference,
+        ...(prepend === undefined || prepend === "" ? {} : { prepend })
       })
       logFiles.set(txn.queueId, log.currentFile())
       // The content's fdatasync (requested at seal) and the acceptance event's fsync run at

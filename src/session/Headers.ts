@@ -33,6 +33,10 @@ export const parse = (text: string): Array<Header> => {
   return headers
 }
 
+/** Header lines as they go above a message, each ended with CRLF. */
+export const format = (headers: ReadonlyArray<Header>): string =>
+  headers.map((header) => `${header.name}: ${header.value}\r\n`).join("")
+
 /** The first value of the field `name` (case-insensitive), if any. */
 export const first = (headers: ReadonlyArray<Header>, name: string): string | undefined => {
   const wanted = name.toLowerCase()

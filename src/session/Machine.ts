@@ -52,6 +52,8 @@ export type Input =
     readonly stage: Event.PolicyStage
     readonly verdict: Event.PolicyDecided["verdict"]
     readonly reply: Reply.Reply | undefined
+    /** Header fields to add to an accepted message (data stage). */
+    readonly headers?: ReadonlyArray<Headers.Header> | undefined
   }
   /** What the client's AUTH response meant (the session decoded it; see Sasl). */
   | { readonly _tag: "AuthDecoded"; readonly outcome: Event.AuthResponseReceived["outcome"] }
@@ -65,7 +67,12 @@ export type Action =
   /** Frame the next `size` bytes as a BDAT chunk; `first` opens the spool transaction. */
   | { readonly _tag: "ReadBdat"; readonly size: number; readonly first: boolean; readonly keep: boolean }
   /** Make the content durable and queue it; answer with a Queued or QueueFailed input. */
-  | { readonly _tag: "Commit"; readonly envelope: Event.Envelope }
+  | {
+    readonly _tag: "Commit"
+    readonly envelope: Event.Envelope
+    /** Header fields the rules add, delivered above the message. */
+    readonly headers?: ReadonlyArray<Headers.Header> | undefined
+  }
   /** Drop the content received so far. */
   | { readonly _tag: "Abort" }
   /**
@@ -419,7 +426,11 @@ const decided = (state: State, input: Extract<Input, { readonly _tag: "Decided" 
     }
     case "data":
       return accepted
-        ? done({ ...state, reading: { _tag: "Queueing" } }, { _tag: "Commit", envelope: decision.envelope })
+        ? done({ ...state, reading: { _tag: "Queueing" } }, {
+          _tag: "Commit",
+          envelope: decision.envelope,
+          ...(input.headers === undefined ? {} : { headers: input.headers })
+        })
         : afterMessage(resetTransaction(commands), { _tag: "Abort" }, refusal)
   }
 }

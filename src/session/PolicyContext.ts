@@ -65,7 +65,8 @@ export const decidedInput = (stage: Event.PolicyStage, decision: Rule.Decision):
     verdict: verdictName(verdict),
     reply: verdict._tag === "Accept"
       ? undefined
-      : Reply.make(verdict.answer.code, verdict.answer.enhanced, verdict.answer.text)
+      : Reply.make(verdict.answer.code, verdict.answer.enhanced, verdict.answer.text),
+    ...(decision.headers === undefined ? {} : { headers: decision.headers })
   }
 }
 
@@ -81,7 +82,8 @@ export const eventFields = (session: string, at: number, stage: Event.PolicyStag
     ...(decision.rule === undefined ? {} : { rule: decision.rule }),
     ...(answer === undefined ? {} : { code: answer.code, enhanced: answer.enhanced, text: answer.text }),
     ...(decision.error === undefined ? {} : { error: decision.error }),
-    ...(verdict.because === undefined ? {} : { because: verdict.because })
+    ...(verdict.because === undefined ? {} : { because: verdict.because }),
+    ...(decision.headers === undefined ? {} : { headers: decision.headers })
   }
 }
 

@@ -161,13 +161,13 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
    * durable must get its 250 (the session's finalizer writes what is gathered), or the client
    * would send it again.
    */
-  const commit = (envelope: Event.Envelope) =>
+  const commit = (envelope: Event.Envelope, headers: ReadonlyArray<Headers.Header> | undefined) =>
     Effect.uninterruptible(Effect.gen(function*() {
       const open = txn
       txn = undefined
       const result = open === undefined
         ? ({ _tag: "Failure", reason: "content could not be spooled" } as const)
-        : yield* queue.commit(open, envelope, session).pipe(
+        : yield* queue.commit(open, envelope, session, Headers.format(headers ?? [])).pipe(
           Effect.map(({ queueId }) => ({ _tag: "Success", queueId }) as const),
           Effect.catch((error) => Effect.succeed({ _tag: "Failure", reason: error.message } as const))
         )
@@ -407,7 +407,7 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
         case "ReadBdat":
           return openTransaction
         case "Commit":
-          return commit(action.envelope)
+          return commit(action.envelope, action.headers)
         case "Abort":
           return abortTransaction
         case "StartTls":

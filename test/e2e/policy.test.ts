@@ -36,7 +36,8 @@ const policySource = `{
     ],
     data: [
       rule("size by policy", (ctx) => (ctx.size ?? 0) > 5000 ? deny(552, "5.3.4", "Too large for policy") : next),
-      rule("spam subject", (ctx) => /viagra/i.test(ctx.message?.header("subject") ?? "") ? deny(554, "5.7.1", "Looks like spam") : next)
+      rule("spam subject", (ctx) => /viagra/i.test(ctx.message?.header("subject") ?? "") ? deny(554, "5.7.1", "Looks like spam") : next),
+      rule("tag", (ctx) => withHeaders(next, { "X-Postern-Checked": \`\${ctx.size} octets\` }))
     ]
   }
 }`
@@ -280,6 +281,17 @@ describe("policy rules through real SMTP sessions", () => {
     assert.deepStrictEqual(codes(outcome).slice(3), ["552 5.3.4", "250 2.1.0", "250 2.1.5", "250 2.0.0"])
     await waitForMail(daemon, "example.test", "alice", small)
     assert.isFalse(readMailbox(daemon, "example.test", "alice").some((m) => m.text.includes(big)))
+  })
+
+  it("data: a rule adds a header field; it is delivered above the trace fields, and recorded with the decision", async () => {
+    const token = uniqueToken("tagged")
+    const outcome = await smtplib(daemon.ports.smtp, [["ehlo"], ["mail", "sender@client.test"], ["rcpt", "alice@example.test"], ["data", message(token)]])
+    assert.strictEqual(codes(outcome)[3], "250 2.0.0")
+    const mail = await waitForMail(daemon, "example.test", "alice", token)
+    assert.match(mail.text, /^X-Postern-Checked: \d+ octets\r\nReceived: from client\.test/)
+    const decided = await waitFor("the data decision with its header", async () =>
+      (await decisions(daemon)).find((d) => d.stage === "data" && d.headers !== undefined && d.verdict === "accept"))
+    assert.strictEqual(decided.headers?.[0]?.name, "X-Postern-Checked")
   })
 
   it("data: a rule reads the message's headers (folded Subject) and refuses it; nothing is delivered", async () => {

@@ -721,3 +721,36 @@ describe("Rule: what review found (each was a bug)", () => {
     }
   })
 })
+
+describe("Rule.withHeaders", () => {
+  it("adds header fields to next and accept; names must be ftext, values one line", () => {
+    assert.deepStrictEqual(Rule.withHeaders(Rule.next, { "X-Spam-Score": "3.1" }), { _tag: "Next", headers: [{ name: "X-Spam-Score", value: "3.1" }] })
+    assert.deepStrictEqual(Rule.withHeaders(Rule.withHeaders(Rule.accept, { A: "1" }), { B: "2" }), {
+      _tag: "Accept",
+      headers: [{ name: "A", value: "1" }, { name: "B", value: "2" }]
+    })
+    assert.strictEqual((thrown(() => Rule.withHeaders(Rule.next, { "Bad Name": "x" })) as Error).message, "withHeaders: \"Bad Name\" is not a header field name")
+    assert.strictEqual((thrown(() => Rule.withHeaders(Rule.next, { "X-A": "two\r\nlines" })) as Error).message, "withHeaders: the value of X-A must be one line")
+  })
+
+  const tag = (name: string, value: string) => Rule.rule(`tag ${name}`, () => Rule.withHeaders(Rule.next, { [name]: value }))
+  const decide = (rules: ReadonlyArray<Rule.Rule>) => decisionOf(Rule.evaluate(rules, context({ stage: "data" }), () => ({ verdict: { _tag: "Accept" }, rule: undefined }), budget))
+
+  it("the fields of every rule that went on are added, in rule order, to an accepted message", () => {
+    assert.deepStrictEqual(decide([tag("X-A", "1"), tag("X-B", "2")]), { verdict: { _tag: "Accept" }, rule: undefined, headers: [{ name: "X-A", value: "1" }, { name: "X-B", value: "2" }] })
+    const accepting = Rule.rule("ok", () => Rule.withHeaders(Rule.accept, { "X-C": "3" }))
+    assert.deepStrictEqual(decide([tag("X-A", "1"), accepting, tag("X-Never", "0")]).headers, [{ name: "X-A", value: "1" }, { name: "X-C", value: "3" }])
+  })
+
+  it("a refusal adds nothing", () => {
+    const refusing = Rule.rule("no", () => Rule.deny(554, "5.7.1", "No"))
+    assert.deepStrictEqual(decide([tag("X-A", "1"), refusing]), { verdict: { _tag: "Deny", answer: { code: 554, enhanced: "5.7.1", text: "No" } }, rule: "no" })
+  })
+
+  it.effect("the same after a rule that returned an Effect", () =>
+    Effect.gen(function*() {
+      const later = Rule.rule("later", () => Effect.succeed(Rule.withHeaders(Rule.next, { "X-B": "2" })))
+      const decision = yield* effectOf(Rule.evaluate([tag("X-A", "1"), later], context({ stage: "data" }), () => ({ verdict: { _tag: "Accept" }, rule: undefined }), budget))
+      assert.deepStrictEqual(decision.headers, [{ name: "X-A", value: "1" }, { name: "X-B", value: "2" }])
+    }))
+})

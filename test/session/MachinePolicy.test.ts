@@ -246,3 +246,41 @@ describe("Machine: verdicts", () => {
     assert.deepStrictEqual(c.log.slice(-2), ["421 4.7.0 Error: closing connection", "[close policy]"])
   })
 })
+
+describe("Machine: headers added at data", () => {
+  it("an accepting data decision with headers commits with them", () => {
+    const c = raw([
+      connected(),
+      decided("connect", "accept"),
+      line("EHLO c.test"),
+      decided("helo", "accept"),
+      line("MAIL FROM:<a@remote.test>"),
+      decided("mail", "accept"),
+      line("RCPT TO:<alice@example.test>"),
+      decided("rcpt", "accept"),
+      line("DATA"),
+      { _tag: "ContentEnd", size: 10, bareLineEnding: undefined },
+      { _tag: "Decided", stage: "data", verdict: "accept", reply: undefined, headers: [{ name: "X-Tag", value: "yes" }] }
+    ])
+    const last = Machine.step(c.state, { _tag: "Queued", queueId: "Q" })
+    assert.deepStrictEqual(last.actions.map(render), ["250 2.0.0 Ok: queued as Q"])
+    const commit = raw([
+      connected(),
+      decided("connect", "accept"),
+      line("EHLO c.test"),
+      decided("helo", "accept"),
+      line("MAIL FROM:<a@remote.test>"),
+      decided("mail", "accept"),
+      line("RCPT TO:<alice@example.test>"),
+      decided("rcpt", "accept"),
+      line("DATA"),
+      { _tag: "ContentEnd", size: 10, bareLineEnding: undefined }
+    ])
+    const next = Machine.step(commit.state, { _tag: "Decided", stage: "data", verdict: "accept", reply: undefined, headers: [{ name: "X-Tag", value: "yes" }] })
+    assert.deepStrictEqual(next.actions, [{
+      _tag: "Commit",
+      envelope: { from: "a@remote.test", to: ["alice@example.test"], smtputf8: false },
+      headers: [{ name: "X-Tag", value: "yes" }]
+    }])
+  })
+})
