@@ -200,6 +200,9 @@ export default defineConfig({
   // SPF (RFC 7208) of the sender at MAIL: ctx.spf for rules, the spf() rule, a Received-SPF
   // header. Every DNS answer it uses is recorded for replay. Default: { check: false, timeout: "10s" }
   spf: { check: false, timeout: "10s" },
+  // DKIM verification and DMARC (with SPF) of each message at data: ctx.dkim, ctx.dmarc, the
+  // dmarc() rule, an Authentication-Results field. Default: { verify: false }
+  dkim: { verify: false },
   // Name servers for policy checks; default the system's. Default: { servers: [], timeout: "5s" }
   dns: { servers: [], timeout: "5s" },
 

@@ -28,7 +28,9 @@ const base: Rule.Context = {
   recipientIsLocal: true,
   size: undefined,
   message: undefined,
-  spf: undefined
+  spf: undefined,
+  dkim: undefined,
+  dmarc: undefined
 }
 
 const cases: ReadonlyArray<readonly [string, Rule.Context, string]> = [

@@ -337,6 +337,14 @@ const SpfSection = Schema.Struct({
   timeout: orDefault(Duration.PositiveMillis, "10s")
 }).annotate({ expected: "an object { check?, timeout? }" })
 
+const DkimSection = Schema.Struct({
+  /**
+   * Verify DKIM signatures and evaluate DMARC (with SPF) of each message at the data stage:
+   * ctx.dkim and ctx.dmarc for rules, the dmarc() rule, an Authentication-Results field.
+   */
+  verify: orDefault(Bool, false)
+}).annotate({ expected: "an object { verify? }" })
+
 const DnsSection = Schema.Struct({
   /** Name servers for policy checks ("192.0.2.53", "[2001:db8::53]:5353"); default the system's. */
   servers: orDefault(Schema.Array(NonEmptyText("a name server address")).annotate({ expected: "a list of name servers" }), []),
@@ -389,6 +397,7 @@ export const ConfigSchema = Schema.Struct({
   policy: orDefault(PolicySection, {}),
   auth: orDefault(AuthSection, {}),
   spf: orDefault(SpfSection, {}),
+  dkim: orDefault(DkimSection, {}),
   dns: orDefault(DnsSection, {})
 }).annotate({ expected: "an object (the configuration), as `export default defineConfig({ ... })`" })
 
@@ -461,6 +470,7 @@ export interface ConfigShape {
   readonly policy: PolicySettings
   readonly auth: AuthSettings
   readonly spf: { readonly check: boolean; readonly timeout: number }
+  readonly dkim: { readonly verify: boolean }
   readonly dns: { readonly servers: ReadonlyArray<string>; readonly timeout: number }
 }
 
@@ -619,6 +629,7 @@ const finish = (parsed: typeof ConfigSchema.Type, baseDirectory: string): Config
     reverseDns: parsed.reverseDns,
     policy: parsed.policy,
     spf: parsed.spf,
+    dkim: parsed.dkim,
     dns: parsed.dns,
     auth: {
       usersFile: underState(parsed.auth.usersFile, "users"),

@@ -142,6 +142,7 @@ export const run = Effect.fnUntraced(function*(options: WorkerOptions) {
         failureDelay: config.auth.failureDelay
       },
       spf: config.spf.check ? { resolve: DnsLive.make(config.dns), timeout: config.spf.timeout } : undefined,
+      messageAuth: config.dkim.verify ? { resolve: DnsLive.make(config.dns) } : undefined,
       partition,
       current: () => current,
       framing: { maxLineLength: config.limits.lineLength, maxDiscard: config.limits.lineDiscard },

@@ -393,6 +393,28 @@ export const SpfChecked = Schema.TaggedStruct("SpfChecked", {
 })
 export type SpfChecked = typeof SpfChecked.Type
 
+/**
+ * DKIM and DMARC (with SPF) of a whole message (RFC 6376, RFC 7489), as rules saw them at the
+ * data stage (`ctx.dkim`, `ctx.dmarc`), and the Authentication-Results field added above it.
+ */
+export const MessageAuthenticated = Schema.TaggedStruct("MessageAuthenticated", {
+  session: SessionId,
+  at: Millis,
+  dkim: Schema.Array(Schema.Struct({
+    domain: Schema.String,
+    selector: Schema.String,
+    result: Schema.Literals(["pass", "fail", "neutral", "none", "temperror", "permerror", "policy"])
+  })),
+  dmarc: Schema.optionalKey(Schema.Struct({
+    result: Schema.Literals(["pass", "fail", "none", "temperror", "permerror"]),
+    domain: Schema.String,
+    /** The policy the domain asks for: none, quarantine, reject. */
+    policy: Schema.String
+  })),
+  header: Schema.String
+})
+export type MessageAuthenticated = typeof MessageAuthenticated.Type
+
 /** The SMTP stages at which the session asks the policy. */
 export const PolicyStage = Schema.Literals(["connect", "helo", "auth", "mail", "rcpt", "data"])
 export type PolicyStage = typeof PolicyStage.Type
@@ -454,6 +476,7 @@ export const Event = Schema.Union([
   ShadowDecided,
   DnsAnswered,
   SpfChecked,
+  MessageAuthenticated,
   AuthResponseReceived,
   AuthSucceeded,
   AuthFailed

@@ -237,12 +237,14 @@ export const reevaluate = (
     // and its DNS answers) are part of what the live rules saw.
     let asked: { readonly decision: Machine.Deciding; readonly state: Machine.State } | undefined
     let spf: Rule.SpfView | undefined
+    let message: Pick<Rule.Context, "dkim" | "dmarc"> | undefined
     let decisions = 0
     const changed: Array<ChangedDecision> = []
     for (const event of session.events) {
       if (event._tag === "SpfChecked") spf = { result: event.result, domain: event.domain, comment: event.comment }
+      if (event._tag === "MessageAuthenticated") message = { dkim: event.dkim, dmarc: event.dmarc }
       if (event._tag === "PolicyDecided" && asked !== undefined) {
-        const outcome = policy.decide(PolicyContext.make(connection, asked.state, asked.decision, event.at, spf))
+        const outcome = policy.decide(PolicyContext.make(connection, asked.state, asked.decision, event.at, { spf, message }))
         const now = decisionSummary(Effect.isEffect(outcome) ? yield* outcome : outcome)
         asked = undefined
         decisions++
@@ -400,6 +402,11 @@ export const transcript = (session: RecordedSession): ReadonlyArray<string> =>
         return event.outcome === "answer" ? [] : [`${at} -- AUTH response: ${event.outcome}`]
       case "SpfChecked":
         return [`${at} -- SPF ${event.result} for ${event.domain || "-"}${event.comment === undefined ? "" : ` (${event.comment})`}`]
+      case "MessageAuthenticated":
+        return [
+          `${at} -- DKIM ${event.dkim.length === 0 ? "none (not signed)" : event.dkim.map((d) => `${d.result} (${d.domain} ${d.selector})`).join(", ")}` +
+          (event.dmarc === undefined ? "" : `; DMARC ${event.dmarc.result} for ${event.dmarc.domain} (p=${event.dmarc.policy})`)
+        ]
       case "DnsAnswered":
         return [
           `${at} -- DNS ${event.type} ${event.name}: ${

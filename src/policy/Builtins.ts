@@ -129,6 +129,40 @@ export const spf = (options: SpfOptions = {}): Rule.Rule => {
   })
 }
 
+export interface DmarcOptions {
+  /** The answer to a DMARC fail under p=reject; default `550 5.7.1 DMARC policy of the sender's domain refuses this message`. */
+  readonly reject?: Rule.Verdict
+  /** The answer to a DMARC fail under p=quarantine; default next (Postern has no quarantine yet: the message is marked by Authentication-Results). */
+  readonly quarantine?: Rule.Verdict
+  /** The answer to a DMARC temperror; default `451 4.7.1`. */
+  readonly temperror?: Rule.Verdict
+}
+
+/**
+ * Applies the From domain's DMARC policy (RFC 7489 6.6) at the data stage: a failing message
+ * is refused under p=reject, and what `quarantine` says under p=quarantine. Needs
+ * `dkim.verify` on; without a DMARC result it goes on.
+ */
+export const dmarc = (options: DmarcOptions = {}): Rule.Rule => {
+  const reject = options.reject ?? Rule.deny(550, "5.7.1", "DMARC policy of the sender's domain refuses this message")
+  const quarantine = options.quarantine ?? Rule.next
+  const temperror = options.temperror ?? Rule.tempfail(451, "4.7.1", "DMARC evaluation failed; try again later")
+  return Rule.rule("dmarc", (context) => {
+    const result = context.dmarc
+    if (result === undefined) return Rule.next
+    const verdict = result.result === "temperror"
+      ? temperror
+      : result.result !== "fail"
+      ? Rule.next
+      : result.policy === "reject"
+      ? reject
+      : result.policy === "quarantine"
+      ? quarantine
+      : Rule.next
+    return verdict._tag === "Next" ? verdict : Rule.because(verdict, { dmarc: result.result, domain: result.domain, policy: result.policy })
+  })
+}
+
 export interface RateLimitOptions {
   /** The rule's name in decisions; default "rate limit". */
   readonly name?: string

@@ -140,6 +140,10 @@ export interface Context {
   readonly message: MessageView | undefined
   /** From mail on, when SPF checking is on: the sender's SPF result (RFC 7208). */
   readonly spf: SpfView | undefined
+  /** At data, when DKIM verification is on: each signature's domain, selector and result. */
+  readonly dkim: ReadonlyArray<{ readonly domain: string; readonly selector: string; readonly result: string }> | undefined
+  /** At data, when DKIM verification is on: DMARC's result for the From domain, and its policy. */
+  readonly dmarc: { readonly result: string; readonly domain: string; readonly policy: string } | undefined
 }
 
 export interface SpfView {

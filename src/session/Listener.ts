@@ -52,6 +52,8 @@ export interface ListenerOptions {
   readonly auth: Omit<Session.AuthOptions, "offered">
   /** SPF checking at MAIL, when on. */
   readonly spf?: Session.SessionOptions["spf"]
+  /** DKIM and DMARC at data, when on. */
+  readonly messageAuth?: Session.SessionOptions["messageAuth"]
   /** Reverse lookup of a client address, when enabled; undefined when no name is found. */
   readonly resolveName: ((address: string) => Effect.Effect<string | undefined>) | undefined
 }
@@ -181,6 +183,7 @@ export const serve = Effect.fnUntraced(function*(
           security: options.tls === undefined ? "none" : spec.security,
           auth: { ...options.auth, offered: spec.auth },
           spf: options.spf,
+          messageAuth: options.messageAuth,
           tls: options.tls,
           initial,
           settings,

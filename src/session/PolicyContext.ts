@@ -24,7 +24,10 @@ export const make = (
   state: Machine.State,
   decision: Machine.Deciding,
   at: number,
-  spf?: Rule.SpfView | undefined
+  checks: {
+    readonly spf?: Rule.SpfView | undefined
+    readonly message?: Pick<Rule.Context, "dkim" | "dmarc"> | undefined
+  } = {}
 ): Rule.Context => {
   const transaction = state.transaction
   return {
@@ -47,7 +50,9 @@ export const make = (
     recipientIsLocal: decision.stage === "rcpt" && decision.local,
     size: decision.stage === "data" ? decision.size : undefined,
     message: decision.stage === "data" ? messageView(decision.headers) : undefined,
-    spf
+    spf: checks.spf,
+    dkim: decision.stage === "data" ? checks.message?.dkim : undefined,
+    dmarc: decision.stage === "data" ? checks.message?.dmarc : undefined
   }
 }
 

@@ -15,6 +15,7 @@ import { Queue, type QueueTxn } from "../queue/Queue.ts"
 import * as Connection from "../tls/Connection.ts"
 import * as Handshake from "../tls/Handshake.ts"
 import * as Dns from "../policy/Dns.ts"
+import * as MessageAuth from "../policy/MessageAuth.ts"
 import * as Spf from "../policy/Spf.ts"
 import * as Address from "./Address.ts"
 import * as Framer from "./Framer.ts"
@@ -40,6 +41,8 @@ export interface SessionOptions {
   readonly auth: AuthOptions
   /** SPF checking at MAIL (`spf.check`): the DNS to ask, and how long the check may take. */
   readonly spf?: { readonly resolve: Dns.Resolve; readonly timeout: number } | undefined
+  /** DKIM and DMARC at data (`dkim.verify`): the DNS to ask. */
+  readonly messageAuth?: { readonly resolve: Dns.Resolve } | undefined
   /** Runs a TLS handshake; undefined when the listener has no TLS (then `security` is "none"). */
   readonly tls: Handshake.Upgrade | undefined
   /** Bytes that arrived with a PROXY header, already belonging to the SMTP conversation. */
@@ -125,7 +128,12 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
     return connection.write(bytes)
   })
 
+  /** The Authentication-Results field of the message being committed, when it was checked. */
+  const authenticationResults = (): string => (messageOutcome === undefined ? "" : `${messageOutcome.header}\r\n`)
+
   const abortTransaction = Effect.suspend(() => {
+    verifier?.abort()
+    verifier = undefined
     const open = txn
     txn = undefined
     return open === undefined ? Effect.void : open.abort
@@ -167,7 +175,7 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
       txn = undefined
       const result = open === undefined
         ? ({ _tag: "Failure", reason: "content could not be spooled" } as const)
-        : yield* queue.commit(open, envelope, session, Headers.format(headers ?? [])).pipe(
+        : yield* queue.commit(open, envelope, session, authenticationResults() + Headers.format(headers ?? [])).pipe(
           Effect.map(({ queueId }) => ({ _tag: "Success", queueId }) as const),
           Effect.catch((error) => Effect.succeed({ _tag: "Failure", reason: error.message } as const))
         )
@@ -232,13 +240,54 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
 
   /** The sender's SPF result of the current transaction, once checked at MAIL. */
   let spfOutcome: Spf.Outcome | undefined
+  /** The DKIM/DMARC check of the message streaming in, and its outcome once it has ended. */
+  let verifier: MessageAuth.Verifier | undefined
+  let messageOutcome: MessageAuth.Outcome | undefined
+
+  /** DNS for a check, each answer recorded in the log. */
+  const recorded = (resolve: Dns.Resolve): Dns.Resolve =>
+    Dns.recording(resolve, (answer) =>
+      log.appendUnsafe(Event.make("DnsAnswered", {
+        session,
+        at: now(),
+        name: answer.name,
+        type: answer.type,
+        ...(answer.records === undefined ? {} : { records: answer.records }),
+        ...(answer.error === undefined ? {} : { error: answer.error })
+      })))
+
+  /** Starts the DKIM/DMARC check of a message about to stream in (when it is on). */
+  const startVerifier = (): void => {
+    verifier?.abort()
+    verifier = undefined
+    messageOutcome = undefined
+    const transaction = state.transaction
+    if (options.messageAuth === undefined || transaction === undefined) return
+    verifier = MessageAuth.start({
+      sender: Address.format(transaction.from),
+      ip: options.peer.address,
+      helo: state.helo?.domain ?? "",
+      hostname: options.settings.hostname,
+      resolve: recorded(options.messageAuth.resolve)
+    })
+  }
+
+  /** The message has ended: its DKIM/DMARC outcome, recorded, before the data stage decides. */
+  const finishVerifier = (open: MessageAuth.Verifier) =>
+    Effect.promise(() => open.end()).pipe(Effect.map((outcome) => {
+      messageOutcome = outcome
+      log.appendUnsafe(Event.make("MessageAuthenticated", { session, at: now(), ...outcome }))
+    }))
 
   /** Asks the rules (and the shadow rules) about a stage, with the context as it stands now. */
   const ask = (decision: Machine.Deciding) => {
     const spfView = spfOutcome === undefined
       ? undefined
       : { result: spfOutcome.result, domain: spfOutcome.domain, comment: spfOutcome.comment }
-    const context = PolicyContext.make(connectionFacts, state, decision, now(), spfView)
+    const context = PolicyContext.make(connectionFacts, state, decision, now(), {
+      spf: spfView,
+      message: messageOutcome === undefined ? undefined : { dkim: messageOutcome.dkim, dmarc: messageOutcome.dmarc }
+    })
     shadow(decision.stage, context)
     return policy.decide(context)
   }
@@ -252,15 +301,7 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
         helo: state.helo?.domain ?? "",
         hostname: options.settings.hostname,
         timeout: spf.timeout,
-        resolve: Dns.recording(spf.resolve, (answer) =>
-          log.appendUnsafe(Event.make("DnsAnswered", {
-            session,
-            at: now(),
-            name: answer.name,
-            type: answer.type,
-            ...(answer.records === undefined ? {} : { records: answer.records }),
-            ...(answer.error === undefined ? {} : { error: answer.error })
-          })))
+        resolve: recorded(spf.resolve)
       })
     ).pipe(Effect.map((outcome) => {
       spfOutcome = outcome
@@ -309,12 +350,14 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
           framer.expectData()
           keepContent = true
           headers = Headers.collector()
+          startVerifier()
           ;(effectful ??= []).push(action)
           break
         case "ReadBdat":
           framer.expectBdat(action.size, action.first)
           keepContent = action.keep
           if (action.first) headers = action.keep ? Headers.collector() : undefined
+          if (action.first && action.keep) startVerifier()
           if (action.first && action.keep) (effectful ??= []).push(action)
           break
         case "Close":
@@ -338,6 +381,21 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
           ;(effectful ??= []).push(action)
           break
         case "Decide": {
+          const open = verifier
+          if (action.decision.stage === "data" && open !== undefined) {
+            // DKIM and DMARC need DNS: the check, then the rules, in the Decide action's perform.
+            verifier = undefined
+            const decision = action.decision
+            decisionInFlight = {
+              stage: "data",
+              effect: Effect.flatMap(finishVerifier(open), () => {
+                const outcome = ask(decision)
+                return Effect.isEffect(outcome) ? outcome : Effect.succeed(outcome)
+              })
+            }
+            ;(effectful ??= []).push(action)
+            break
+          }
           if (action.decision.stage === "mail" && options.spf !== undefined) {
             // SPF needs DNS: the check, then the rules, in the Decide action's perform.
             const decision = action.decision
@@ -447,6 +505,7 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
         const open = txn
         if (!keepContent || open === undefined) return undefined
         headers?.push(unit.bytes)
+        verifier?.write(unit.bytes)
         if (contentBytes > options.settings.maxMessageSize) {
           keepContent = false
           return abortTransaction

@@ -104,6 +104,13 @@ export const samples: ReadonlyArray<Event.Event> = [
   Event.make("ShadowDecided", { session, at, stage: "mail", verdict: "deny", rule: "stricter", code: 550, enhanced: "5.7.1", text: "No" }),
   Event.make("DnsAnswered", { session, at, name: "example.test", type: "TXT", records: [["v=spf1 -all"]] }),
   Event.make("SpfChecked", { session, at, result: "fail", domain: "example.test", header: "Received-SPF: fail (example.test: 192.0.2.1 is not allowed) client-ip=192.0.2.1;" }),
+  Event.make("MessageAuthenticated", {
+    session,
+    at,
+    dkim: [{ domain: "example.test", selector: "s1", result: "pass" }],
+    dmarc: { result: "pass", domain: "example.test", policy: "reject" },
+    header: "Authentication-Results: mx.example.test; dkim=pass header.d=example.test"
+  }),
   Event.make("AuthResponseReceived", { session, at, outcome: "answer" }),
   Event.make("AuthSucceeded", { session, at, mechanism: "PLAIN", user: "alice" }),
   Event.make("AuthFailed", { session, at, mechanism: "LOGIN", failures: 2 })

@@ -392,6 +392,7 @@ describe("Replay.inputOf", () => {
       ShadowDecided: undefined,
       DnsAnswered: undefined,
       SpfChecked: undefined,
+      MessageAuthenticated: undefined,
       AuthResponseReceived: { _tag: "AuthDecoded", outcome: "answer" },
       AuthSucceeded: { _tag: "AuthVerified", user: "alice" },
       AuthFailed: { _tag: "AuthVerified", user: undefined },

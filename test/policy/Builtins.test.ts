@@ -537,3 +537,31 @@ describe("Builtins.spf", () => {
     assert.strictEqual(rule.name, "spf")
   })
 })
+
+describe("Builtins.dmarc", () => {
+  const at = (result: string, policy: string): Rule.Context => context({ stage: "data", dmarc: { result, domain: "from.test", policy } })
+  const rule = Builtins.dmarc()
+  const refusal = Rule.deny(550, "5.7.1", "DMARC policy of the sender's domain refuses this message")
+
+  const cases: ReadonlyArray<readonly [string, string, Rule.Verdict]> = [
+    ["pass", "reject", Rule.next],
+    ["none", "none", Rule.next],
+    ["fail", "none", Rule.next],
+    ["fail", "quarantine", Rule.next],
+    ["fail", "reject", Rule.because(refusal, { dmarc: "fail", domain: "from.test", policy: "reject" })],
+    ["temperror", "reject", Rule.because(Rule.tempfail(451, "4.7.1", "DMARC evaluation failed; try again later"), { dmarc: "temperror", domain: "from.test", policy: "reject" })],
+    ["permerror", "reject", Rule.next]
+  ]
+  for (const [result, policy, verdict] of cases) {
+    it(`${result} under p=${policy} → ${verdict._tag}`, () => {
+      assert.deepStrictEqual(verdictOf(rule, at(result, policy)), verdict)
+    })
+  }
+
+  it("the answers can be chosen; without a DMARC result (verification off) it goes on", () => {
+    const strict = Builtins.dmarc({ quarantine: Rule.deny(550, "5.7.1", "Quarantine refused") })
+    assert.deepStrictEqual(verdictOf(strict, at("fail", "quarantine")), Rule.because(Rule.deny(550, "5.7.1", "Quarantine refused"), { dmarc: "fail", domain: "from.test", policy: "quarantine" }))
+    assert.deepStrictEqual(verdictOf(rule, context({ stage: "data" })), Rule.next)
+    assert.strictEqual(rule.name, "dmarc")
+  })
+})

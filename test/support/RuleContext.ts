@@ -19,6 +19,8 @@ export const context = (overrides: Partial<Rule.Context> = {}): Rule.Context => 
   size: undefined,
   message: undefined,
   spf: undefined,
+  dkim: undefined,
+  dmarc: undefined,
   ...overrides
 })
 

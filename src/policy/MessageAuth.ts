@@ -1,0 +1,86 @@
+/**
+ * DKIM verification and DMARC evaluation (with SPF) of a whole message, at the data stage, by
+ * mailauth through Postern's recorded DNS. The message streams in as it is received (nothing
+ * is read back from the spool); the outcome is what rules see as `ctx.dkim` and `ctx.dmarc` and
+ * the Authentication-Results field (RFC 8601) delivered above the message.
+ */
+import { PassThrough } from "node:stream"
+import { authenticate } from "mailauth"
+import type * as Event from "../log/Event.ts"
+import type * as Dns from "./Dns.ts"
+
+export type Outcome = Omit<Event.MessageAuthenticated, "_tag" | "session" | "at">
+
+export interface Verifier {
+  readonly write: (bytes: Uint8Array) => void
+  /** The message is complete: the outcome once mailauth has read it. Never rejects. */
+  readonly end: () => Promise<Outcome>
+  /** The message was dropped: stop reading it. */
+  readonly abort: () => void
+}
+
+const dkimResults = ["pass", "fail", "neutral", "none", "temperror", "permerror", "policy"] as const
+const dmarcResults = ["pass", "fail", "none", "temperror", "permerror"] as const
+
+const oneOf = <A extends string>(values: ReadonlyArray<A>, value: string, otherwise: A): A =>
+  values.find((v) => v === value) ?? otherwise
+
+/** The Authentication-Results field of mailauth's headers (without the Received-SPF it also writes). */
+const authenticationResults = (headers: string): string => {
+  const fields = headers.split(/\r?\n(?=\S)/)
+  return fields.filter((field) => /^Authentication-Results:/i.test(field)).join("\r\n").replace(/\r?\n/g, "\r\n").replace(/\r\n$/, "")
+}
+
+/** Starts verifying a message that is about to stream in. */
+export const start = (options: {
+  readonly sender: string
+  readonly ip: string
+  readonly helo: string
+  readonly hostname: string
+  readonly resolve: Dns.Resolve
+}): Verifier => {
+  const input = new PassThrough()
+  const settled: Promise<Outcome> = authenticate(input, {
+    sender: options.sender,
+    ip: options.ip,
+    helo: options.helo,
+    mta: options.hostname,
+    resolver: options.resolve,
+    disableArc: true,
+    disableBimi: true
+  }).then(
+    (result): Outcome => ({
+      // An unsigned message is no signature at all, not one without a domain.
+      dkim: result.dkim.results.filter((r) => (r.signingDomain ?? "") !== "").map((r) => ({
+        domain: r.signingDomain ?? "",
+        selector: r.selector ?? "",
+        result: oneOf(dkimResults, r.status.result, "permerror")
+      })),
+      ...(result.dmarc === false
+        ? {}
+        : {
+          dmarc: {
+            result: oneOf(dmarcResults, result.dmarc.status.result, "permerror"),
+            domain: result.dmarc.domain,
+            policy: result.dmarc.policy ?? "none"
+          }
+        }),
+      header: authenticationResults(result.headers)
+    }),
+    (error: unknown): Outcome => ({
+      dkim: [],
+      header: `Authentication-Results: ${options.hostname}; dkim=temperror (${String(error instanceof Error ? error.message : error).replace(/[()\r\n]/g, " ")})`
+    })
+  )
+  return {
+    write: (bytes) => void input.write(bytes),
+    end: () => {
+      input.end()
+      return settled
+    },
+    abort: () => {
+      input.destroy()
+      settled.catch(() => undefined)
+    }
+  }
+}
