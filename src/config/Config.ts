@@ -19,6 +19,7 @@ import * as NodeUrl from "node:url"
 import { Context, Duration as EffectDuration, Effect, Formatter, Layer, Result, Schema, SchemaAST, SchemaIssue, SchemaTransformation } from "effect"
 import { IpNetwork } from "effect/net"
 import * as Event from "../log/Event.ts"
+import * as Network from "../policy/Network.ts"
 import type * as Policy from "../policy/Policy.ts"
 import type * as Rule from "../policy/Rule.ts"
 import type * as TlsSettings from "../tls/TlsSettings.ts"
@@ -337,6 +338,16 @@ const SpfSection = Schema.Struct({
   timeout: orDefault(Duration.PositiveMillis, "10s")
 }).annotate({ expected: "an object { check?, timeout? }" })
 
+/** "192.0.2.53", "192.0.2.53:5353", "2001:db8::53" or "[2001:db8::53]:5353": an address, not a name. */
+const nameServerPattern = /^(?:\[([0-9A-Fa-f:.]+)\]:(\d{1,5})|(\d{1,3}(?:\.\d{1,3}){3})(?::(\d{1,5}))?|([0-9A-Fa-f:]*:[0-9A-Fa-f:.]*))$/
+const NameServer = text("a name server address such as \"192.0.2.53\" or \"[2001:db8::53]:5353\" (an address, not a name)", (s) => {
+  const match = nameServerPattern.exec(s)
+  if (match === null) return false
+  const host = match[1] ?? match[3] ?? match[5] ?? ""
+  const port = Number(match[2] ?? match[4] ?? "53")
+  return Network.parseAddress(host).ok && port >= 1 && port <= 65535
+})
+
 const DkimSection = Schema.Struct({
   /**
    * Verify DKIM signatures and evaluate DMARC (with SPF) of each message at the data stage:
@@ -347,7 +358,7 @@ const DkimSection = Schema.Struct({
 
 const DnsSection = Schema.Struct({
   /** Name servers for policy checks ("192.0.2.53", "[2001:db8::53]:5353"); default the system's. */
-  servers: orDefault(Schema.Array(NonEmptyText("a name server address")).annotate({ expected: "a list of name servers" }), []),
+  servers: orDefault(Schema.Array(NameServer).annotate({ expected: "a list of name servers" }), []),
   /** How long one query may take. */
   timeout: orDefault(Duration.PositiveMillis, "5s")
 }).annotate({ expected: "an object { servers?, timeout? }" })

@@ -72,10 +72,10 @@ export const relay = (options: RelayOptions = {}): Rule.Rule => {
   return Rule.rule("relay", (context) => {
     if (context.stage !== "rcpt" || context.recipientIsLocal) return Rule.next
     if (authenticated && context.authenticated !== undefined) {
-      return Rule.because(Rule.accept, { authenticated: context.authenticated })
+      return Rule.because(Rule.acceptRelay, { authenticated: context.authenticated })
     }
     const network = internal.match(context.client.address)
-    if (network !== undefined) return Rule.because(Rule.accept, { network })
+    if (network !== undefined) return Rule.because(Rule.acceptRelay, { network })
     // Built as a literal: the code is known good, and this runs for every refused recipient.
     return {
       _tag: "Deny",
@@ -176,6 +176,8 @@ export interface RateLimitOptions {
   readonly verdict?: Rule.Verdict
   /** Keys that are never limited (internal networks, say). */
   readonly except?: ReadonlyArray<string>
+  /** How many keys are counted at once; past it the oldest window is forgotten. Default 100,000. */
+  readonly maxKeys?: number
 }
 
 /**
@@ -192,6 +194,7 @@ export const rateLimit = (options: RateLimitOptions): Rule.Rule => {
   const except = networks(...(options.except ?? []))
   const refusal = options.verdict ?? Rule.tempfail(451, "4.7.1", "Rate limit exceeded; try again later")
   const windows = new Map<string, { start: number; count: number }>()
+  const maxKeys = options.maxKeys ?? 100_000
   let nextSweep = 0
   return Rule.rule(options.name ?? "rate limit", (context) => {
     if (except.match(context.client.address) !== undefined) return Rule.next
@@ -204,6 +207,12 @@ export const rateLimit = (options: RateLimitOptions): Rule.Rule => {
     const k = key(context)
     const current = windows.get(k)
     if (current === undefined || at - current.start >= window || at < current.start) {
+      // Bounded whatever the keys: a client rotating senders or addresses cannot grow it.
+      if (current === undefined && windows.size >= maxKeys) {
+        const oldest = windows.keys().next()
+        if (oldest.done !== true) windows.delete(oldest.value)
+      }
+      windows.delete(k)
       windows.set(k, { start: at, count: 1 })
       return Rule.next
     }

@@ -16,8 +16,11 @@ export interface Answer {
   readonly error?: string | undefined
 }
 
-/** `dns.promises.resolve`'s shape, which mailauth and rules call. */
-export type Resolve = (name: string, type: string) => Promise<Array<string> | Array<Array<string>>>
+/**
+ * `dns.promises.resolve`'s shape, which mailauth and rules call: strings for A and AAAA, string
+ * chunks for TXT, `{ exchange, priority }` for MX, as Node gives them.
+ */
+export type Resolve = (name: string, type: string) => Promise<unknown>
 
 const errorCode = (error: unknown): string => {
   if (typeof error === "object" && error !== null) {
@@ -40,9 +43,10 @@ export const asRecords = (value: unknown): Array<string> | Array<Array<string>> 
 /** `resolve`, with every answer (or error) also given to `record`. */
 export const recording = (resolve: Resolve, record: (answer: Answer) => void): Resolve => async (name, type) => {
   try {
-    const records = asRecords(await resolve(name, type))
-    record({ name, type, records })
-    return records
+    // The caller gets the answer as the resolver gave it (MX records are objects); the log a copy.
+    const answer = await resolve(name, type)
+    record({ name, type, records: asRecords(answer) })
+    return answer
   } catch (error) {
     const answer = { name, type, error: errorCode(error) }
     record(answer)
@@ -58,8 +62,18 @@ export const replaying = (answers: ReadonlyArray<Answer>): Resolve => async (nam
   const found = answers.find((a) => a.name.toLowerCase() === name.toLowerCase() && a.type === type)
   if (found === undefined) throw failure({ name, type, error: "ESERVFAIL" })
   if (found.error !== undefined) throw failure(found)
-  return asRecords(found.records ?? [])
+  const records = found.records ?? []
+  // MX records were logged as their JSON: give them back as the objects the resolver gave.
+  return type === "MX" ? records.map((r): unknown => JSON.parse(typeof r === "string" ? r : (r[0] ?? "null"))) : records
 }
+
+/**
+ * The resolver as mailauth's typing wants it. mailauth calls it like `dns.promises.resolve` and
+ * reads MX answers as `{ exchange, priority }` objects (lib/spf/spf-verify.js), which its
+ * declared type (strings only) leaves out: the answers pass through unchanged.
+ */
+export const forMailauth = (resolve: Resolve) =>
+  resolve as (name: string, type: string) => Promise<Array<string> | Array<Array<string>>>
 
 /** The recorded answers of a session's events. */
 export const answersOf = (events: ReadonlyArray<Event.Event>): Array<Answer> =>

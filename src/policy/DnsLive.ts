@@ -8,5 +8,5 @@ import * as Dns from "./Dns.ts"
 export const make = (options: { readonly servers: ReadonlyArray<string>; readonly timeout: number }): Dns.Resolve => {
   const resolver = new Resolver({ timeout: options.timeout, tries: 2 })
   if (options.servers.length > 0) resolver.setServers([...options.servers])
-  return async (name, type) => Dns.asRecords(await resolver.resolve(name, type))
+  return (name, type) => resolver.resolve(name, type)
 }

@@ -7,7 +7,7 @@
 import { PassThrough } from "node:stream"
 import { authenticate } from "mailauth"
 import type * as Event from "../log/Event.ts"
-import type * as Dns from "./Dns.ts"
+import * as Dns from "./Dns.ts"
 
 export type Outcome = Omit<Event.MessageAuthenticated, "_tag" | "session" | "at">
 
@@ -45,7 +45,7 @@ export const start = (options: {
     ip: options.ip,
     helo: options.helo,
     mta: options.hostname,
-    resolver: options.resolve,
+    resolver: Dns.forMailauth(options.resolve),
     disableArc: true,
     disableBimi: true
   }).then(

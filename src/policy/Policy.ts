@@ -83,5 +83,28 @@ const decider = (ruleSet: RuleSet): PolicyShape["decide"] => {
     }
     return defaults.get(context.stage) ?? acceptedByDefault
   }
-  return (context) => Rule.evaluate(rules.get(context.stage) ?? [], context, fallback, ruleSet.ruleTimeout)
+  return (context) => {
+    const decision = Rule.evaluate(rules.get(context.stage) ?? [], context, fallback, ruleSet.ruleTimeout)
+    if (context.stage !== "rcpt" || context.recipientIsLocal) return decision
+    return Effect.isEffect(decision) ? Effect.map(decision, (d) => relayGuard(d, context)) : relayGuard(decision, context)
+  }
+}
+
+/**
+ * A recipient outside the local domains is accepted only by an accept that relays
+ * (`Rule.acceptRelay`, as `relay()` gives); any other accept of it is the relay refusal.
+ */
+const relayGuard = (decision: Rule.Decision, context: Rule.Context): Rule.Decision => {
+  if (decision.verdict._tag !== "Accept" || decision.verdict.relay === true) return decision
+  const denied = relayDenied(context.recipient ?? "")
+  return denied._tag === "Next" ? decision : {
+    verdict: {
+      ...denied,
+      because: {
+        recipient: "not in a local domain",
+        ...(decision.rule === undefined ? {} : { accepted: `by rule '${decision.rule}', which does not relay (use acceptRelay)` })
+      }
+    },
+    rule: decision.rule
+  }
 }

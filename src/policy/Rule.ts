@@ -42,6 +42,12 @@ export type Verdict =
     readonly _tag: "Accept"
     readonly because?: Readonly<Record<string, string>> | undefined
     readonly headers?: ReadonlyArray<AddedHeader> | undefined
+    /**
+     * At rcpt: this accept may relay, i.e. take a recipient outside the local domains
+     * (`acceptRelay`). A plain `accept` of such a recipient still gets the relay refusal, as
+     * Postfix keeps smtpd_relay_restrictions apart, so no rule opens a relay by accident.
+     */
+    readonly relay?: boolean | undefined
   }
   | {
     readonly _tag: "Deny" | "Tempfail" | "Disconnect"
@@ -51,6 +57,8 @@ export type Verdict =
 
 export const next: Extract<Verdict, { readonly _tag: "Next" }> = { _tag: "Next" }
 export const accept: Extract<Verdict, { readonly _tag: "Accept" }> = { _tag: "Accept" }
+/** Accepts at rcpt even a recipient outside the local domains: relaying, on purpose. */
+export const acceptRelay: Extract<Verdict, { readonly _tag: "Accept" }> = { _tag: "Accept", relay: true }
 
 const answer = (code: number, enhanced: string, text: string, range: readonly [number, number], what: string): Answer => {
   if (!Number.isInteger(code) || code < range[0] || code > range[1]) {
@@ -199,17 +207,57 @@ const describe = (value: unknown): string => {
   }
 }
 
-const isAnswer = (value: unknown): value is Answer =>
-  typeof value === "object" && value !== null &&
-  "code" in value && typeof value.code === "number" &&
-  "enhanced" in value && typeof value.enhanced === "string" &&
-  "text" in value && typeof value.text === "string"
+/** The checks of `deny`, `tempfail` and `disconnect`, for verdicts a rule wrote as plain objects. */
+const isAnswer = (value: unknown, tag: "Deny" | "Tempfail" | "Disconnect"): value is Answer => {
+  if (typeof value !== "object" || value === null) return false
+  const code: unknown = Reflect.get(value, "code")
+  const enhanced: unknown = Reflect.get(value, "enhanced")
+  const text: unknown = Reflect.get(value, "text")
+  if (typeof code !== "number" || typeof enhanced !== "string" || typeof text !== "string") return false
+  try {
+    answer(code, enhanced, text, tag === "Tempfail" ? [400, 499] : [400, 599], tag === "Disconnect" ? "disconnect" : "deny")
+    return true
+  } catch {
+    return false
+  }
+}
 
-const isVerdict = (value: unknown): value is Verdict =>
-  typeof value === "object" && value !== null && "_tag" in value &&
-  (value._tag === "Next" || value._tag === "Accept" ||
-    ((value._tag === "Deny" || value._tag === "Tempfail" || value._tag === "Disconnect") && "answer" in value &&
-      isAnswer(value.answer)))
+const areHeaders = (value: unknown): boolean =>
+  value === undefined ||
+  (Array.isArray(value) &&
+    value.every((h: unknown) => {
+      if (typeof h !== "object" || h === null) return false
+      const name: unknown = Reflect.get(h, "name")
+      const text: unknown = Reflect.get(h, "value")
+      return typeof name === "string" && fieldName.test(name) && typeof text === "string" && !/[\r\n]/.test(text)
+    }))
+
+const isVerdict = (value: unknown): value is Verdict => {
+  if (typeof value !== "object" || value === null || !("_tag" in value)) return false
+  switch (value._tag) {
+    case "Next":
+    case "Accept":
+      return areHeaders(Reflect.get(value, "headers"))
+    case "Deny":
+    case "Tempfail":
+    case "Disconnect":
+      return isAnswer(Reflect.get(value, "answer"), value._tag)
+    default:
+      return false
+  }
+}
+
+const isThenable = (value: unknown): value is PromiseLike<unknown> =>
+  typeof value === "object" && value !== null && "then" in value && typeof value.then === "function"
+
+/** Why a rule's result is not a verdict; a Promise's rejection is caught, never left unhandled. */
+const notAVerdict = (result: unknown): string => {
+  if (isThenable(result)) {
+    Promise.resolve(result).catch(() => undefined)
+    return "returned a Promise, not a verdict: a rule that needs I/O returns an Effect (Effect.promise(() => ...))"
+  }
+  return `returned ${describe(result)}, not a verdict`
+}
 
 /**
  * Runs `rules` in order on `context`. Returns the decision itself while every rule answers
@@ -241,7 +289,7 @@ export const evaluate = (
       continue
     }
     if (Effect.isEffect(result)) return finishAsync(rules, index, result, context, fallback, budget, headers)
-    return failure(rule, `returned ${describe(result)}, not a verdict`)
+    return failure(rule, notAVerdict(result))
   }
   return withAdded(fallback(context), headers)
 }
@@ -258,7 +306,7 @@ const settle = (rule: Rule, result: Effect.Effect<Verdict, unknown>, budget: Dur
         ? ({ _tag: "Failed", error: `took longer than ${Duration.format(budget)}` } as const)
         : isVerdict(verdict.value)
         ? ({ _tag: "Verdict", verdict: verdict.value } as const)
-        : ({ _tag: "Failed", error: `returned ${describe(verdict.value)}, not a verdict` } as const)
+        : ({ _tag: "Failed", error: notAVerdict(verdict.value) } as const)
     ),
     Effect.catchCause((cause) => Effect.succeed({ _tag: "Failed", error: `failed: ${String(cause)}` } as const))
   )
@@ -297,7 +345,7 @@ const finishAsync = (
       } else if (isVerdict(result)) {
         verdict = result
       } else {
-        return failure(rule, `returned ${describe(result)}, not a verdict`)
+        return failure(rule, notAVerdict(result))
       }
       if (verdict._tag !== "Next" && verdict._tag !== "Accept") return { verdict, rule: rule.name }
       if (verdict.headers !== undefined) headers = [...(headers ?? []), ...verdict.headers]

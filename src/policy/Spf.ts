@@ -5,7 +5,7 @@
  */
 import { spf as mailauthSpf } from "mailauth"
 import type * as Event from "../log/Event.ts"
-import type * as Dns from "./Dns.ts"
+import * as Dns from "./Dns.ts"
 
 export type Result = Event.SpfChecked["result"]
 
@@ -39,7 +39,7 @@ export const check = async (options: {
       ip: options.ip,
       helo: options.helo,
       mta: options.hostname,
-      resolver: options.resolve,
+      resolver: Dns.forMailauth(options.resolve),
       maxElapsedTime: options.timeout
     })
     return {

@@ -210,6 +210,7 @@ const parseMail = (line: string, i: number, end: number, limits: Address.Limits)
   let size: number | undefined
   let body: Body | undefined
   let smtputf8 = false
+  let auth = false
   while (i < end) {
     const from = skipSpaces(line, i, end)
     const to = tokenEnd(line, from, end)
@@ -235,6 +236,14 @@ const parseMail = (line: string, i: number, end: number, limits: Address.Limits)
         if (smtputf8) return invalid("Mail", replies.duplicate)
         if (eq >= 0) return invalid("Mail", replies.badSmtputf8)
         smtputf8 = true
+        break
+      }
+      case "AUTH": {
+        // RFC 4954 5: a server that offers AUTH accepts the parameter; Postern does not trust a
+        // client's claim about who submitted the message, so it is read and dropped (AUTH=<>).
+        if (auth) return invalid("Mail", replies.duplicate)
+        if (eq < 0 || eq + 1 >= to) return invalid("Mail", unsupportedOption(keyword))
+        auth = true
         break
       }
       default:

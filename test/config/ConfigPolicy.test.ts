@@ -140,3 +140,21 @@ export default defineConfig({ policy: { rules: { rcpt: [relay({ internalNetworks
       assert.include(summary, "  rcpt     'blocked' -> accept local recipients, deny relaying")
     }))
 })
+
+describe("Config: dns.servers (review: a name instead of an address made workers restart in a loop)", () => {
+  for (const server of ["192.0.2.53", "127.0.0.1:5353", "2001:db8::53", "[2001:db8::53]:5353"]) {
+    it.effect(`accepts ${server}`, () =>
+      Effect.gen(function*() {
+        assert.deepStrictEqual((yield* Config.decode({ dns: { servers: [server] } }, "test")).dns.servers, [server])
+      }))
+  }
+  for (const server of ["dns.google", "1.2.3.4:99999", "[dns]:53", ""]) {
+    it.effect(`refuses ${JSON.stringify(server)} at load, naming the field`, () =>
+      Effect.gen(function*() {
+        const issues = yield* issuesOf({ dns: { servers: [server] } })
+        assert.deepStrictEqual(issues, [
+          `dns.servers[0]: expected a name server address such as "192.0.2.53" or "[2001:db8::53]:5353" (an address, not a name), got ${JSON.stringify(server)}`
+        ])
+      }))
+  }
+})

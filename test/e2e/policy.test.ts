@@ -29,7 +29,8 @@ const policySource = `{
       rule("buggy", (ctx) => { if (ctx.from === "boom@bug.test") throw new Error("rule bug"); return next })
     ],
     rcpt: [
-      rule("vip", (ctx) => ctx.recipient === "vip@elsewhere.test" ? accept : next),
+      rule("vip", (ctx) => ctx.recipient === "vip@elsewhere.test" ? acceptRelay : next),
+      rule("sloppy", (ctx) => ctx.recipient === "sloppy@elsewhere.test" ? accept : next),
       relay({ internalNetworks: ["127.0.0.3/32"] }),
       rule("bob left", (ctx) => ctx.recipient === "bob@example.test" ? deny(550, "5.1.1", "Bob has left") : next),
       rule("everyone else", () => accept)
@@ -223,8 +224,11 @@ describe("policy rules through real SMTP sessions", () => {
       ["rcpt", "carol@elsewhere.test"],
       ["rcpt", "someone@Example.test.evil.test"],
       ["rcpt", "bob@example.test"],
-      ["rcpt", "alice@example.test"]
+      ["rcpt", "alice@example.test"],
+      ["rcpt", "sloppy@elsewhere.test"]
     ])
+    // A plain accept of a remote recipient ("sloppy") still gets the relay refusal: only
+    // acceptRelay (or relay()) relays.
     assert.deepStrictEqual(codes(outcome), [
       "250 mx.postern.test",
       "250 2.1.0",
@@ -232,7 +236,8 @@ describe("policy rules through real SMTP sessions", () => {
       "554 5.7.1",
       "554 5.7.1",
       "550 5.1.1",
-      "250 2.1.5"
+      "250 2.1.5",
+      "554 5.7.1"
     ])
     assert.strictEqual(outcome[3]?.[1], "5.7.1 <carol@elsewhere.test>: Relay access denied")
     assert.strictEqual(outcome[5]?.[1], "5.1.1 Bob has left")

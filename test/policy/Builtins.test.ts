@@ -247,43 +247,43 @@ describe("Builtins.relay", () => {
       name: "an authenticated client may relay",
       rule: defaults,
       context: remote({ authenticated: "alice" }),
-      verdict: { _tag: "Accept", because: { authenticated: "alice" } }
+      verdict: { _tag: "Accept", relay: true, because: { authenticated: "alice" } }
     },
     {
       name: "an authenticated client may relay from outside the internal networks",
       rule: internal,
       context: remote({ ...from("198.51.100.1"), authenticated: "bob@local.test" }),
-      verdict: { _tag: "Accept", because: { authenticated: "bob@local.test" } }
+      verdict: { _tag: "Accept", relay: true, because: { authenticated: "bob@local.test" } }
     },
     {
       name: "authentication is named before the network when both apply",
       rule: internal,
       context: remote({ ...from("10.1.2.3"), authenticated: "alice" }),
-      verdict: { _tag: "Accept", because: { authenticated: "alice" } }
+      verdict: { _tag: "Accept", relay: true, because: { authenticated: "alice" } }
     },
     {
       name: "an internal IPv4 client may relay, the CIDR named as written",
       rule: internal,
       context: remote(from("10.1.2.3")),
-      verdict: { _tag: "Accept", because: { network: "10.0.0.0/8" } }
+      verdict: { _tag: "Accept", relay: true, because: { network: "10.0.0.0/8" } }
     },
     {
       name: "an internal client seen as IPv4-mapped IPv6 may relay",
       rule: internal,
       context: remote(from("::ffff:10.1.2.3")),
-      verdict: { _tag: "Accept", because: { network: "10.0.0.0/8" } }
+      verdict: { _tag: "Accept", relay: true, because: { network: "10.0.0.0/8" } }
     },
     {
       name: "an internal IPv6 client may relay",
       rule: internal,
       context: remote(from("2001:db8::25")),
-      verdict: { _tag: "Accept", because: { network: "2001:db8::/32" } }
+      verdict: { _tag: "Accept", relay: true, because: { network: "2001:db8::/32" } }
     },
     {
       name: "an internal single address may relay",
       rule: internal,
       context: remote(from("192.0.2.7")),
-      verdict: { _tag: "Accept", because: { network: "192.0.2.7" } }
+      verdict: { _tag: "Accept", relay: true, because: { network: "192.0.2.7" } }
     },
     {
       name: "the address next to an internal single address may not",
@@ -319,7 +319,7 @@ describe("Builtins.relay", () => {
       name: "authenticated: false still lets an internal client relay",
       rule: noAuth,
       context: remote({ ...from("10.9.9.9"), authenticated: "alice" }),
-      verdict: { _tag: "Accept", because: { network: "10.0.0.0/8" } }
+      verdict: { _tag: "Accept", relay: true, because: { network: "10.0.0.0/8" } }
     },
     {
       name: "authenticated: false leaves a local recipient to the next rule",
@@ -331,7 +331,7 @@ describe("Builtins.relay", () => {
       name: "authenticated: true is the default",
       rule: Builtins.relay({ authenticated: true }),
       context: remote({ authenticated: "carol" }),
-      verdict: { _tag: "Accept", because: { authenticated: "carol" } }
+      verdict: { _tag: "Accept", relay: true, because: { authenticated: "carol" } }
     }
   ]
   verdictTable(cases)
@@ -563,5 +563,18 @@ describe("Builtins.dmarc", () => {
     assert.deepStrictEqual(verdictOf(strict, at("fail", "quarantine")), Rule.because(Rule.deny(550, "5.7.1", "Quarantine refused"), { dmarc: "fail", domain: "from.test", policy: "quarantine" }))
     assert.deepStrictEqual(verdictOf(rule, context({ stage: "data" })), Rule.next)
     assert.strictEqual(rule.name, "dmarc")
+  })
+})
+
+describe("Builtins.rateLimit: bounded memory (review finding)", () => {
+  it("counts at most maxKeys keys; the oldest window is forgotten first", () => {
+    const limited = Builtins.rateLimit({ limit: 1, per: "1d", maxKeys: 3, key: (c) => c.from ?? "" })
+    const sender = (from: string, at: number) => verdictOf(limited, context({ at, from }))._tag
+    assert.strictEqual(sender("a@x.test", 1), "Next")
+    assert.strictEqual(sender("a@x.test", 2), "Tempfail")
+    for (const [i, from] of ["b@x.test", "c@x.test", "d@x.test"].entries()) assert.strictEqual(sender(from, 3 + i), "Next")
+    // a's window was the oldest of four: forgotten, so a starts again.
+    assert.strictEqual(sender("a@x.test", 10), "Next")
+    assert.strictEqual(sender("d@x.test", 11), "Tempfail")
   })
 })

@@ -14,7 +14,7 @@ const codeOf = async (promise: Promise<unknown>): Promise<string | undefined> =>
 }
 
 /** A resolver over a fixed table; names absent from it are ENOTFOUND. */
-const table = (answers: Readonly<Record<string, Array<string> | Array<Array<string>>>>): Dns.Resolve => async (name, type) => {
+const table = (answers: Readonly<Record<string, ReadonlyArray<unknown>>>): Dns.Resolve => async (name, type) => {
   const found = answers[`${type} ${name}`]
   if (found === undefined) throw Object.assign(new Error("not found"), { code: "ENOTFOUND" })
   return found
@@ -104,5 +104,23 @@ describe("Spf.check through recorded answers", () => {
     const unfolded = outcome.header.replace(/\r\n[ \t]+/g, " ")
     assert.match(unfolded, /^Received-SPF: softfail \(.*\) client-ip=192\.0\.2\.1; envelope-from="?a@soft\.test"?;/)
     assert.notMatch(outcome.header, /\r?\n$/)
+  })
+})
+
+describe("MX answers (review: they reached mailauth as JSON strings, and `mx` never matched)", () => {
+  const zone = table({
+    "TXT mx.test": [["v=spf1 mx -all"]],
+    "MX mx.test": [{ exchange: "mail.mx.test", priority: 10 }],
+    "A mail.mx.test": ["192.0.2.10"]
+  })
+  const check = (ip: string, resolve: Dns.Resolve) =>
+    Spf.check({ sender: "a@mx.test", ip, helo: "client.test", hostname: "mx.test", resolve, timeout: 5000 })
+
+  it("the mx mechanism matches the domain's MX host, live and replayed from the record", async () => {
+    const recorded: Array<Dns.Answer> = []
+    assert.strictEqual((await check("192.0.2.10", Dns.recording(zone, (a) => recorded.push(a)))).result, "pass")
+    assert.deepStrictEqual(recorded.find((a) => a.type === "MX")?.records, [["{\"exchange\":\"mail.mx.test\",\"priority\":10}"]])
+    assert.strictEqual((await check("192.0.2.10", Dns.replaying(recorded))).result, "pass")
+    assert.strictEqual((await check("192.0.2.11", Dns.replaying(recorded))).result, "fail")
   })
 })

@@ -140,13 +140,25 @@ describe("Policy relay protection", () => {
     assert.deepStrictEqual(calls, ["a@rcpt", "b@rcpt"])
   })
 
-  it("a rule that accepts a non-local recipient wins", () => {
+  it("a rule that accepts a non-local recipient with acceptRelay wins", () => {
     const policy = Policy.make(ruleSet({
-      rcpt: [Rule.rule("next", () => Rule.next), Rule.rule("relay friends", () => Rule.because(Rule.accept, { friend: "yes" }))]
+      rcpt: [Rule.rule("next", () => Rule.next), Rule.rule("relay friends", () => Rule.because(Rule.acceptRelay, { friend: "yes" }))]
     }))
     assert.deepStrictEqual(decideNow(policy, remote("x@remote.example")), {
-      verdict: { _tag: "Accept", because: { friend: "yes" } },
+      verdict: { _tag: "Accept", relay: true, because: { friend: "yes" } },
       rule: "relay friends"
+    })
+  })
+
+  it("a plain accept of a non-local recipient is still the relay refusal, naming the rule that accepted", () => {
+    const policy = Policy.make(ruleSet({ rcpt: [Rule.rule("friends", () => Rule.accept)] }))
+    assert.deepStrictEqual(decideNow(policy, remote("x@remote.example")), {
+      verdict: {
+        _tag: "Deny",
+        answer: { code: 554, enhanced: "5.7.1", text: "<x@remote.example>: Relay access denied" },
+        because: { recipient: "not in a local domain", accepted: "by rule 'friends', which does not relay (use acceptRelay)" }
+      },
+      rule: "friends"
     })
   })
 
@@ -179,11 +191,11 @@ describe("Policy relay protection", () => {
     })
   }
 
-  it.effect("an asynchronous rule that accepts a non-local recipient wins", () =>
+  it.effect("an asynchronous rule that accepts a non-local recipient with acceptRelay wins", () =>
     Effect.gen(function*() {
-      const policy = Policy.make(ruleSet({ rcpt: [Rule.rule("lookup", () => Effect.succeed(Rule.accept))] }))
+      const policy = Policy.make(ruleSet({ rcpt: [Rule.rule("lookup", () => Effect.succeed(Rule.acceptRelay))] }))
       assert.deepStrictEqual(yield* decideLater(policy, remote("x@remote.example")), {
-        verdict: { _tag: "Accept" },
+        verdict: { _tag: "Accept", relay: true },
         rule: "lookup"
       })
     }))

@@ -403,7 +403,7 @@ describe("Rule.evaluate with synchronous rules", () => {
     ["a tempfail without an answer", { _tag: "Tempfail" }, "returned [object Object], not a verdict"],
     ["a disconnect without an answer", { _tag: "Disconnect" }, "returned [object Object], not a verdict"],
     ["an array", ["Accept"], "returned Accept, not a verdict"],
-    ["a Promise (an async function)", Promise.resolve(Rule.accept), "returned [object Promise], not a verdict"]
+    ["a Promise (an async function)", Promise.resolve(Rule.accept), "returned a Promise, not a verdict: a rule that needs I/O returns an Effect (Effect.promise(() => ...))"]
   ]
   for (const [name, value, text] of notVerdicts) {
     it(`a rule that returns ${name} tempfails with 451 4.3.0`, () => {
@@ -753,4 +753,35 @@ describe("Rule.withHeaders", () => {
       const decision = yield* effectOf(Rule.evaluate([tag("X-A", "1"), later], context({ stage: "data" }), () => ({ verdict: { _tag: "Accept" }, rule: undefined }), budget))
       assert.deepStrictEqual(decision.headers, [{ name: "X-A", value: "1" }, { name: "X-B", value: "2" }])
     }))
+})
+
+describe("Rule.evaluate: results that are not verdicts (review findings)", () => {
+  const evaluateOne = (result: unknown) =>
+    decisionOf(Rule.evaluate([Rule.rule("r", () => result as Rule.Verdict)], context(), () => ({ verdict: { _tag: "Accept" }, rule: undefined }), budget))
+
+  it("a Promise (an async rule) is a failure with a hint, and its rejection is caught", async () => {
+    const rejected = Promise.reject(new Error("lookup failed"))
+    const decision = evaluateOne(rejected)
+    assert.strictEqual(decision.verdict._tag, "Tempfail")
+    assert.strictEqual(decision.error, "returned a Promise, not a verdict: a rule that needs I/O returns an Effect (Effect.promise(() => ...))")
+    await new Promise((done) => setTimeout(done, 10))
+  })
+
+  const malformed: ReadonlyArray<readonly [string, unknown]> = [
+    ["a reply line injected through the text", { _tag: "Deny", answer: { code: 250, enhanced: "2.0.0", text: "ok\r\n250 injected" } }],
+    ["a 2xx code in a Deny", { _tag: "Deny", answer: { code: 250, enhanced: "2.0.0", text: "ok" } }],
+    ["a 5xx code in a Tempfail", { _tag: "Tempfail", answer: { code: 550, enhanced: "5.7.1", text: "no" } }],
+    ["a 421 in a Deny", { _tag: "Deny", answer: { code: 421, enhanced: "4.7.0", text: "bye" } }],
+    ["a class mismatch", { _tag: "Deny", answer: { code: 550, enhanced: "4.7.1", text: "no" } }],
+    ["a header value with CRLF", { _tag: "Next", headers: [{ name: "X-A", value: "a\r\nBcc: x@y" }] }],
+    ["a header name with a space", { _tag: "Accept", headers: [{ name: "X A", value: "1" }] }],
+    ["headers that are not a list", { _tag: "Next", headers: 5 }]
+  ]
+  for (const [name, result] of malformed) {
+    it(`${name}: 451 4.3.0, never sent`, () => {
+      const decision = evaluateOne(result)
+      assert.deepStrictEqual(decision.verdict, { _tag: "Tempfail", answer: Rule.ruleFailed })
+      assert.match(decision.error ?? "", /not a verdict$/)
+    })
+  }
 })

@@ -197,8 +197,18 @@ describe("Machine: verdicts", () => {
     assert.deepStrictEqual(c.state.transaction?.recipients, ["alice@example.test"])
   })
 
-  it("rcpt: a remote recipient accepted by a rule joins the envelope", () => {
+  it("rcpt: a plain accept of a remote recipient is still the relay refusal", () => {
     const c = converse(policyGiving("rcpt", Rule.accept), [
+      connected(),
+      line("EHLO c.test"),
+      line("MAIL FROM:<a@remote.test>"),
+      line("RCPT TO:<carol@elsewhere.test>")
+    ])
+    assert.deepStrictEqual(c.log.slice(3), ["554 5.7.1 <carol@elsewhere.test>: Relay access denied"])
+  })
+
+  it("rcpt: a remote recipient accepted by a rule that relays joins the envelope", () => {
+    const c = converse(policyGiving("rcpt", Rule.acceptRelay), [
       connected(),
       line("EHLO c.test"),
       line("MAIL FROM:<a@remote.test>"),

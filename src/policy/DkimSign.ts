@@ -1,0 +1,69 @@
+/**
+ * DKIM signing (RFC 6376) of mail from this server's own domains, by mailauth, as the message
+ * streams in: the signature is ready when the content ends, and goes above the delivered
+ * message with the other fields Postern adds. Keys are RSA (rsa-sha256) or Ed25519
+ * (ed25519-sha256, RFC 8463), one per domain.
+ */
+import * as Crypto from "node:crypto"
+import { PassThrough } from "node:stream"
+import { dkimSign } from "mailauth"
+
+export interface SigningKey {
+  readonly domain: string
+  readonly selector: string
+  /** PEM (PKCS#8 or PKCS#1). */
+  readonly privateKey: string
+  readonly algorithm: "rsa-sha256" | "ed25519-sha256"
+}
+
+export interface Signer {
+  readonly key: SigningKey
+  readonly write: (bytes: Uint8Array) => void
+  /** The DKIM-Signature field (CRLF-ended lines), or undefined if signing failed. Never rejects. */
+  readonly end: () => Promise<string | undefined>
+  readonly abort: () => void
+}
+
+/** The algorithm a private key signs with; undefined for a key of another kind. */
+export const algorithmOf = (pem: string): SigningKey["algorithm"] | undefined => {
+  const type = Crypto.createPrivateKey(pem).asymmetricKeyType
+  return type === "rsa" ? "rsa-sha256" : type === "ed25519" ? "ed25519-sha256" : undefined
+}
+
+/** The DNS TXT record that publishes the public half of `privateKey` (RFC 6376 3.6.1, RFC 8463). */
+export const dnsRecord = (privateKey: string): string => {
+  const key = Crypto.createPublicKey(Crypto.createPrivateKey(privateKey))
+  if (key.asymmetricKeyType === "ed25519") {
+    // Ed25519 publishes the bare 32-byte key: the end of its SPKI form.
+    const spki = key.export({ type: "spki", format: "der" })
+    return `v=DKIM1; k=ed25519; p=${spki.subarray(spki.length - 32).toString("base64")}`
+  }
+  return `v=DKIM1; k=rsa; p=${key.export({ type: "spki", format: "der" }).toString("base64")}`
+}
+
+export const start = (key: SigningKey): Signer => {
+  const input = new PassThrough()
+  const signature = {
+    signingDomain: key.domain,
+    selector: key.selector,
+    privateKey: key.privateKey,
+    algorithm: key.algorithm,
+    canonicalization: "relaxed/relaxed"
+  }
+  const signed: Promise<string | undefined> = dkimSign(input, { ...signature, signatureData: [signature] }).then(
+    (result) => (result.signatures === "" ? undefined : result.signatures.replace(/\r?\n/g, "\r\n")),
+    () => undefined
+  )
+  return {
+    key,
+    write: (bytes) => void input.write(bytes),
+    end: () => {
+      input.end()
+      return signed
+    },
+    abort: () => {
+      input.destroy()
+      signed.catch(() => undefined)
+    }
+  }
+}
