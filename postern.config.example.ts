@@ -202,7 +202,8 @@ export default defineConfig({
   spf: { check: false, timeout: "10s" },
   // DKIM verification and DMARC (with SPF) of each message at data: ctx.dkim, ctx.dmarc, the
   // dmarc() rule, an Authentication-Results field. Default: { verify: false }
-  dkim: { verify: false },
+  // sign: keys for the mail authenticated clients send from our domains (postern dkim keygen).
+  dkim: { verify: false, sign: [] },
   // Name servers for policy checks; default the system's. Default: { servers: [], timeout: "5s" }
   dns: { servers: [], timeout: "5s" },
 

@@ -8,6 +8,7 @@ import { NodeServices } from "@effect/platform-node"
 import { Cause, Console, Deferred, Effect, Exit, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import * as UsersCli from "./auth/UsersCli.ts"
+import * as DkimCli from "./policy/DkimCli.ts"
 import * as BenchCli from "./bench/BenchCli.ts"
 import * as Config from "./config/Config.ts"
 import * as Primary from "./daemon/Primary.ts"
@@ -87,10 +88,11 @@ const replay = Command.make(
 
 const postern = Command.make("postern").pipe(
   Command.withDescription("Postern mail transfer agent"),
-  Command.withSubcommands([serve, configCommand, replay, BenchCli.command, UsersCli.command])
+  Command.withSubcommands([serve, configCommand, replay, BenchCli.command, UsersCli.command, DkimCli.command])
 )
 
-const fatal = (tag: string): boolean => tag === "ListenError" || tag === "CertificateError" || tag === "TicketKeyError"
+const fatal = (tag: string): boolean =>
+  tag === "ListenError" || tag === "CertificateError" || tag === "TicketKeyError" || tag === "DkimKeyError"
 
 const withPolicy = (config: Config.ConfigShape, policy: Config.PolicySettings): Config.ConfigShape => ({ ...config, policy })
 

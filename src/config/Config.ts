@@ -353,8 +353,21 @@ const DkimSection = Schema.Struct({
    * Verify DKIM signatures and evaluate DMARC (with SPF) of each message at the data stage:
    * ctx.dkim and ctx.dmarc for rules, the dmarc() rule, an Authentication-Results field.
    */
-  verify: orDefault(Bool, false)
-}).annotate({ expected: "an object { verify? }" })
+  verify: orDefault(Bool, false),
+  /**
+   * Keys to sign with: the message of an authenticated client whose sender and From are in
+   * `domain` is signed with its key (`postern dkim keygen` makes one).
+   */
+  sign: orDefault(
+    Schema.Array(
+      Schema.Struct({ domain: Domain, selector: NonEmptyText("a DKIM selector"), key: PathString })
+        .annotate({ expected: "a signing key { domain, selector, key }" })
+    ).annotate({ expected: "a list of signing keys" }).check(
+      uniqueBy<{ readonly domain: string }>("domain", (k) => k.domain.toLowerCase())
+    ),
+    []
+  )
+}).annotate({ expected: "an object { verify?, sign? }" })
 
 const DnsSection = Schema.Struct({
   /** Name servers for policy checks ("192.0.2.53", "[2001:db8::53]:5353"); default the system's. */
@@ -481,7 +494,11 @@ export interface ConfigShape {
   readonly policy: PolicySettings
   readonly auth: AuthSettings
   readonly spf: { readonly check: boolean; readonly timeout: number }
-  readonly dkim: { readonly verify: boolean }
+  readonly dkim: {
+    readonly verify: boolean
+    /** Key files resolved against the configuration file's directory. */
+    readonly sign: ReadonlyArray<{ readonly domain: string; readonly selector: string; readonly key: string }>
+  }
   readonly dns: { readonly servers: ReadonlyArray<string>; readonly timeout: number }
 }
 
@@ -640,7 +657,7 @@ const finish = (parsed: typeof ConfigSchema.Type, baseDirectory: string): Config
     reverseDns: parsed.reverseDns,
     policy: parsed.policy,
     spf: parsed.spf,
-    dkim: parsed.dkim,
+    dkim: { verify: parsed.dkim.verify, sign: parsed.dkim.sign.map((k) => ({ ...k, key: resolve(k.key) })) },
     dns: parsed.dns,
     auth: {
       usersFile: underState(parsed.auth.usersFile, "users"),

@@ -12,6 +12,7 @@ import * as Event from "../log/Event.ts"
 import { EventLog } from "../log/EventLog.ts"
 import * as LogReader from "../log/LogReader.ts"
 import * as LogWriter from "../log/LogWriter.ts"
+import * as DkimSign from "../policy/DkimSign.ts"
 import * as DnsLive from "../policy/DnsLive.ts"
 import * as Policy from "../policy/Policy.ts"
 import { Policy as PolicyService } from "../policy/Policy.ts"
@@ -143,6 +144,7 @@ export const run = Effect.fnUntraced(function*(options: WorkerOptions) {
       },
       spf: config.spf.check ? { resolve: DnsLive.make(config.dns), timeout: config.spf.timeout } : undefined,
       messageAuth: config.dkim.verify ? { resolve: DnsLive.make(config.dns) } : undefined,
+      dkimKeys: yield* DkimSign.loadKeys(config.dkim.sign),
       partition,
       current: () => current,
       framing: { maxLineLength: config.limits.lineLength, maxDiscard: config.limits.lineDiscard },

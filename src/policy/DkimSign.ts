@@ -5,7 +5,9 @@
  * (ed25519-sha256, RFC 8463), one per domain.
  */
 import * as Crypto from "node:crypto"
+import * as Fs from "node:fs"
 import { PassThrough } from "node:stream"
+import { Effect, Schema } from "effect"
 import { dkimSign } from "mailauth"
 
 export interface SigningKey {
@@ -67,3 +69,32 @@ export const start = (key: SigningKey): Signer => {
     }
   }
 }
+
+/** A signing key file that cannot be used: the daemon does not start with it. */
+export class DkimKeyError extends Schema.TaggedError<DkimKeyError>()("DkimKeyError", {
+  file: Schema.String,
+  reason: Schema.String
+}) {
+  override get message(): string {
+    return `DKIM key ${this.file}: ${this.reason}`
+  }
+}
+
+/** Reads the configured keys, by domain (lower-cased). */
+export const loadKeys = (
+  keys: ReadonlyArray<{ readonly domain: string; readonly selector: string; readonly key: string }>
+): Effect.Effect<ReadonlyMap<string, SigningKey>, DkimKeyError> =>
+  Effect.try({
+    try: () =>
+      new Map(keys.map((k) => {
+        const privateKey = Fs.readFileSync(k.key, "utf8")
+        const algorithm = algorithmOf(privateKey)
+        if (algorithm === undefined) throw new Error(`${k.key}: not an RSA or Ed25519 private key`)
+        return [k.domain.toLowerCase(), { domain: k.domain.toLowerCase(), selector: k.selector, privateKey, algorithm }] as const
+      })),
+    catch: (error) => {
+      const text = error instanceof Error ? error.message : String(error)
+      const file = keys.find((k) => text.includes(k.key))?.key ?? keys[0]?.key ?? ""
+      return new DkimKeyError({ file, reason: text })
+    }
+  })

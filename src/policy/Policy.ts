@@ -4,8 +4,8 @@
  *
  * Each stage has its rules, in order, and a default for when they all say `next`. One default
  * is not configurable: a recipient outside the local domains is refused (`554 5.7.1 Relay
- * access denied`) unless a rule accepted it, so no rule set, however written, makes an open
- * relay by leaving something out.
+ * access denied`) unless a rule accepted it with `acceptRelay`, so no rule set makes an open
+ * relay by leaving something out, nor by a plain `accept` meant for something else.
  */
 import { Context, Duration, Effect, Layer } from "effect"
 import * as Rule from "./Rule.ts"

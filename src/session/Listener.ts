@@ -54,6 +54,8 @@ export interface ListenerOptions {
   readonly spf?: Session.SessionOptions["spf"]
   /** DKIM and DMARC at data, when on. */
   readonly messageAuth?: Session.SessionOptions["messageAuth"]
+  /** DKIM signing keys, when any. */
+  readonly dkimKeys?: Session.SessionOptions["dkimKeys"]
   /** Reverse lookup of a client address, when enabled; undefined when no name is found. */
   readonly resolveName: ((address: string) => Effect.Effect<string | undefined>) | undefined
 }
@@ -184,6 +186,7 @@ export const serve = Effect.fnUntraced(function*(
           auth: { ...options.auth, offered: spec.auth },
           spf: options.spf,
           messageAuth: options.messageAuth,
+          dkimKeys: options.dkimKeys,
           tls: options.tls,
           initial,
           settings,

@@ -14,6 +14,7 @@ import type * as Rule from "../policy/Rule.ts"
 import { Queue, type QueueTxn } from "../queue/Queue.ts"
 import * as Connection from "../tls/Connection.ts"
 import * as Handshake from "../tls/Handshake.ts"
+import * as DkimSign from "../policy/DkimSign.ts"
 import * as Dns from "../policy/Dns.ts"
 import * as MessageAuth from "../policy/MessageAuth.ts"
 import * as Spf from "../policy/Spf.ts"
@@ -43,6 +44,8 @@ export interface SessionOptions {
   readonly spf?: { readonly resolve: Dns.Resolve; readonly timeout: number } | undefined
   /** DKIM and DMARC at data (`dkim.verify`): the DNS to ask. */
   readonly messageAuth?: { readonly resolve: Dns.Resolve } | undefined
+  /** DKIM signing keys by domain (`dkim.sign`), for authenticated clients' mail. */
+  readonly dkimKeys?: ReadonlyMap<string, DkimSign.SigningKey> | undefined
   /** Runs a TLS handshake; undefined when the listener has no TLS (then `security` is "none"). */
   readonly tls: Handshake.Upgrade | undefined
   /** Bytes that arrived with a PROXY header, already belonging to the SMTP conversation. */
@@ -61,6 +64,13 @@ export interface AuthOptions {
   readonly verify: (user: string, password: string) => Promise<string | undefined>
   /** Milliseconds before a 535; doubled for each earlier failure of the session, at most 30 s. */
   readonly failureDelay: number
+}
+
+/** The domain of a From field's (first) address, lower-cased. */
+const domainOf = (from: string | undefined): string | undefined => {
+  const address = from?.match(/<([^>]*)>/)?.[1] ?? from
+  const at = address?.lastIndexOf("@") ?? -1
+  return address === undefined || at < 0 ? undefined : address.slice(at + 1).trim().toLowerCase()
 }
 
 /** How long a failed AUTH waits, growing with the session's earlier failures (Postfix-like tarpit). */
@@ -128,12 +138,26 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
     return connection.write(bytes)
   })
 
+  /** The DKIM-Signature of the message being committed, when it is ours to sign (From in the key's domain). */
+  const signature = Effect.suspend(() => {
+    const open = signer
+    signer = undefined
+    if (open === undefined) return Effect.succeed("")
+    if (fromDomain !== open.key.domain) {
+      open.abort()
+      return Effect.succeed("")
+    }
+    return Effect.promise(() => open.end()).pipe(Effect.map((field) => field ?? ""))
+  })
+
   /** The Authentication-Results field of the message being committed, when it was checked. */
   const authenticationResults = (): string => (messageOutcome === undefined ? "" : `${messageOutcome.header}\r\n`)
 
   const abortTransaction = Effect.suspend(() => {
     verifier?.abort()
     verifier = undefined
+    signer?.abort()
+    signer = undefined
     const open = txn
     txn = undefined
     return open === undefined ? Effect.void : open.abort
@@ -175,7 +199,7 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
       txn = undefined
       const result = open === undefined
         ? ({ _tag: "Failure", reason: "content could not be spooled" } as const)
-        : yield* queue.commit(open, envelope, session, authenticationResults() + Headers.format(headers ?? [])).pipe(
+        : yield* queue.commit(open, envelope, session, (yield* signature) + authenticationResults() + Headers.format(headers ?? [])).pipe(
           Effect.map(({ queueId }) => ({ _tag: "Success", queueId }) as const),
           Effect.catch((error) => Effect.succeed({ _tag: "Failure", reason: error.message } as const))
         )
@@ -243,6 +267,10 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
   /** The DKIM/DMARC check of the message streaming in, and its outcome once it has ended. */
   let verifier: MessageAuth.Verifier | undefined
   let messageOutcome: MessageAuth.Outcome | undefined
+  /** The DKIM signer of an authenticated client's message from one of our domains. */
+  let signer: DkimSign.Signer | undefined
+  /** The domain of the From field of the message just received. */
+  let fromDomain: string | undefined
 
   /** DNS for a check, each answer recorded in the log. */
   const recorded = (resolve: Dns.Resolve): Dns.Resolve =>
@@ -261,7 +289,15 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
     verifier?.abort()
     verifier = undefined
     messageOutcome = undefined
+    signer?.abort()
+    signer = undefined
+    fromDomain = undefined
     const transaction = state.transaction
+    // Only mail an authenticated client sends from one of our domains is signed: never a
+    // message that merely claims the domain.
+    const senderDomain = transaction?.from._tag === "Mailbox" ? transaction.from.domain.toLowerCase() : undefined
+    const key = state.authenticated === undefined || senderDomain === undefined ? undefined : options.dkimKeys?.get(senderDomain)
+    if (key !== undefined) signer = DkimSign.start(key)
     if (options.messageAuth === undefined || transaction === undefined) return
     verifier = MessageAuth.start({
       sender: Address.format(transaction.from),
@@ -506,6 +542,7 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
         if (!keepContent || open === undefined) return undefined
         headers?.push(unit.bytes)
         verifier?.write(unit.bytes)
+        signer?.write(unit.bytes)
         if (contentBytes > options.settings.maxMessageSize) {
           keepContent = false
           return abortTransaction
@@ -521,6 +558,7 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
         const whole = keepContent && (reading._tag === "Data" || (reading._tag === "Bdat" && reading.last))
         const fields = whole ? headers?.headers() : undefined
         if (whole) headers = undefined
+        if (fields !== undefined) fromDomain = domainOf(Headers.first(fields, "from"))
         const event = Event.make("ContentReceived", {
           session,
           at: now(),
