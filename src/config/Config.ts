@@ -896,9 +896,55 @@ const policySummary = (policy: PolicySettings): Array<string> => [
     : ["shadow policy (recorded beside the live one, never enforced):", ...stageLines(policy.shadow.rules, policy.shadow.defaults)])
 ]
 
+/**
+ * What in a valid configuration cannot work as written: rules that never run or never decide,
+ * a default that refuses everyone, a rule shared by the live and shadow sets. One line each;
+ * printed by `config check` and at start.
+ */
+export const warnings = (config: ConfigShape): Array<string> => {
+  const out: Array<string> = []
+  const { policy } = config
+  const sets = [["policy.rules", policy.rules], ...(policy.shadow === undefined ? [] : [["policy.shadow.rules", policy.shadow.rules]] as const)] as const
+  for (const [path, rules] of sets) {
+    if ((rules.auth ?? []).length > 0 && !config.listeners.some((l) => l.auth)) {
+      out.push(`${path}.auth: no listener offers AUTH, so these rules never run`)
+    }
+    for (const stage of stageNames) {
+      for (const rule of rules[stage] ?? []) {
+        for (const needed of rule.requires ?? []) {
+          const on = needed === "spf.check" ? config.spf.check : config.dkim.verify
+          if (!on) out.push(`${path}.${stage}: rule '${rule.name}' never decides: ${needed} is off`)
+        }
+        if (rule.name === "dmarc" && stage !== "data" && rule.requires !== undefined) {
+          out.push(`${path}.${stage}: rule 'dmarc' only decides at data`)
+        }
+      }
+    }
+  }
+  for (const stage of ["connect", "helo"] as const) {
+    if (policy.defaults[stage] !== "accept" && (policy.rules[stage] ?? []).length === 0) {
+      out.push(`policy.defaults.${stage}: "${policy.defaults[stage]}" with no rules refuses every session`)
+    }
+  }
+  if (policy.shadow !== undefined) {
+    const shadowed = new Set(stageNames.flatMap((s) => policy.shadow?.rules[s] ?? []))
+    for (const stage of stageNames) {
+      for (const rule of policy.rules[stage] ?? []) {
+        if (shadowed.has(rule)) {
+          out.push(`policy.shadow: rule '${rule.name}' is also a live rule: its state (rate counts) is shared, so the shadow affects live decisions`)
+        }
+      }
+    }
+  }
+  return out
+}
+
 /** Loads and validates a configuration (as {@link load}) and describes it for a human. */
 export const check = (file: string | undefined): Effect.Effect<string, ConfigError> =>
-  load(file).pipe(Effect.map((config) => summary(config, file ?? embeddedSource)))
+  load(file).pipe(Effect.map((config) => {
+    const warned = warnings(config)
+    return summary(config, file ?? embeddedSource) + (warned.length === 0 ? "" : `\n${warned.map((w) => `warning: ${w}`).join("\n")}`)
+  }))
 
 // ---------------------------------------------------------------------------------------------
 // Service

@@ -91,7 +91,10 @@ export const run = (options: PrimaryOptions): Effect.Effect<void> =>
           return stop()
         }
         listening++
-        if (listening === count) process.stdout.write(banner(config, message.ports))
+        if (listening === count) {
+          process.stdout.write(banner(config, message.ports))
+          for (const warning of Config.warnings(config)) process.stderr.write(`postern: warning: ${warning}\n`)
+        }
       })
       worker.on("exit", (code, signal) => {
         if (byPartition.get(partition) === worker) byPartition.delete(partition)

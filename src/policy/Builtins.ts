@@ -121,12 +121,15 @@ export const spf = (options: SpfOptions = {}): Rule.Rule => {
     temperror: Rule.tempfail(451, "4.7.24", "SPF validation error; try again later"),
     ...options.on
   }
-  return Rule.rule("spf", (context) => {
-    const checked = context.spf
-    if (checked === undefined) return Rule.next
-    const verdict = verdicts[checked.result] ?? Rule.next
-    return verdict._tag === "Next" ? verdict : Rule.because(verdict, { spf: checked.result, domain: checked.domain })
-  })
+  return {
+    ...Rule.rule("spf", (context) => {
+      const checked = context.spf
+      if (checked === undefined) return Rule.next
+      const verdict = verdicts[checked.result] ?? Rule.next
+      return verdict._tag === "Next" ? verdict : Rule.because(verdict, { spf: checked.result, domain: checked.domain })
+    }),
+    requires: ["spf.check"]
+  }
 }
 
 export interface DmarcOptions {
@@ -147,7 +150,7 @@ export const dmarc = (options: DmarcOptions = {}): Rule.Rule => {
   const reject = options.reject ?? Rule.deny(550, "5.7.1", "DMARC policy of the sender's domain refuses this message")
   const quarantine = options.quarantine ?? Rule.next
   const temperror = options.temperror ?? Rule.tempfail(451, "4.7.1", "DMARC evaluation failed; try again later")
-  return Rule.rule("dmarc", (context) => {
+  const evaluate = (context: Rule.Context): Rule.Verdict => {
     const result = context.dmarc
     if (result === undefined) return Rule.next
     const verdict = result.result === "temperror"
@@ -160,7 +163,8 @@ export const dmarc = (options: DmarcOptions = {}): Rule.Rule => {
       ? quarantine
       : Rule.next
     return verdict._tag === "Next" ? verdict : Rule.because(verdict, { dmarc: result.result, domain: result.domain, policy: result.policy })
-  })
+  }
+  return { ...Rule.rule("dmarc", evaluate), requires: ["dkim.verify"] }
 }
 
 export interface RateLimitOptions {

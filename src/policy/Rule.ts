@@ -173,6 +173,8 @@ export type Result = Verdict | Effect.Effect<Verdict, unknown>
 export interface Rule {
   readonly name: string
   readonly evaluate: (context: Context) => Result
+  /** Checks the rule depends on (the built-ins say), so that the configuration can warn when they are off. */
+  readonly requires?: ReadonlyArray<"spf.check" | "dkim.verify"> | undefined
 }
 
 /** A named rule. */

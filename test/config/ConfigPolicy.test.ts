@@ -6,6 +6,7 @@ import * as NodeUrl from "node:url"
 import { Effect } from "effect"
 import * as Config from "../../src/config/Config.ts"
 import * as Duration from "../../src/config/Duration.ts"
+import * as Builtins from "../../src/policy/Builtins.ts"
 import * as Rule from "../../src/policy/Rule.ts"
 
 const indexUrl = NodeUrl.pathToFileURL(NodePath.resolve(import.meta.dirname, "../../src/index.ts")).href
@@ -157,4 +158,48 @@ describe("Config: dns.servers (review: a name instead of an address made workers
         ])
       }))
   }
+})
+
+describe("Config.warnings: rules that cannot work as written", () => {
+  const warningsOf = (input: unknown) => Effect.map(Config.decode(input, "test"), Config.warnings)
+
+  it.effect("none for the embedded default", () =>
+    Effect.gen(function*() {
+      assert.deepStrictEqual(yield* warningsOf({}), [])
+    }))
+
+  it.effect("spf() without spf.check and dmarc() without dkim.verify never decide; dmarc() outside data never decides", () =>
+    Effect.gen(function*() {
+      assert.deepStrictEqual(yield* warningsOf({ policy: { rules: { mail: [Builtins.spf(), Builtins.dmarc()] } } }), [
+        "policy.rules.mail: rule 'spf' never decides: spf.check is off",
+        "policy.rules.mail: rule 'dmarc' never decides: dkim.verify is off",
+        "policy.rules.mail: rule 'dmarc' only decides at data"
+      ])
+      assert.deepStrictEqual(yield* warningsOf({ spf: { check: true }, policy: { rules: { mail: [Builtins.spf()] } } }), [])
+    }))
+
+  it.effect("auth rules with no listener offering AUTH never run", () =>
+    Effect.gen(function*() {
+      const config = { listeners: [{ port: 2525, role: "smtp" }], policy: { rules: { auth: [blocked] } } }
+      assert.deepStrictEqual(yield* warningsOf(config), ["policy.rules.auth: no listener offers AUTH, so these rules never run"])
+    }))
+
+  it.effect("a refusing connect default with no rules refuses everyone; a rule shared with the shadow set shares its state", () =>
+    Effect.gen(function*() {
+      assert.deepStrictEqual(yield* warningsOf({ policy: { defaults: { connect: "deny" } } }), [
+        "policy.defaults.connect: \"deny\" with no rules refuses every session"
+      ])
+      assert.deepStrictEqual(yield* warningsOf({ policy: { rules: { mail: [blocked] }, shadow: { rules: { mail: [blocked] } } } }), [
+        "policy.shadow: rule 'blocked' is also a live rule: its state (rate counts) is shared, so the shadow affects live decisions"
+      ])
+    }))
+
+  it.effect("config check prints them after the summary", () =>
+    Effect.gen(function*() {
+      const file = writeConfig(`import { defineConfig, spf } from ${JSON.stringify(indexUrl)}
+export default defineConfig({ policy: { rules: { mail: [spf()] } } })
+`)
+      const summary = yield* Config.check(file)
+      assert.isTrue(summary.endsWith("\nwarning: policy.rules.mail: rule 'spf' never decides: spf.check is off"))
+    }))
 })
