@@ -329,17 +329,21 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
   }
 
   /** Checks SPF for the sender of a MAIL command, recording every DNS answer and the outcome. */
-  const checkSpf = (transaction: Machine.Transaction, spf: NonNullable<SessionOptions["spf"]>) =>
-    Effect.promise(() =>
-      Spf.check({
-        sender: Address.format(transaction.from),
-        ip: options.peer.address,
-        helo: state.helo?.domain ?? "",
-        hostname: options.settings.hostname,
-        timeout: spf.timeout,
-        resolve: recorded(spf.resolve)
-      })
-    ).pipe(Effect.map((outcome) => {
+  const checkSpf = (transaction: Machine.Transaction, spf: NonNullable<SessionOptions["spf"]>) => {
+    const sender = Address.format(transaction.from)
+    const helo = state.helo?.domain ?? ""
+    // A client repeating MAIL for the same sender is answered from the session's last check:
+    // a MAIL/RSET loop must not turn into DNS traffic and DnsAnswered records.
+    const key = `${sender}\u0000${helo}`
+    const again = spfChecks.get(key)
+    const checked = again !== undefined
+      ? Effect.succeed(again)
+      : Effect.promise(() =>
+        Spf.check({ sender, ip: options.peer.address, helo, hostname: options.settings.hostname, timeout: spf.timeout, resolve: recorded(spf.resolve) })
+      )
+    return checked.pipe(Effect.map((outcome) => {
+      if (spfChecks.size >= 16) spfChecks.clear()
+      spfChecks.set(key, outcome)
       spfOutcome = outcome
       log.appendUnsafe(Event.make("SpfChecked", {
         session,
@@ -350,6 +354,8 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
         ...(outcome.comment === undefined ? {} : { comment: outcome.comment })
       }))
     }))
+  }
+  const spfChecks = new Map<string, Spf.Outcome>()
 
   /** The shadow rules' decision, recorded only; one that needs I/O is recorded when it is done. */
   const shadow = (stage: Event.PolicyStage, context: Rule.Context): void => {

@@ -86,6 +86,22 @@ describe("SPF at MAIL, through a DNS zone on loopback", () => {
     assert.deepStrictEqual(checked.map((e) => [e.domain, e.result]).slice(-2), [["soft.test", "softfail"], ["unknown.test", "none"]])
   })
 
+  it("MAIL repeated for the same sender in one session is answered from the session's check: one DNS query, not one per MAIL", async () => {
+    const loop = String.raw`
+import smtplib, sys
+s = smtplib.SMTP("127.0.0.1", int(sys.argv[1]), local_hostname="client.test", timeout=20)
+s.ehlo()
+for i in range(5):
+    s.mail("again@soft.test")
+    s.rset()
+s.quit()
+`
+    const before = dns.questions.filter((q) => q.name === "soft.test").length
+    await new Promise<void>((resolve, reject) =>
+      ChildProcess.execFile("python3", ["-c", loop, String(daemon.ports.smtp)], { timeout: 30_000 }, (error) => (error === null ? resolve() : reject(error))))
+    assert.strictEqual(dns.questions.filter((q) => q.name === "soft.test").length - before, 1)
+  })
+
   it("with the DNS server gone, replay --rules decides again from the recorded SPF results and answers; the transcript shows them", async () => {
     await dns.close()
     const other = `${daemon.stateDir}/stricter.config.ts`
@@ -96,9 +112,11 @@ describe("SPF at MAIL, through a DNS zone on loopback", () => {
     const result = await daemon.replay([daemon.logDir, "--rules", other, "--json"])
     assert.strictEqual(result.code, 0, result.stderr)
     const changes = result.stdout.trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => "stage" in l)
-    assert.deepStrictEqual(changes.map((c) => [c["stage"], (c["recorded"] as Record<string, unknown>)["verdict"], (c["now"] as Record<string, unknown>)["verdict"], (c["now"] as Record<string, unknown>)["text"]]), [
-      ["mail", "accept", "deny", "Softfail refused"]
-    ])
+    // The softfail sender of the third test, and the five MAILs of the repeated-sender test.
+    assert.deepStrictEqual(
+      changes.map((c) => [c["stage"], (c["recorded"] as Record<string, unknown>)["verdict"], (c["now"] as Record<string, unknown>)["verdict"], (c["now"] as Record<string, unknown>)["text"]]),
+      Array.from({ length: 6 }, () => ["mail", "accept", "deny", "Softfail refused"])
+    )
     const events = await readLog(daemon.logDir)
     const failSession = events.find((e): e is Event.SpfChecked => e._tag === "SpfChecked" && e.result === "fail")?.session ?? ""
     const transcript = await daemon.replay([daemon.logDir, "--session", failSession])
