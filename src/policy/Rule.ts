@@ -66,13 +66,23 @@ const answer = (code: number, enhanced: string, text: string, range: readonly [n
   }
   // 421 tells the client the connection is closing (RFC 5321 3.8): only disconnect may say it.
   if (code === 421 && what !== "disconnect") throw new RangeError(`${what}: 421 closes the connection; use disconnect`)
-  if (!/^[245]\.\d{1,3}\.\d{1,3}$/.test(enhanced)) throw new RangeError(`${what}: "${enhanced}" is not an enhanced status code`)
+  if (!isEnhancedCode(enhanced)) throw new RangeError(`${what}: "${enhanced}" is not an enhanced status code`)
   // RFC 3463 section 3: the class of the enhanced code is the class of the reply.
-  if (enhanced[0] !== String(code)[0]) {
+  if (enhanced.charCodeAt(0) - 48 !== Math.floor(code / 100)) {
     throw new RangeError(`${what}: enhanced code ${enhanced} does not match reply code ${code} (RFC 3463: same class)`)
   }
-  if (/[\r\n]/.test(text)) throw new RangeError(`${what}: the text must be one line`)
+  if (text.indexOf("\r") >= 0 || text.indexOf("\n") >= 0) throw new RangeError(`${what}: the text must be one line`)
   return { code, enhanced, text }
+}
+
+// Checked on every refusal a rule builds; the few codes in use are remembered.
+const enhancedCodes = new Set<string>()
+
+const isEnhancedCode = (enhanced: string): boolean => {
+  if (enhancedCodes.has(enhanced)) return true
+  if (!/^[245]\.\d{1,3}\.\d{1,3}$/.test(enhanced)) return false
+  if (enhancedCodes.size < 1024) enhancedCodes.add(enhanced)
+  return true
 }
 
 /** Refuses what the stage is about (a 4xx or 5xx reply; the session goes on). */
@@ -209,19 +219,20 @@ const describe = (value: unknown): string => {
   }
 }
 
-/** The checks of `deny`, `tempfail` and `disconnect`, for verdicts a rule wrote as plain objects. */
+/**
+ * The checks of `deny`, `tempfail` and `disconnect`, for verdicts a rule wrote as plain
+ * objects (without building anything: this runs for every refusal).
+ */
 const isAnswer = (value: unknown, tag: "Deny" | "Tempfail" | "Disconnect"): value is Answer => {
-  if (typeof value !== "object" || value === null) return false
-  const code: unknown = Reflect.get(value, "code")
-  const enhanced: unknown = Reflect.get(value, "enhanced")
-  const text: unknown = Reflect.get(value, "text")
-  if (typeof code !== "number" || typeof enhanced !== "string" || typeof text !== "string") return false
-  try {
-    answer(code, enhanced, text, tag === "Tempfail" ? [400, 499] : [400, 599], tag === "Disconnect" ? "disconnect" : "deny")
-    return true
-  } catch {
+  if (typeof value !== "object" || value === null || !("code" in value) || !("enhanced" in value) || !("text" in value)) {
     return false
   }
+  const { code, enhanced, text } = value
+  if (typeof code !== "number" || typeof enhanced !== "string" || typeof text !== "string") return false
+  if (!Number.isInteger(code) || code < 400 || code > (tag === "Tempfail" ? 499 : 599)) return false
+  if (code === 421 && tag !== "Disconnect") return false
+  return isEnhancedCode(enhanced) && enhanced.charCodeAt(0) - 48 === Math.floor(code / 100) &&
+    text.indexOf("\r") < 0 && text.indexOf("\n") < 0
 }
 
 const areHeaders = (value: unknown): boolean =>
@@ -239,11 +250,11 @@ const isVerdict = (value: unknown): value is Verdict => {
   switch (value._tag) {
     case "Next":
     case "Accept":
-      return areHeaders(Reflect.get(value, "headers"))
+      return !("headers" in value) || areHeaders(value.headers)
     case "Deny":
     case "Tempfail":
     case "Disconnect":
-      return isAnswer(Reflect.get(value, "answer"), value._tag)
+      return "answer" in value && isAnswer(value.answer, value._tag)
     default:
       return false
   }
