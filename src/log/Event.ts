@@ -82,7 +82,9 @@ export const Envelope = Schema.Struct({
   from: Schema.String,
   to: Schema.Array(Schema.String),
   smtputf8: Schema.Boolean,
-  body: Schema.optionalKey(Schema.Literals(["7BIT", "8BITMIME", "BINARYMIME"]))
+  body: Schema.optionalKey(Schema.Literals(["7BIT", "8BITMIME", "BINARYMIME"])),
+  /** Held in this quarantine (a policy verdict at data) instead of delivered. */
+  quarantine: Schema.optionalKey(Schema.String)
 })
 export type Envelope = typeof Envelope.Type
 
@@ -428,7 +430,9 @@ const decisionFields = {
   session: SessionId,
   at: Millis,
   stage: PolicyStage,
-  verdict: Schema.Literals(["accept", "deny", "tempfail", "disconnect"]),
+  verdict: Schema.Literals(["accept", "deny", "tempfail", "disconnect", "quarantine"]),
+  /** The quarantine an accepted message goes to instead of its recipients (data stage). */
+  quarantine: Schema.optionalKey(Schema.String),
   rule: Schema.optionalKey(Schema.String),
   code: Schema.optionalKey(Schema.Number),
   enhanced: Schema.optionalKey(Schema.String),

@@ -89,7 +89,8 @@ export const inputOf = (event: Event.Event): Machine.Input | undefined => {
         stage: event.stage,
         verdict: event.verdict,
         reply: event.code === undefined ? undefined : Reply.make(event.code, event.enhanced, event.text ?? ""),
-        ...(event.headers === undefined ? {} : { headers: event.headers })
+        ...(event.headers === undefined ? {} : { headers: event.headers }),
+        ...(event.quarantine === undefined ? {} : { quarantine: event.quarantine })
       }
     default:
       return undefined
@@ -189,7 +190,7 @@ const recordedSummary = (event: Event.PolicyDecided | Event.ShadowDecided): Deci
 
 const decisionSummary = (decision: Rule.Decision): DecisionSummary => {
   const verdict = decision.verdict
-  const answer = verdict._tag === "Accept" ? undefined : verdict.answer
+  const answer = verdict._tag === "Accept" || verdict._tag === "Quarantine" ? undefined : verdict.answer
   return {
     verdict: PolicyContext.verdictName(verdict),
     rule: decision.rule,
@@ -337,7 +338,13 @@ export const describeTls = (facts: Event.TlsFacts): string =>
       }`
   ].filter((part) => part !== undefined).join(", ")
 
-const verdictWords = { accept: "accepted", deny: "denied", tempfail: "deferred", disconnect: "disconnected" } as const
+const verdictWords = {
+  accept: "accepted",
+  deny: "denied",
+  tempfail: "deferred",
+  disconnect: "disconnected",
+  quarantine: "quarantined"
+} as const
 
 /**
  * "rcpt denied by rule 'relay' (554 5.7.1) [client 192.0.2.1]": which rule gave the reply the
@@ -346,7 +353,11 @@ const verdictWords = { accept: "accepted", deny: "denied", tempfail: "deferred",
 export const describeDecision = (event: Event.PolicyDecided | Event.ShadowDecided): string | undefined => {
   if (event.verdict === "accept" && event.rule === undefined) return undefined
   const by = event.rule === undefined ? `the ${event.stage} default` : `rule '${event.rule}'`
-  const reply = event.code === undefined ? "" : ` (${event.code}${event.enhanced === undefined ? "" : ` ${event.enhanced}`})`
+  const reply = event.quarantine !== undefined
+    ? ` (into ${event.quarantine})`
+    : event.code === undefined
+    ? ""
+    : ` (${event.code}${event.enhanced === undefined ? "" : ` ${event.enhanced}`})`
   const because = event.because === undefined
     ? ""
     : ` [${Object.entries(event.because).map(([key, value]) => `${key} ${value}`).join(", ")}]`

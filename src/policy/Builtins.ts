@@ -135,7 +135,7 @@ export const spf = (options: SpfOptions = {}): Rule.Rule => {
 export interface DmarcOptions {
   /** The answer to a DMARC fail under p=reject; default `550 5.7.1 DMARC policy of the sender's domain refuses this message`. */
   readonly reject?: Rule.Verdict
-  /** The answer to a DMARC fail under p=quarantine; default next (Postern has no quarantine yet: the message is marked by Authentication-Results). */
+  /** The answer to a DMARC fail under p=quarantine; default `quarantine("dmarc")`. */
   readonly quarantine?: Rule.Verdict
   /** The answer to a DMARC temperror; default `451 4.7.1`. */
   readonly temperror?: Rule.Verdict
@@ -143,12 +143,12 @@ export interface DmarcOptions {
 
 /**
  * Applies the From domain's DMARC policy (RFC 7489 6.6) at the data stage: a failing message
- * is refused under p=reject, and what `quarantine` says under p=quarantine. Needs
+ * is refused under p=reject and held in the quarantine "dmarc" under p=quarantine. Needs
  * `dkim.verify` on; without a DMARC result it goes on.
  */
 export const dmarc = (options: DmarcOptions = {}): Rule.Rule => {
   const reject = options.reject ?? Rule.deny(550, "5.7.1", "DMARC policy of the sender's domain refuses this message")
-  const quarantine = options.quarantine ?? Rule.next
+  const quarantine = options.quarantine ?? Rule.quarantine("dmarc")
   const temperror = options.temperror ?? Rule.tempfail(451, "4.7.1", "DMARC evaluation failed; try again later")
   const evaluate = (context: Rule.Context): Rule.Verdict => {
     const result = context.dmarc

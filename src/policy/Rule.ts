@@ -49,6 +49,8 @@ export type Verdict =
      */
     readonly relay?: boolean | undefined
   }
+  /** At data: accept the message but hold it in the named quarantine instead of delivering it. */
+  | { readonly _tag: "Quarantine"; readonly name: string; readonly because?: Readonly<Record<string, string>> | undefined }
   | {
     readonly _tag: "Deny" | "Tempfail" | "Disconnect"
     readonly answer: Answer
@@ -83,6 +85,17 @@ const isEnhancedCode = (enhanced: string): boolean => {
   if (!/^[245]\.\d{1,3}\.\d{1,3}$/.test(enhanced)) return false
   if (enhancedCodes.size < 1024) enhancedCodes.add(enhanced)
   return true
+}
+
+const quarantineName = /^[a-z0-9][a-z0-9._-]{0,63}$/
+
+/**
+ * Accepts the message (250) and holds it in the quarantine `name` (a mailbox per recipient under
+ * `<stateDirectory>/quarantine/<name>/`) instead of delivering it. Only at the data stage.
+ */
+export const quarantine = (name: string): Verdict => {
+  if (!quarantineName.test(name)) throw new RangeError(`quarantine: "${name}" is not a quarantine name (a-z, 0-9, '.', '_', '-')`)
+  return { _tag: "Quarantine", name }
 }
 
 /** Refuses what the stage is about (a 4xx or 5xx reply; the session goes on). */
@@ -251,6 +264,8 @@ const isVerdict = (value: unknown): value is Verdict => {
     case "Next":
     case "Accept":
       return !("headers" in value) || areHeaders(value.headers)
+    case "Quarantine":
+      return "name" in value && typeof value.name === "string" && quarantineName.test(value.name)
     case "Deny":
     case "Tempfail":
     case "Disconnect":
@@ -296,6 +311,7 @@ export const evaluate = (
     // `next` is one shared object, and the common answer; then any other verdict; Effects last.
     if (result === next) continue
     if (isVerdict(result)) {
+      if (result._tag === "Quarantine" && context.stage !== "data") return failure(rule, "quarantine is only for the data stage")
       if (result._tag !== "Next" && result._tag !== "Accept") return { verdict: result, rule: rule.name }
       if (result.headers !== undefined) headers = [...(headers ?? []), ...result.headers]
       if (result._tag === "Accept") return withAdded({ verdict: result, rule: rule.name }, headers)
@@ -360,6 +376,7 @@ const finishAsync = (
       } else {
         return failure(rule, notAVerdict(result))
       }
+      if (verdict._tag === "Quarantine" && context.stage !== "data") return failure(rule, "quarantine is only for the data stage")
       if (verdict._tag !== "Next" && verdict._tag !== "Accept") return { verdict, rule: rule.name }
       if (verdict.headers !== undefined) headers = [...(headers ?? []), ...verdict.headers]
       if (verdict._tag === "Accept") return withAdded({ verdict, rule: rule.name }, headers)

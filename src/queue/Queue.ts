@@ -24,6 +24,7 @@
  * content lost" (except Maildir copies already in place), then it completes. No delivery
  * status notification is sent for permanent failures yet.
  */
+import * as Path from "node:path"
 import { Clock, Context, Duration, Effect, Latch, Layer, Queue as EffectQueue, Schema, Stream } from "effect"
 import type { Scope } from "effect"
 import * as Event from "../log/Event.ts"
@@ -70,6 +71,12 @@ export interface Options {
   readonly recordSize?: number | undefined
   /** Root of the Maildir tree: `<maildirRoot>/<domain>/<user>/`. */
   readonly maildirRoot: string
+  /**
+   * Where quarantined messages go instead of their recipients: a Maildir per quarantine and
+   * recipient, `<quarantineRoot>/<quarantine>/<recipient>/`. Default: `quarantine` beside the
+   * Maildir root.
+   */
+  readonly quarantineRoot?: string | undefined
   /** Host name in Maildir file names. */
   readonly hostname: string
   /**
@@ -297,6 +304,12 @@ export const make = Effect.fnUntraced(function*(
       })
     )
 
+  /** The message as delivered: the fields Postern added above it, then the spooled content. */
+  const contentOf = (queued: Event.MessageQueued) =>
+    queued.prepend === undefined
+      ? spool.read(queued.spool)
+      : Stream.concat(Stream.make(encoder.encode(queued.prepend)), spool.read(queued.spool))
+
   const deliverOne = (entry: Entry, recipient: QueueState.Recipient) =>
     Effect.gen(function*() {
       const queued = entry.pending.queued
@@ -339,6 +352,18 @@ export const make = Effect.fnUntraced(function*(
         }
         return yield* failed(true, `${contentLost}: ${entry.lost}`)
       }
+      const held = queued.envelope.quarantine
+      if (held !== undefined) {
+        // Held, not delivered: one copy per recipient in the quarantine's Maildirs.
+        const quarantined = yield* Effect.result(Maildir.deliver({
+          ...maildirTarget(held, recipient.recipient),
+          root: options.quarantineRoot ?? Path.join(Path.dirname(options.maildirRoot), "quarantine"),
+          content: contentOf(queued),
+          scanCur: !entry.fresh
+        }))
+        if (quarantined._tag === "Success") return yield* delivered(quarantined.success.path)
+        return yield* failed(false, `quarantine ${held}: ${quarantined.failure.message}`)
+      }
       switch (target._tag) {
         case "Discard":
           return yield* delivered("discard")
@@ -349,9 +374,7 @@ export const make = Effect.fnUntraced(function*(
         case "Maildir": {
           const outcome = yield* Effect.result(Maildir.deliver({
             ...maildirTarget(target.domain, target.user),
-            content: queued.prepend === undefined
-              ? spool.read(queued.spool)
-              : Stream.concat(Stream.make(encoder.encode(queued.prepend)), spool.read(queued.spool)),
+            content: contentOf(queued),
             scanCur: !entry.fresh
           }))
           if (outcome._tag === "Success") return yield* delivered(outcome.success.path)

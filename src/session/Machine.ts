@@ -54,6 +54,8 @@ export type Input =
     readonly reply: Reply.Reply | undefined
     /** Header fields to add to an accepted message (data stage). */
     readonly headers?: ReadonlyArray<Headers.Header> | undefined
+    /** With verdict "quarantine": the quarantine the message goes to. */
+    readonly quarantine?: string | undefined
   }
   /** What the client's AUTH response meant (the session decoded it; see Sasl). */
   | { readonly _tag: "AuthDecoded"; readonly outcome: Event.AuthResponseReceived["outcome"] }
@@ -404,7 +406,7 @@ const decided = (state: State, input: Extract<Input, { readonly _tag: "Decided" 
     const abort: ReadonlyArray<Action> = decision.stage === "data" ? [{ _tag: "Abort" }] : []
     return done({ ...resetTransaction(state), closed: true }, ...abort, refusal, close("policy"))
   }
-  const accepted = input.verdict === "accept"
+  const accepted = input.verdict === "accept" || input.verdict === "quarantine"
   switch (decision.stage) {
     case "connect":
       return greeting(commands)
@@ -428,7 +430,7 @@ const decided = (state: State, input: Extract<Input, { readonly _tag: "Decided" 
       return accepted
         ? done({ ...state, reading: { _tag: "Queueing" } }, {
           _tag: "Commit",
-          envelope: decision.envelope,
+          envelope: input.quarantine === undefined ? decision.envelope : { ...decision.envelope, quarantine: input.quarantine },
           ...(input.headers === undefined ? {} : { headers: input.headers })
         })
         : afterMessage(resetTransaction(commands), { _tag: "Abort" }, refusal)

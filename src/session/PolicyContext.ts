@@ -68,22 +68,24 @@ export const decidedInput = (stage: Event.PolicyStage, decision: Rule.Decision):
     _tag: "Decided",
     stage,
     verdict: verdictName(verdict),
-    reply: verdict._tag === "Accept"
+    reply: verdict._tag === "Accept" || verdict._tag === "Quarantine"
       ? undefined
       : Reply.make(verdict.answer.code, verdict.answer.enhanced, verdict.answer.text),
-    ...(decision.headers === undefined ? {} : { headers: decision.headers })
+    ...(decision.headers === undefined ? {} : { headers: decision.headers }),
+    ...(verdict._tag === "Quarantine" ? { quarantine: verdict.name } : {})
   }
 }
 
 /** A decision's fields as PolicyDecided and ShadowDecided record them. */
 export const eventFields = (session: string, at: number, stage: Event.PolicyStage, decision: Rule.Decision) => {
   const verdict = decision.verdict
-  const answer = verdict._tag === "Accept" ? undefined : verdict.answer
+  const answer = verdict._tag === "Accept" || verdict._tag === "Quarantine" ? undefined : verdict.answer
   return {
     session,
     at,
     stage,
     verdict: verdictName(verdict),
+    ...(verdict._tag === "Quarantine" ? { quarantine: verdict.name } : {}),
     ...(decision.rule === undefined ? {} : { rule: decision.rule }),
     ...(answer === undefined ? {} : { code: answer.code, enhanced: answer.enhanced, text: answer.text }),
     ...(decision.error === undefined ? {} : { error: decision.error }),
@@ -96,6 +98,8 @@ export const verdictName = (verdict: Rule.Decision["verdict"]): Event.PolicyDeci
   switch (verdict._tag) {
     case "Accept":
       return "accept"
+    case "Quarantine":
+      return "quarantine"
     case "Deny":
       return "deny"
     case "Tempfail":

@@ -8,6 +8,7 @@
  */
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
+import * as Path from "node:path"
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
 import type * as Event from "../../src/log/Event.ts"
 import { type Daemon, readLog, readMailbox, sleep, startDaemon, uniqueToken, waitForMail } from "../support/Daemon.ts"
@@ -38,6 +39,7 @@ const policySource = `{
     data: [
       rule("size by policy", (ctx) => (ctx.size ?? 0) > 5000 ? deny(552, "5.3.4", "Too large for policy") : next),
       rule("spam subject", (ctx) => /viagra/i.test(ctx.message?.header("subject") ?? "") ? deny(554, "5.7.1", "Looks like spam") : next),
+      rule("lottery", (ctx) => /lottery/i.test(ctx.message?.header("subject") ?? "") ? quarantine("spam") : next),
       rule("tag", (ctx) => withHeaders(next, { "X-Postern-Checked": \`\${ctx.size} octets\` }))
     ]
   }
@@ -297,6 +299,28 @@ describe("policy rules through real SMTP sessions", () => {
     const decided = await waitFor("the data decision with its header", async () =>
       (await decisions(daemon)).find((d) => d.stage === "data" && d.headers !== undefined && d.verdict === "accept"))
     assert.strictEqual(decided.headers?.[0]?.name, "X-Postern-Checked")
+  })
+
+  it("data: quarantine answers 250 and holds the message in the quarantine's Maildir, not the recipient's", async () => {
+    const token = uniqueToken("lottery")
+    const outcome = await smtplib(daemon.ports.smtp, [
+      ["ehlo"],
+      ["mail", "sender@client.test"],
+      ["rcpt", "alice@example.test"],
+      ["data", `From: sender@client.test\r\nSubject: You won the LOTTERY\r\n\r\n${token}\r\n`]
+    ])
+    assert.strictEqual(codes(outcome)[3], "250 2.0.0")
+    const held = Path.join(daemon.stateDir, "quarantine", "spam", "alice@example.test", "new")
+    const file = await waitFor("the quarantined copy", async () => {
+      const names = Fs.existsSync(held) ? Fs.readdirSync(held) : []
+      return names.map((n) => Path.join(held, n)).find((f) => Fs.readFileSync(f, "utf8").includes(token))
+    })
+    assert.include(Fs.readFileSync(file, "utf8"), "Subject: You won the LOTTERY")
+    assert.isFalse(readMailbox(daemon, "example.test", "alice").some((m) => m.text.includes(token)))
+    const decided = await waitFor("the quarantine decision", async () =>
+      (await decisions(daemon)).find((d) => d.verdict === "quarantine"))
+    const transcript = await daemon.replay([daemon.logDir, "--session", decided.session])
+    assert.include(transcript.stdout, "data quarantined by rule 'lottery' (into spam)")
   })
 
   it("data: a rule reads the message's headers (folded Subject) and refuses it; nothing is delivered", async () => {

@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect } from "effect"
+import { Duration, Effect } from "effect"
 import * as Builtins from "../../src/policy/Builtins.ts"
 import * as Rule from "../../src/policy/Rule.ts"
 import { context, thrown } from "../support/RuleContext.ts"
@@ -460,7 +460,7 @@ describe("Builtins.rateLimit", () => {
   const verdicts = (rule: Rule.Rule, contexts: ReadonlyArray<Rule.Context>): Array<string> =>
     contexts.map((c) => {
       const v = verdictOf(rule, c)
-      return v._tag === "Next" ? "next" : v._tag === "Accept" ? "accept" : `${v._tag} ${v.answer.code} ${v.answer.enhanced}`
+      return v._tag === "Next" ? "next" : v._tag === "Accept" ? "accept" : v._tag === "Quarantine" ? `quarantine ${v.name}` : `${v._tag} ${v.answer.code} ${v.answer.enhanced}`
     })
 
   it("lets `limit` through per window, then gives 451 4.7.1 with what it counted", () => {
@@ -547,7 +547,7 @@ describe("Builtins.dmarc", () => {
     ["pass", "reject", Rule.next],
     ["none", "none", Rule.next],
     ["fail", "none", Rule.next],
-    ["fail", "quarantine", Rule.next],
+    ["fail", "quarantine", Rule.because(Rule.quarantine("dmarc"), { dmarc: "fail", domain: "from.test", policy: "quarantine" })],
     ["fail", "reject", Rule.because(refusal, { dmarc: "fail", domain: "from.test", policy: "reject" })],
     ["temperror", "reject", Rule.because(Rule.tempfail(451, "4.7.1", "DMARC evaluation failed; try again later"), { dmarc: "temperror", domain: "from.test", policy: "reject" })],
     ["permerror", "reject", Rule.next]
@@ -576,5 +576,20 @@ describe("Builtins.rateLimit: bounded memory (review finding)", () => {
     // a's window was the oldest of four: forgotten, so a starts again.
     assert.strictEqual(sender("a@x.test", 10), "Next")
     assert.strictEqual(sender("d@x.test", 11), "Tempfail")
+  })
+})
+
+describe("Rule.quarantine", () => {
+  it("holds the message in a named quarantine; names are lower-case letters, digits, '.', '_', '-'", () => {
+    assert.deepStrictEqual(Rule.quarantine("spam"), { _tag: "Quarantine", name: "spam" })
+    assert.strictEqual((thrown(() => Rule.quarantine("../etc")) as Error).message, "quarantine: \"../etc\" is not a quarantine name (a-z, 0-9, '.', '_', '-')")
+  })
+
+  it("is only for the data stage: elsewhere the rule counts as failed (451 4.3.0)", () => {
+    const rule = Rule.rule("hold", () => Rule.quarantine("spam"))
+    const fallback = () => ({ verdict: Rule.accept, rule: undefined })
+    const atRcpt = Rule.evaluate([rule], context({ stage: "rcpt" }), fallback, Duration.seconds(1))
+    assert.deepStrictEqual(atRcpt, { verdict: { _tag: "Tempfail", answer: Rule.ruleFailed }, rule: "hold", error: "quarantine is only for the data stage" })
+    assert.deepStrictEqual(Rule.evaluate([rule], context({ stage: "data" }), fallback, Duration.seconds(1)), { verdict: { _tag: "Quarantine", name: "spam" }, rule: "hold" })
   })
 })

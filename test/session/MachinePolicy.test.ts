@@ -294,3 +294,26 @@ describe("Machine: headers added at data", () => {
     }])
   })
 })
+
+describe("Machine: quarantine at data", () => {
+  it("a quarantine decision commits the message with the quarantine in its envelope; the client gets the usual 250", () => {
+    const c = raw([
+      connected(),
+      decided("connect", "accept"),
+      line("EHLO c.test"),
+      decided("helo", "accept"),
+      line("MAIL FROM:<a@remote.test>"),
+      decided("mail", "accept"),
+      line("RCPT TO:<alice@example.test>"),
+      decided("rcpt", "accept"),
+      line("DATA"),
+      { _tag: "ContentEnd", size: 10, bareLineEnding: undefined }
+    ])
+    const next = Machine.step(c.state, { _tag: "Decided", stage: "data", verdict: "quarantine", reply: undefined, quarantine: "spam" })
+    assert.deepStrictEqual(next.actions, [{
+      _tag: "Commit",
+      envelope: { from: "a@remote.test", to: ["alice@example.test"], smtputf8: false, quarantine: "spam" }
+    }])
+    assert.deepStrictEqual(Machine.step(next.state, { _tag: "Queued", queueId: "Q" }).actions.map(render), ["250 2.0.0 Ok: queued as Q"])
+  })
+})
