@@ -257,35 +257,29 @@ describe("Machine: verdicts", () => {
   })
 })
 
+/** A transaction accepted at every stage up to the end of its content: the data stage is next. */
+const throughData: ReadonlyArray<Machine.Input> = [
+  connected(),
+  decided("connect", "accept"),
+  line("EHLO c.test"),
+  decided("helo", "accept"),
+  line("MAIL FROM:<a@remote.test>"),
+  decided("mail", "accept"),
+  line("RCPT TO:<alice@example.test>"),
+  decided("rcpt", "accept"),
+  line("DATA"),
+  { _tag: "ContentEnd", size: 10, bareLineEnding: undefined }
+]
+
 describe("Machine: headers added at data", () => {
   it("an accepting data decision with headers commits with them", () => {
     const c = raw([
-      connected(),
-      decided("connect", "accept"),
-      line("EHLO c.test"),
-      decided("helo", "accept"),
-      line("MAIL FROM:<a@remote.test>"),
-      decided("mail", "accept"),
-      line("RCPT TO:<alice@example.test>"),
-      decided("rcpt", "accept"),
-      line("DATA"),
-      { _tag: "ContentEnd", size: 10, bareLineEnding: undefined },
+      ...throughData,
       { _tag: "Decided", stage: "data", verdict: "accept", reply: undefined, headers: [{ name: "X-Tag", value: "yes" }] }
     ])
     const last = Machine.step(c.state, { _tag: "Queued", queueId: "Q" })
     assert.deepStrictEqual(last.actions.map(render), ["250 2.0.0 Ok: queued as Q"])
-    const commit = raw([
-      connected(),
-      decided("connect", "accept"),
-      line("EHLO c.test"),
-      decided("helo", "accept"),
-      line("MAIL FROM:<a@remote.test>"),
-      decided("mail", "accept"),
-      line("RCPT TO:<alice@example.test>"),
-      decided("rcpt", "accept"),
-      line("DATA"),
-      { _tag: "ContentEnd", size: 10, bareLineEnding: undefined }
-    ])
+    const commit = raw(throughData)
     const next = Machine.step(commit.state, { _tag: "Decided", stage: "data", verdict: "accept", reply: undefined, headers: [{ name: "X-Tag", value: "yes" }] })
     assert.deepStrictEqual(next.actions, [{
       _tag: "Commit",
@@ -297,18 +291,7 @@ describe("Machine: headers added at data", () => {
 
 describe("Machine: quarantine at data", () => {
   it("a quarantine decision commits the message with the quarantine in its envelope; the client gets the usual 250", () => {
-    const c = raw([
-      connected(),
-      decided("connect", "accept"),
-      line("EHLO c.test"),
-      decided("helo", "accept"),
-      line("MAIL FROM:<a@remote.test>"),
-      decided("mail", "accept"),
-      line("RCPT TO:<alice@example.test>"),
-      decided("rcpt", "accept"),
-      line("DATA"),
-      { _tag: "ContentEnd", size: 10, bareLineEnding: undefined }
-    ])
+    const c = raw(throughData)
     const next = Machine.step(c.state, { _tag: "Decided", stage: "data", verdict: "quarantine", reply: undefined, quarantine: "spam" })
     assert.deepStrictEqual(next.actions, [{
       _tag: "Commit",
