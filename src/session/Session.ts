@@ -19,6 +19,7 @@ import * as Dns from "../policy/Dns.ts"
 import * as MessageAuth from "../policy/MessageAuth.ts"
 import * as Spf from "../policy/Spf.ts"
 import * as Address from "./Address.ts"
+import * as Command from "./Command.ts"
 import * as Framer from "./Framer.ts"
 import * as Headers from "./Headers.ts"
 import * as Machine from "./Machine.ts"
@@ -81,15 +82,25 @@ const decoder = new TextDecoder("utf-8")
 const encoder = new TextEncoder()
 
 /**
- * AUTH arguments are credentials: only the mechanism reaches the log. Each run of printable
- * characters after it becomes "***" and separators and control characters stay, so the
- * redacted line parses to the same verdict and replay gives the same reply.
+ * AUTH arguments are credentials: only the mechanism (SASL mechanism characters) reaches the
+ * log. Each run of printable characters after it becomes "***" and separators and control
+ * characters stay, so the redacted line parses to the same verdict and replay gives the same
+ * reply.
  */
 export const redact = (line: string): string => {
-  const match = /^(\s*auth[ \t]+[^ \t]+)(.*)$/is.exec(line)
+  const match = /^(\s*auth[ \t]+[A-Za-z0-9_-]*)(.*)$/is.exec(line)
   if (match === null) return line
   return `${match[1]}${(match[2] ?? "").replace(/[^\u0000-\u0020\u007f]+/g, "***")}`
 }
+
+/**
+ * Whether a line that follows an AUTH command is to be logged as "***": a client that pipelines
+ * its credentials sends them even when the AUTH is refused, and they then arrive as lines that
+ * are no command. Any such line is answered as an unknown command whatever it says, so "***"
+ * replays to the same reply.
+ */
+export const hidesCredentials = (afterAuth: boolean, line: string): boolean =>
+  afterAuth && Command.parse(line, { smtputf8: false })._tag === "Unknown"
 
 const timeoutOf = (options: SessionOptions, phase: Event.TimeoutPhase): number => {
   switch (phase) {
@@ -126,6 +137,8 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
   let flushNow = false
   /** The header block of the message being received, for the data stage's rules. */
   let headers: Headers.Collector | undefined
+  /** The last lines were an AUTH command and what followed it unrecognised (see hidesCredentials). */
+  let afterAuth = false
   /** What the AUTH exchange has given so far; never logged, dropped once checked. */
   let credentials: { user?: string; password?: string } = {}
   /** A decision whose rules need I/O, run by the Decide action's `perform`. */
@@ -527,14 +540,18 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
       case "Line": {
         const text = decoder.decode(unit.bytes)
         const flaw = unit.flaw
+        // A line inside an AUTH exchange is credentials, whatever it looks like; so are lines
+        // that are no command right after an AUTH that was refused.
+        const hidden = state.reading._tag === "AuthResponse" || hidesCredentials(afterAuth, text)
         const event = Event.make("CommandReceived", {
           session,
           at: now(),
-          // A line inside an AUTH exchange is credentials, whatever it looks like.
-          line: state.reading._tag === "AuthResponse" ? "***" : redact(text),
+          line: hidden ? "***" : redact(text),
           ...(flaw === undefined ? {} : { flaw })
         })
-        return effectsOf(feed({ _tag: "Line", text, flaw }, event))
+        const effects = effectsOf(feed({ _tag: "Line", text, flaw }, event))
+        afterAuth = /^\s*auth(\s|$)/i.test(text) || (afterAuth && hidden)
+        return effects
       }
       case "LineTooLong":
       case "LineFlood":

@@ -48,6 +48,13 @@ try:
             code, msg = s.docmd("AUTH", "PLAIN " + base64.b64encode(("\0" + step[1] + "\0" + step[2]).encode()).decode())
         elif kind == "raw":
             code, msg = s.docmd(step[1])
+        elif kind == "pipeline":
+            # Several lines in one write, as a pipelining client sends them; the first reply is kept.
+            lines = step[1].split("\n")
+            s.send(("\r\n".join(lines) + "\r\n").encode())
+            code, msg = s.getreply()
+            for _ in lines[1:]:
+                s.getreply()
         elif kind == "mail":
             code, msg = s.mail(step[1])
         elif kind == "rcpt":
@@ -68,7 +75,7 @@ type Step =
   | readonly ["ehlo"]
   | readonly ["starttls"]
   | readonly ["login" | "plain", string, string]
-  | readonly ["raw" | "mail" | "rcpt" | "data", string]
+  | readonly ["raw" | "pipeline" | "mail" | "rcpt" | "data", string]
 type Replies = ReadonlyArray<readonly [number, string] | readonly ["disconnected"] | readonly ["error", string]>
 
 const smtplib = (port: number, tls: "starttls" | "implicit", steps: ReadonlyArray<Step>) =>
@@ -194,6 +201,16 @@ describe("SMTP AUTH through real clients", () => {
     assert.deepStrictEqual(failed.slice(-3).map((e) => e.failures), [1, 2, 3])
     const closed = events.filter((e): e is Event.SessionClosed => e._tag === "SessionClosed" && e.reason === "auth-failures")
     assert.isAbove(closed.length, 0)
+  })
+
+  it("credentials pipelined after an AUTH that is refused (on the MX port) are logged as ***, not in base64", async () => {
+    const user = Buffer.from("alice").toString("base64")
+    const secret = Buffer.from("pipelined secret").toString("base64")
+    const result = await smtplib(daemon.ports.smtp, "starttls", [["ehlo"], ["pipeline", `AUTH LOGIN\n${user}\n${secret}`]])
+    assert.strictEqual(code(result.replies[1]), "503 5.5.1")
+    const all = Buffer.concat(Fs.readdirSync(Path.join(daemon.logDir, "w0")).map((name) => Fs.readFileSync(Path.join(daemon.logDir, "w0", name))))
+    assert.strictEqual(all.indexOf(Buffer.from(secret)), -1)
+    assert.strictEqual(all.indexOf(Buffer.from(user)), -1)
   })
 
   it("the event log never holds a password, in clear or in base64; the AUTH line is recorded as AUTH PLAIN ***", async () => {
