@@ -451,7 +451,14 @@ export type PolicyDecided = typeof PolicyDecided.Type
  * What the shadow rule set would have decided at the same point (`policy.shadow`): recorded,
  * never enforced, never a machine input. `postern replay --shadow-report` compares the two.
  */
-export const ShadowDecided = Schema.TaggedStruct("ShadowDecided", decisionFields)
+export const ShadowDecided = Schema.TaggedStruct("ShadowDecided", {
+  ...decisionFields,
+  /**
+   * Which decision of its stage in the session it shadows (0 for the first): a shadow decision
+   * that needs I/O is recorded when it is done, which may be after later live ones.
+   */
+  index: Schema.optionalKey(Schema.Number)
+})
 export type ShadowDecided = typeof ShadowDecided.Type
 
 export const Event = Schema.Union([

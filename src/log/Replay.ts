@@ -289,7 +289,8 @@ export const shadowReport = (session: RecordedSession): { readonly compared: num
   for (const [stage, decisions] of live) {
     const shadows = shadow.get(stage) ?? []
     decisions.forEach((decision, index) => {
-      const other = shadows[index]
+      // Recorded with the index of the decision it shadows; older logs, in order.
+      const other = shadows.find((s) => s.index === index) ?? (shadows.some((s) => s.index !== undefined) ? undefined : shadows[index])
       if (other === undefined) return
       compared++
       const a = recordedSummary(decision)

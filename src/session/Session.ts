@@ -371,11 +371,14 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
   const spfChecks = new Map<string, Spf.Outcome>()
 
   /** The shadow rules' decision, recorded only; one that needs I/O is recorded when it is done. */
+  const shadowAsked = new Map<Event.PolicyStage, number>()
   const shadow = (stage: Event.PolicyStage, context: Rule.Context): void => {
     const outcome = policy.shadow(context)
     if (outcome === undefined) return
+    const index = shadowAsked.get(stage) ?? 0
+    shadowAsked.set(stage, index + 1)
     const record = (decision: Rule.Decision) =>
-      log.appendUnsafe(Event.make("ShadowDecided", PolicyContext.eventFields(session, now(), stage, decision)))
+      log.appendUnsafe(Event.make("ShadowDecided", { ...PolicyContext.eventFields(session, now(), stage, decision), index }))
     if (Effect.isEffect(outcome)) Effect.runFork(Effect.map(outcome, record))
     else record(outcome)
   }

@@ -608,6 +608,20 @@ describe("Replay.shadowReport", () => {
     ])
   })
 
+  it("shadow decisions recorded late (they needed I/O) pair with the decision they shadow, by index", () => {
+    const shadowAt = (at: number, stage: Event.PolicyStage, verdict: Event.PolicyDecided["verdict"], index: number) =>
+      Event.make("ShadowDecided", { session: "S", at, stage, verdict, index })
+    const report = Replay.shadowReport(session([
+      decided("PolicyDecided", 1, "rcpt", "accept"),
+      decided("PolicyDecided", 2, "rcpt", "deny"),
+      // The second shadow decision came back first.
+      shadowAt(3, "rcpt", "deny", 1),
+      shadowAt(4, "rcpt", "deny", 0)
+    ]))
+    assert.strictEqual(report.compared, 2)
+    assert.deepStrictEqual(report.differences.map((d) => [d.at, d.live.verdict, d.shadow.verdict]), [[1, "accept", "deny"]])
+  })
+
   it("a session without shadow decisions compares nothing", () => {
     assert.deepStrictEqual(Replay.shadowReport(session([decided("PolicyDecided", 1, "connect", "accept")])), { compared: 0, differences: [] })
   })
