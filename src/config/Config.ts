@@ -20,7 +20,7 @@ import { Context, Duration as EffectDuration, Effect, Formatter, Layer, Result, 
 import { IpNetwork } from "effect/net"
 import * as Event from "../log/Event.ts"
 import * as Network from "../policy/Network.ts"
-import type * as Policy from "../policy/Policy.ts"
+import * as Policy from "../policy/Policy.ts"
 import type * as Rule from "../policy/Rule.ts"
 import type * as TlsSettings from "../tls/TlsSettings.ts"
 import { defaultProtocol } from "../tls/TlsSettings.ts"
@@ -878,10 +878,9 @@ export const summary = (config: ConfigShape, source: string): string => {
   ].join("\n")
 }
 
-const stageNames = ["connect", "helo", "auth", "mail", "rcpt", "data"] as const
 
 const stageLines = (rules: PolicySettings["rules"], defaults: PolicySettings["defaults"]): Array<string> =>
-  stageNames.map((stage) => {
+  Policy.stages.map((stage) => {
     const list = rules[stage] ?? []
     const names = list.length === 0 ? "(no rules)" : list.map((r) => `'${r.name}'`).join(", ")
     const fallback = stage === "rcpt" ? `${defaults[stage]} local recipients, deny relaying` : defaults[stage]
@@ -909,7 +908,7 @@ export const warnings = (config: ConfigShape): Array<string> => {
     if ((rules.auth ?? []).length > 0 && !config.listeners.some((l) => l.auth)) {
       out.push(`${path}.auth: no listener offers AUTH, so these rules never run`)
     }
-    for (const stage of stageNames) {
+    for (const stage of Policy.stages) {
       for (const rule of rules[stage] ?? []) {
         for (const needed of rule.requires ?? []) {
           const on = needed === "spf.check" ? config.spf.check : config.dkim.verify
@@ -927,8 +926,8 @@ export const warnings = (config: ConfigShape): Array<string> => {
     }
   }
   if (policy.shadow !== undefined) {
-    const shadowed = new Set(stageNames.flatMap((s) => policy.shadow?.rules[s] ?? []))
-    for (const stage of stageNames) {
+    const shadowed = new Set(Policy.stages.flatMap((s) => policy.shadow?.rules[s] ?? []))
+    for (const stage of Policy.stages) {
       for (const rule of policy.rules[stage] ?? []) {
         if (shadowed.has(rule)) {
           out.push(`policy.shadow: rule '${rule.name}' is also a live rule: its state (rate counts) is shared, so the shadow affects live decisions`)

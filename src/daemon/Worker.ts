@@ -109,6 +109,9 @@ export const run = Effect.fnUntraced(function*(options: WorkerOptions) {
     }
     yield* log.appendDurable(Event.make("SettingsRecorded", { at: Date.now(), digest, settings }))
     const tls = yield* Setup.prepare(config)
+    // One resolver for every policy check that asks DNS, made only if one does.
+    let dns: ReturnType<typeof DnsLive.make> | undefined
+    const resolve = () => (dns ??= DnsLive.make(config.dns))
     const users = Users.makeStore(config.auth.usersFile, {
       onLoad: (load) => {
         for (const problem of load.problems) {
@@ -142,8 +145,8 @@ export const run = Effect.fnUntraced(function*(options: WorkerOptions) {
         verify: (user, password) => users.verify(user, password),
         failureDelay: config.auth.failureDelay
       },
-      spf: config.spf.check ? { resolve: DnsLive.make(config.dns), timeout: config.spf.timeout } : undefined,
-      messageAuth: config.dkim.verify ? { resolve: DnsLive.make(config.dns) } : undefined,
+      spf: config.spf.check ? { resolve: resolve(), timeout: config.spf.timeout } : undefined,
+      messageAuth: config.dkim.verify ? { resolve: resolve() } : undefined,
       dkimKeys: yield* DkimSign.loadKeys(config.dkim.sign),
       partition,
       current: () => current,

@@ -84,14 +84,7 @@ export const inputOf = (event: Event.Event): Machine.Input | undefined => {
     case "AuthFailed":
       return { _tag: "AuthVerified", user: undefined }
     case "PolicyDecided":
-      return {
-        _tag: "Decided",
-        stage: event.stage,
-        verdict: event.verdict,
-        reply: event.code === undefined ? undefined : Reply.make(event.code, event.enhanced, event.text ?? ""),
-        ...(event.headers === undefined ? {} : { headers: event.headers }),
-        ...(event.quarantine === undefined ? {} : { quarantine: event.quarantine })
-      }
+      return PolicyContext.decidedFrom(event)
     default:
       return undefined
   }
@@ -180,25 +173,19 @@ export interface Reevaluation {
   readonly skipped: string | undefined
 }
 
-const recordedSummary = (event: Event.PolicyDecided | Event.ShadowDecided): DecisionSummary => ({
-  verdict: event.verdict,
-  rule: event.rule,
-  code: event.code,
-  enhanced: event.enhanced,
-  text: event.text
+const recordedSummary = (
+  fields: Pick<Event.PolicyDecided, "verdict" | "rule" | "code" | "enhanced" | "text">
+): DecisionSummary => ({
+  verdict: fields.verdict,
+  rule: fields.rule,
+  code: fields.code,
+  enhanced: fields.enhanced,
+  text: fields.text
 })
 
-const decisionSummary = (decision: Rule.Decision): DecisionSummary => {
-  const verdict = decision.verdict
-  const answer = verdict._tag === "Accept" || verdict._tag === "Quarantine" ? undefined : verdict.answer
-  return {
-    verdict: PolicyContext.verdictName(verdict),
-    rule: decision.rule,
-    code: answer?.code,
-    enhanced: answer?.enhanced,
-    text: answer?.text
-  }
-}
+/** A decision as it would have been recorded. */
+const decisionSummary = (stage: Event.PolicyStage, decision: Rule.Decision): DecisionSummary =>
+  recordedSummary(PolicyContext.eventFields("", 0, stage, decision))
 
 const sameDecision = (a: DecisionSummary, b: DecisionSummary): boolean =>
   a.verdict === b.verdict && a.rule === b.rule && a.code === b.code && a.enhanced === b.enhanced && a.text === b.text
@@ -246,7 +233,7 @@ export const reevaluate = (
       if (event._tag === "MessageAuthenticated") message = { dkim: event.dkim, dmarc: event.dmarc }
       if (event._tag === "PolicyDecided" && asked !== undefined) {
         const outcome = policy.decide(PolicyContext.make(connection, asked.state, asked.decision, event.at, { spf, message }))
-        const now = decisionSummary(Effect.isEffect(outcome) ? yield* outcome : outcome)
+        const now = decisionSummary(event.stage, Effect.isEffect(outcome) ? yield* outcome : outcome)
         asked = undefined
         decisions++
         const recorded = recordedSummary(event)

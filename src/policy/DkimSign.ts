@@ -6,9 +6,9 @@
  */
 import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
-import { PassThrough } from "node:stream"
 import { Effect, Schema } from "effect"
 import { dkimSign } from "mailauth"
+import * as Streamed from "./Streamed.ts"
 
 export interface SigningKey {
   readonly domain: string
@@ -18,12 +18,9 @@ export interface SigningKey {
   readonly algorithm: "rsa-sha256" | "ed25519-sha256"
 }
 
-export interface Signer {
+/** Ends in the DKIM-Signature field (CRLF-ended lines), or undefined if signing failed; never rejects. */
+export interface Signer extends Streamed.Streamed<string | undefined> {
   readonly key: SigningKey
-  readonly write: (bytes: Uint8Array) => void
-  /** The DKIM-Signature field (CRLF-ended lines), or undefined if signing failed. Never rejects. */
-  readonly end: () => Promise<string | undefined>
-  readonly abort: () => void
 }
 
 /** The algorithm a private key signs with; undefined for a key of another kind. */
@@ -44,7 +41,6 @@ export const dnsRecord = (privateKey: string): string => {
 }
 
 export const start = (key: SigningKey): Signer => {
-  const input = new PassThrough()
   const signature = {
     signingDomain: key.domain,
     selector: key.selector,
@@ -52,21 +48,14 @@ export const start = (key: SigningKey): Signer => {
     algorithm: key.algorithm,
     canonicalization: "relaxed/relaxed"
   }
-  const signed: Promise<string | undefined> = dkimSign(input, { ...signature, signatureData: [signature] }).then(
-    (result) => (result.signatures === "" ? undefined : result.signatures.replace(/\r?\n/g, "\r\n")),
-    () => undefined
-  )
   return {
     key,
-    write: (bytes) => void input.write(bytes),
-    end: () => {
-      input.end()
-      return signed
-    },
-    abort: () => {
-      input.destroy()
-      signed.catch(() => undefined)
-    }
+    ...Streamed.start((input) =>
+      dkimSign(input, { ...signature, signatureData: [signature] }).then(
+        (result) => (result.signatures === "" ? undefined : result.signatures.replace(/\r?\n/g, "\r\n")),
+        () => undefined
+      )
+    )
   }
 }
 

@@ -4,20 +4,15 @@
  * is read back from the spool); the outcome is what rules see as `ctx.dkim` and `ctx.dmarc` and
  * the Authentication-Results field (RFC 8601) delivered above the message.
  */
-import { PassThrough } from "node:stream"
 import { authenticate } from "mailauth"
 import type * as Event from "../log/Event.ts"
 import * as Dns from "./Dns.ts"
+import * as Streamed from "./Streamed.ts"
 
 export type Outcome = Omit<Event.MessageAuthenticated, "_tag" | "session" | "at">
 
-export interface Verifier {
-  readonly write: (bytes: Uint8Array) => void
-  /** The message is complete: the outcome once mailauth has read it. Never rejects. */
-  readonly end: () => Promise<Outcome>
-  /** The message was dropped: stop reading it. */
-  readonly abort: () => void
-}
+/** The outcome never rejects: a failure of the check is a temperror outcome. */
+export type Verifier = Streamed.Streamed<Outcome>
 
 const dkimResults = ["pass", "fail", "neutral", "none", "temperror", "permerror", "policy"] as const
 const dmarcResults = ["pass", "fail", "none", "temperror", "permerror"] as const
@@ -38,9 +33,9 @@ export const start = (options: {
   readonly helo: string
   readonly hostname: string
   readonly resolve: Dns.Resolve
-}): Verifier => {
-  const input = new PassThrough()
-  const settled: Promise<Outcome> = authenticate(input, {
+}): Verifier =>
+  Streamed.start((input) =>
+    authenticate(input, {
     sender: options.sender,
     ip: options.ip,
     helo: options.helo,
@@ -71,16 +66,4 @@ export const start = (options: {
       dkim: [],
       header: `Authentication-Results: ${options.hostname}; dkim=temperror (${String(error instanceof Error ? error.message : error).replace(/[()\r\n]/g, " ")})`
     })
-  )
-  return {
-    write: (bytes) => void input.write(bytes),
-    end: () => {
-      input.end()
-      return settled
-    },
-    abort: () => {
-      input.destroy()
-      settled.catch(() => undefined)
-    }
-  }
-}
+  ))

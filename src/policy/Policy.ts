@@ -8,6 +8,7 @@
  * relay by leaving something out, nor by a plain `accept` meant for something else.
  */
 import { Context, Duration, Effect, Layer } from "effect"
+import * as Event from "../log/Event.ts"
 import * as Rule from "./Rule.ts"
 
 export type StageDefault = "accept" | "deny" | "tempfail"
@@ -20,7 +21,8 @@ export interface RuleSet {
   readonly ruleTimeout: Duration.Duration
 }
 
-export const stages: ReadonlyArray<Rule.Stage> = ["connect", "helo", "auth", "mail", "rcpt", "data"]
+/** The stages in session order, as the event schema lists them. */
+export const stages: ReadonlyArray<Rule.Stage> = Event.PolicyStage.literals
 
 /** No rules: every stage accepts, and only local recipients are accepted. */
 export const defaultRuleSet: RuleSet = {

@@ -298,7 +298,8 @@ export const evaluate = (
   fallback: (context: Context) => Decision,
   budget: Duration.Duration
 ): Decision | Effect.Effect<Decision> => {
-  let headers: Array<AddedHeader> | undefined
+  // Made only when a rule answers something other than the shared `next`.
+  let added: Array<AddedHeader> | undefined
   for (let index = 0; index < rules.length; index++) {
     const rule = rules[index]
     if (rule === undefined) continue
@@ -310,22 +311,32 @@ export const evaluate = (
     }
     // `next` is one shared object, and the common answer; then any other verdict; Effects last.
     if (result === next) continue
+    added ??= []
     if (isVerdict(result)) {
-      if (result._tag === "Quarantine" && context.stage !== "data") return failure(rule, "quarantine is only for the data stage")
-      if (result._tag !== "Next" && result._tag !== "Accept") return { verdict: result, rule: rule.name }
-      if (result.headers !== undefined) headers = [...(headers ?? []), ...result.headers]
-      if (result._tag === "Accept") return withAdded({ verdict: result, rule: rule.name }, headers)
+      const decided = decisionOf(result, rule, context, added)
+      if (decided !== undefined) return decided
       continue
     }
-    if (Effect.isEffect(result)) return finishAsync(rules, index, result, context, fallback, budget, headers)
+    if (Effect.isEffect(result)) return finishAsync(rules, index, result, context, fallback, budget, added)
     return failure(rule, notAVerdict(result))
   }
-  return withAdded(fallback(context), headers)
+  return withAdded(fallback(context), added)
+}
+
+/**
+ * What one rule's verdict does to its stage: the decision, or undefined to go on with the next
+ * rule. The header fields of verdicts that go on or accept are collected in `added`.
+ */
+const decisionOf = (verdict: Verdict, rule: Rule, context: Context, added: Array<AddedHeader>): Decision | undefined => {
+  if (verdict._tag === "Quarantine" && context.stage !== "data") return failure(rule, "quarantine is only for the data stage")
+  if (verdict._tag !== "Next" && verdict._tag !== "Accept") return { verdict, rule: rule.name }
+  if (verdict.headers !== undefined) added.push(...verdict.headers)
+  return verdict._tag === "Accept" ? withAdded({ verdict, rule: rule.name }, added) : undefined
 }
 
 /** An accepting decision with the headers the rules asked for; a refusal adds nothing. */
-const withAdded = (decision: Decision, headers: ReadonlyArray<AddedHeader> | undefined): Decision =>
-  headers === undefined || decision.verdict._tag !== "Accept" ? decision : { ...decision, headers }
+const withAdded = (decision: Decision, added: ReadonlyArray<AddedHeader> | undefined): Decision =>
+  added === undefined || added.length === 0 || decision.verdict._tag !== "Accept" ? decision : { ...decision, headers: added }
 
 const settle = (rule: Rule, result: Effect.Effect<Verdict, unknown>, budget: Duration.Duration) =>
   result.pipe(
@@ -347,10 +358,9 @@ const finishAsync = (
   context: Context,
   fallback: (context: Context) => Decision,
   budget: Duration.Duration,
-  added: ReadonlyArray<AddedHeader> | undefined
+  added: Array<AddedHeader>
 ): Effect.Effect<Decision> =>
   Effect.gen(function*() {
-    let headers = added
     let pending: Effect.Effect<Verdict, unknown> | undefined = first
     for (let index = from; index < rules.length; index++) {
       const rule = rules[index]
@@ -376,10 +386,8 @@ const finishAsync = (
       } else {
         return failure(rule, notAVerdict(result))
       }
-      if (verdict._tag === "Quarantine" && context.stage !== "data") return failure(rule, "quarantine is only for the data stage")
-      if (verdict._tag !== "Next" && verdict._tag !== "Accept") return { verdict, rule: rule.name }
-      if (verdict.headers !== undefined) headers = [...(headers ?? []), ...verdict.headers]
-      if (verdict._tag === "Accept") return withAdded({ verdict, rule: rule.name }, headers)
+      const decided = decisionOf(verdict, rule, context, added)
+      if (decided !== undefined) return decided
     }
-    return withAdded(fallback(context), headers)
+    return withAdded(fallback(context), added)
   })

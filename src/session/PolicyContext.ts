@@ -61,20 +61,24 @@ const messageView = (headers: ReadonlyArray<Headers.Header>): Rule.MessageView =
   header: (name) => Headers.first(headers, name)
 })
 
+/**
+ * The machine input a decision's recorded fields stand for: one mapping for the live session
+ * (the fields it is about to record) and for replay (the fields it read back).
+ */
+export const decidedFrom = (
+  fields: Omit<Event.PolicyDecided, "_tag" | "session" | "at">
+): Extract<Machine.Input, { readonly _tag: "Decided" }> => ({
+  _tag: "Decided",
+  stage: fields.stage,
+  verdict: fields.verdict,
+  reply: fields.code === undefined ? undefined : Reply.make(fields.code, fields.enhanced, fields.text ?? ""),
+  ...(fields.headers === undefined ? {} : { headers: fields.headers }),
+  ...(fields.quarantine === undefined ? {} : { quarantine: fields.quarantine })
+})
+
 /** The machine input of a decision. */
-export const decidedInput = (stage: Event.PolicyStage, decision: Rule.Decision): Extract<Machine.Input, { readonly _tag: "Decided" }> => {
-  const verdict = decision.verdict
-  return {
-    _tag: "Decided",
-    stage,
-    verdict: verdictName(verdict),
-    reply: verdict._tag === "Accept" || verdict._tag === "Quarantine"
-      ? undefined
-      : Reply.make(verdict.answer.code, verdict.answer.enhanced, verdict.answer.text),
-    ...(decision.headers === undefined ? {} : { headers: decision.headers }),
-    ...(verdict._tag === "Quarantine" ? { quarantine: verdict.name } : {})
-  }
-}
+export const decidedInput = (stage: Event.PolicyStage, decision: Rule.Decision): Extract<Machine.Input, { readonly _tag: "Decided" }> =>
+  decidedFrom(eventFields("", 0, stage, decision))
 
 /** A decision's fields as PolicyDecided and ShadowDecided record them. */
 export const eventFields = (session: string, at: number, stage: Event.PolicyStage, decision: Rule.Decision) => {

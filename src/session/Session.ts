@@ -272,8 +272,10 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
   }
 
   /** The decision as the machine's input, recorded as the PolicyDecided event. */
-  const decided = (stage: Event.PolicyStage, decision: Rule.Decision): ReadonlyArray<Machine.Action> =>
-    feed(PolicyContext.decidedInput(stage, decision), Event.make("PolicyDecided", PolicyContext.eventFields(session, now(), stage, decision)))
+  const decided = (stage: Event.PolicyStage, decision: Rule.Decision): ReadonlyArray<Machine.Action> => {
+    const fields = PolicyContext.eventFields(session, now(), stage, decision)
+    return feed(PolicyContext.decidedFrom(fields), Event.make("PolicyDecided", fields))
+  }
 
   /** The sender's SPF result of the current transaction, once checked at MAIL. */
   let spfOutcome: Spf.Outcome | undefined
@@ -297,8 +299,8 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
         ...(answer.error === undefined ? {} : { error: answer.error })
       })))
 
-  /** Starts the DKIM/DMARC check of a message about to stream in (when it is on). */
-  const startVerifier = (): void => {
+  /** Starts what reads a message as it streams in: its DKIM signer, its DKIM/DMARC check (each when on). */
+  const startMessageChecks = (): void => {
     verifier?.abort()
     verifier = undefined
     messageOutcome = undefined
@@ -330,13 +332,13 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
 
   /** Asks the rules (and the shadow rules) about a stage, with the context as it stands now. */
   const ask = (decision: Machine.Deciding) => {
-    const spfView = spfOutcome === undefined
-      ? undefined
-      : { result: spfOutcome.result, domain: spfOutcome.domain, comment: spfOutcome.comment }
-    const context = PolicyContext.make(connectionFacts, state, decision, now(), {
-      spf: spfView,
+    // Without SPF or DKIM checks (the common case) nothing is built for them.
+    const checks = spfOutcome === undefined && messageOutcome === undefined ? undefined : {
+      // The same view replay builds from SpfChecked, so rules see the same thing in both.
+      spf: spfOutcome === undefined ? undefined : { result: spfOutcome.result, domain: spfOutcome.domain, comment: spfOutcome.comment },
       message: messageOutcome === undefined ? undefined : { dkim: messageOutcome.dkim, dmarc: messageOutcome.dmarc }
-    })
+    }
+    const context = PolicyContext.make(connectionFacts, state, decision, now(), checks)
     shadow(decision.stage, context)
     return policy.decide(context)
   }
@@ -369,6 +371,15 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
     }))
   }
   const spfChecks = new Map<string, Spf.Outcome>()
+
+  /** The checks a stage's rules need done first, if any: SPF at mail, DKIM and DMARC at data. */
+  const factsFor = (decision: Machine.Deciding): Effect.Effect<void> | undefined => {
+    if (decision.stage === "mail" && options.spf !== undefined) return checkSpf(decision.transaction, options.spf)
+    const open = verifier
+    if (decision.stage !== "data" || open === undefined) return undefined
+    verifier = undefined
+    return finishVerifier(open)
+  }
 
   /** The shadow rules' decision, recorded only; one that needs I/O is recorded when it is done. */
   const shadowAsked = new Map<Event.PolicyStage, number>()
@@ -408,14 +419,14 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
           framer.expectData()
           keepContent = true
           headers = Headers.collector()
-          startVerifier()
+          startMessageChecks()
           ;(effectful ??= []).push(action)
           break
         case "ReadBdat":
           framer.expectBdat(action.size, action.first)
           keepContent = action.keep
           if (action.first) headers = action.keep ? Headers.collector() : undefined
-          if (action.first && action.keep) startVerifier()
+          if (action.first && action.keep) startMessageChecks()
           if (action.first && action.keep) (effectful ??= []).push(action)
           break
         case "Close":
@@ -439,41 +450,22 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
           ;(effectful ??= []).push(action)
           break
         case "Decide": {
-          const open = verifier
-          if (action.decision.stage === "data" && open !== undefined) {
-            // DKIM and DMARC need DNS: the check, then the rules, in the Decide action's perform.
-            verifier = undefined
-            const decision = action.decision
-            decisionInFlight = {
-              stage: "data",
-              effect: Effect.flatMap(finishVerifier(open), () => {
-                const outcome = ask(decision)
-                return Effect.isEffect(outcome) ? outcome : Effect.succeed(outcome)
-              })
-            }
-            ;(effectful ??= []).push(action)
-            break
-          }
-          if (action.decision.stage === "mail" && options.spf !== undefined) {
-            // SPF needs DNS: the check, then the rules, in the Decide action's perform.
-            const decision = action.decision
-            decisionInFlight = {
-              stage: "mail",
-              effect: Effect.flatMap(checkSpf(decision.transaction, options.spf), () => {
-                const outcome = ask(decision)
-                return Effect.isEffect(outcome) ? outcome : Effect.succeed(outcome)
-              })
-            }
-            ;(effectful ??= []).push(action)
-            break
-          }
           // Synchronous rules are decided here, without an Effect; the machine steps on at once.
-          const outcome = ask(action.decision)
+          // A stage whose facts need DNS first (SPF at mail, DKIM/DMARC at data) is decided in
+          // the Decide action's perform.
+          const decision = action.decision
+          const facts = factsFor(decision)
+          const outcome = facts === undefined
+            ? ask(decision)
+            : Effect.flatMap(facts, () => {
+              const asked = ask(decision)
+              return Effect.isEffect(asked) ? asked : Effect.succeed(asked)
+            })
           if (Effect.isEffect(outcome)) {
-            decisionInFlight = { stage: action.decision.stage, effect: outcome }
+            decisionInFlight = { stage: decision.stage, effect: outcome }
             ;(effectful ??= []).push(action)
           } else {
-            const more = decided(action.decision.stage, outcome)
+            const more = decided(decision.stage, outcome)
             if (more.length > 0) (effectful ??= []).push(...more)
           }
           break
