@@ -1,8 +1,10 @@
 /**
  * A DNS zone of the tests' own, served over UDP on loopback (RFC 1035 wire format, just what
- * SPF lookups ask: A, AAAA, TXT, MX). Unknown names get NXDOMAIN, a known name without records
- * of the asked type an empty NOERROR. Every question is counted, so tests can tell whether the
- * daemon asked. Nothing ever leaves the machine.
+ * SPF and DKIM lookups ask: A, AAAA, TXT, MX). Unknown names get NXDOMAIN, a known name without
+ * records of the asked type an empty NOERROR. Every question is counted, so tests can tell
+ * whether the daemon (or a tool) asked. Nothing ever leaves the machine. There is no TCP: an
+ * answer is never truncated, and the largest the tests serve (an RSA-2048 DKIM key) is under
+ * 512 bytes anyway.
  */
 import * as Dgram from "node:dgram"
 
@@ -96,9 +98,24 @@ const answer = (query: Buffer, zone: Zone, questions: DnsServer["questions"]): B
   return Buffer.concat([header, question, ...records])
 }
 
-/** Serves `zone` on 127.0.0.1 at a free UDP port; `address` is "127.0.0.1:PORT". */
-export const serveZone = (zone: Zone): Promise<DnsServer> =>
+export interface ServeOptions {
+  /** The loopback IPv4 address to listen on; 127.0.0.1 by default. */
+  readonly host?: string
+  /**
+   * The UDP port; a free one by default. Port 53 (root only) serves tools that ask libc's
+   * resolver: give such a test an address of its own in 127.0.0.0/8, so files never collide.
+   */
+  readonly port?: number
+}
+
+/** Serves `zone` on loopback over UDP (127.0.0.1 at a free port by default); `address` is "HOST:PORT". */
+export const serveZone = (zone: Zone, options: ServeOptions = {}): Promise<DnsServer> =>
   new Promise((resolve, reject) => {
+    const host = options.host ?? "127.0.0.1"
+    if (!host.startsWith("127.")) {
+      reject(new Error(`serveZone: ${host} is not a loopback address`))
+      return
+    }
     const socket = Dgram.createSocket("udp4")
     const questions: DnsServer["questions"] = []
     socket.on("message", (message, remote) => {
@@ -110,10 +127,10 @@ export const serveZone = (zone: Zone): Promise<DnsServer> =>
     })
     socket.once("error", reject)
     let closed: Promise<void> | undefined
-    socket.bind(0, "127.0.0.1", () => {
+    socket.bind(options.port ?? 0, host, () => {
       const { port } = socket.address()
       resolve({
-        address: `127.0.0.1:${port}`,
+        address: `${host}:${port}`,
         questions,
         // Idempotent: a test may stop the server early, the suite's cleanup stops it again.
         close: () => (closed ??= new Promise((done) => socket.close(() => done())))
