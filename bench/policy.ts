@@ -28,6 +28,8 @@ const base: Rule.Context = {
   recipientIsLocal: true,
   size: undefined,
   message: undefined,
+  queueId: undefined,
+  attempts: undefined,
   spf: undefined,
   dkim: undefined,
   dmarc: undefined

@@ -308,8 +308,10 @@ const RulesByStage = Schema.Struct({
   auth: Schema.optionalKey(StageRules),
   mail: Schema.optionalKey(StageRules),
   rcpt: Schema.optionalKey(StageRules),
-  data: Schema.optionalKey(StageRules)
-}).annotate({ expected: "an object of rule lists by stage (connect, helo, auth, mail, rcpt, data)" })
+  data: Schema.optionalKey(StageRules),
+  postq: Schema.optionalKey(StageRules),
+  delivery: Schema.optionalKey(StageRules)
+}).annotate({ expected: "an object of rule lists by stage (connect, helo, auth, mail, rcpt, data, postq, delivery)" })
 
 const DefaultsByStage = Schema.Struct({
   connect: orDefault(StageDefault, "accept"),
@@ -317,19 +319,23 @@ const DefaultsByStage = Schema.Struct({
   auth: orDefault(StageDefault, "accept"),
   mail: orDefault(StageDefault, "accept"),
   rcpt: orDefault(StageDefault, "accept"),
-  data: orDefault(StageDefault, "accept")
+  data: orDefault(StageDefault, "accept"),
+  postq: orDefault(StageDefault, "accept"),
+  delivery: orDefault(StageDefault, "accept")
 }).annotate({ expected: "an object of defaults by stage" })
 
 const PolicySection = Schema.Struct({
   rules: orDefault(RulesByStage, {}),
   defaults: orDefault(DefaultsByStage, {}),
   ruleTimeout: orDefault(Duration.PositiveMillis, "5s"),
+  /** How much of a message's body rules see, in bytes (Postfix's body_checks_size_limit). */
+  bodyLimit: orDefault(NonNegativeInt, Policy.defaultBodyLimit),
   /** A second rule set evaluated beside the live one, recorded (ShadowDecided), never enforced. */
   shadow: Schema.optionalKey(
     Schema.Struct({ rules: orDefault(RulesByStage, {}), defaults: orDefault(DefaultsByStage, {}) })
       .annotate({ expected: "an object { rules?, defaults? }" })
   )
-}).annotate({ expected: "an object { rules?, defaults?, ruleTimeout?, shadow? }" })
+}).annotate({ expected: "an object { rules?, defaults?, ruleTimeout?, bodyLimit?, shadow? }" })
 
 const SpfSection = Schema.Struct({
   /** Check the sender's SPF at MAIL (ctx.spf, the spf() rule, a Received-SPF header). */
@@ -515,6 +521,8 @@ export interface PolicySettings {
   readonly defaults: Policy.RuleSet["defaults"]
   /** Milliseconds. */
   readonly ruleTimeout: number
+  /** Bytes of the body rules see. */
+  readonly bodyLimit: number
   readonly shadow?: { readonly rules: Policy.RuleSet["rules"]; readonly defaults: Policy.RuleSet["defaults"] }
 }
 
@@ -782,14 +790,20 @@ export const loadPolicy = (file: string | undefined): Effect.Effect<PolicySettin
 export const ruleSet = (policy: PolicySettings): Policy.RuleSet => ({
   rules: policy.rules,
   defaults: policy.defaults,
-  ruleTimeout: EffectDuration.millis(policy.ruleTimeout)
+  ruleTimeout: EffectDuration.millis(policy.ruleTimeout),
+  bodyLimit: policy.bodyLimit
 })
 
 /** The shadow rule set, if the policy section has one. */
 export const shadowRuleSet = (policy: PolicySettings): Policy.RuleSet | undefined =>
   policy.shadow === undefined
     ? undefined
-    : { rules: policy.shadow.rules, defaults: policy.shadow.defaults, ruleTimeout: EffectDuration.millis(policy.ruleTimeout) }
+    : {
+      rules: policy.shadow.rules,
+      defaults: policy.shadow.defaults,
+      ruleTimeout: EffectDuration.millis(policy.ruleTimeout),
+      bodyLimit: policy.bodyLimit
+    }
 
 /** The settings the session machine's replies depend on, as recorded in the event log. */
 export const machineSettings = (config: ConfigShape): Event.MachineSettings => ({

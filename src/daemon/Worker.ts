@@ -89,13 +89,15 @@ export const run = Effect.fnUntraced(function*(options: WorkerOptions) {
   const policyOf = (settings: ConfigModule.PolicySettings) =>
     Policy.make(ConfigModule.ruleSet(settings), ConfigModule.shadowRuleSet(settings))
   let policy = policyOf(config.policy)
-  const policyLayer = Layer.succeed(
-    PolicyService,
-    PolicyService.of({
-      decide: (context) => policy.decide(context),
-      shadow: (context) => policy.shadow(context)
-    })
-  )
+  const livePolicy = PolicyService.of({
+    decide: (context) => policy.decide(context),
+    shadow: (context) => policy.shadow(context),
+    asks: (stage) => policy.asks(stage),
+    get bodyLimit() {
+      return policy.bodyLimit
+    }
+  })
+  const policyLayer = Layer.succeed(PolicyService, livePolicy)
 
   const program = Effect.gen(function*() {
     const log = yield* EventLog
@@ -194,7 +196,8 @@ export const run = Effect.fnUntraced(function*(options: WorkerOptions) {
         deliveryConcurrency: 16,
         retryBase: config.timeouts.deliveryRetry,
         recovered,
-        lastQueueId
+        lastQueueId,
+        policy: livePolicy
       })
     })
   )

@@ -148,20 +148,6 @@ export const ContentReceived = Schema.TaggedStruct("ContentReceived", {
 export type ContentReceived = typeof ContentReceived.Type
 
 /** The message and this event are durable: the 250 that follows is true. */
-export const MessageQueued = Schema.TaggedStruct("MessageQueued", {
-  session: SessionId,
-  at: Millis,
-  queueId: QueueId,
-  envelope: Envelope,
-  size: Schema.Number,
-  /** SHA-256 of the stored message (Received header included), hex. */
-  digest: Schema.String,
-  /** Header lines (CRLF-ended) delivered above the stored message: those the rules added. */
-  prepend: Schema.optionalKey(Schema.String),
-  spool: SpoolReference
-})
-export type MessageQueued = typeof MessageQueued.Type
-
 export const QueueFailed = Schema.TaggedStruct("QueueFailed", {
   session: SessionId,
   at: Millis,
@@ -384,10 +370,12 @@ export const DnsAnswered = Schema.TaggedStruct("DnsAnswered", {
 export type DnsAnswered = typeof DnsAnswered.Type
 
 /** The SPF check of a transaction's sender (RFC 7208), as rules saw it (`ctx.spf`). */
+export const SpfResult = Schema.Literals(["pass", "fail", "softfail", "neutral", "none", "temperror", "permerror"])
+
 export const SpfChecked = Schema.TaggedStruct("SpfChecked", {
   session: SessionId,
   at: Millis,
-  result: Schema.Literals(["pass", "fail", "softfail", "neutral", "none", "temperror", "permerror"]),
+  result: SpfResult,
   domain: Schema.String,
   comment: Schema.optionalKey(Schema.String),
   /** The Received-SPF header field added to the message. */
@@ -399,26 +387,68 @@ export type SpfChecked = typeof SpfChecked.Type
  * DKIM and DMARC (with SPF) of a whole message (RFC 6376, RFC 7489), as rules saw them at the
  * data stage (`ctx.dkim`, `ctx.dmarc`), and the Authentication-Results field added above it.
  */
+export const DkimResults = Schema.Array(Schema.Struct({
+  domain: Schema.String,
+  selector: Schema.String,
+  result: Schema.Literals(["pass", "fail", "neutral", "none", "temperror", "permerror", "policy"])
+}))
+
+export const DmarcResult = Schema.Struct({
+  result: Schema.Literals(["pass", "fail", "none", "temperror", "permerror"]),
+  domain: Schema.String,
+  /** The policy the domain asks for: none, quarantine, reject. */
+  policy: Schema.String
+})
+
 export const MessageAuthenticated = Schema.TaggedStruct("MessageAuthenticated", {
   session: SessionId,
   at: Millis,
-  dkim: Schema.Array(Schema.Struct({
-    domain: Schema.String,
-    selector: Schema.String,
-    result: Schema.Literals(["pass", "fail", "neutral", "none", "temperror", "permerror", "policy"])
-  })),
-  dmarc: Schema.optionalKey(Schema.Struct({
-    result: Schema.Literals(["pass", "fail", "none", "temperror", "permerror"]),
-    domain: Schema.String,
-    /** The policy the domain asks for: none, quarantine, reject. */
-    policy: Schema.String
-  })),
+  dkim: DkimResults,
+  dmarc: Schema.optionalKey(DmarcResult),
   header: Schema.String
 })
 export type MessageAuthenticated = typeof MessageAuthenticated.Type
 
-/** The SMTP stages at which the session asks the policy. */
-export const PolicyStage = Schema.Literals(["connect", "helo", "auth", "mail", "rcpt", "data"])
+/** The session facts of a queued message, as rules at postq and delivery see them. */
+export const MessageOrigin = Schema.Struct({
+  peer: Endpoint,
+  local: Endpoint,
+  role: Role,
+  clientName: Schema.optionalKey(Schema.String),
+  tls: Schema.optionalKey(TlsFacts),
+  helo: Schema.optionalKey(Schema.String),
+  authenticated: Schema.optionalKey(Schema.String),
+  spf: Schema.optionalKey(Schema.Struct({ result: SpfResult, domain: Schema.String, comment: Schema.optionalKey(Schema.String) })),
+  dkim: Schema.optionalKey(DkimResults),
+  dmarc: Schema.optionalKey(DmarcResult)
+})
+export type MessageOrigin = typeof MessageOrigin.Type
+
+export const MessageQueued = Schema.TaggedStruct("MessageQueued", {
+  session: SessionId,
+  at: Millis,
+  queueId: QueueId,
+  envelope: Envelope,
+  size: Schema.Number,
+  /** SHA-256 of the stored message (Received header included), hex. */
+  digest: Schema.String,
+  /** Header lines (CRLF-ended) delivered above the stored message: those the rules added. */
+  prepend: Schema.optionalKey(Schema.String),
+  spool: SpoolReference,
+  /**
+   * What the session knew when it queued the message, for the rules the queue asks (postq,
+   * delivery), also after a restart. Recorded only when there are such rules.
+   */
+  origin: Schema.optionalKey(MessageOrigin)
+})
+export type MessageQueued = typeof MessageQueued.Type
+
+/**
+ * The stages at which the policy is asked: the session's, in session order, then the queue's:
+ * `postq` once a message is queued (before its first delivery), `delivery` for each recipient's
+ * delivery attempt.
+ */
+export const PolicyStage = Schema.Literals(["connect", "helo", "auth", "mail", "rcpt", "data", "postq", "delivery"])
 export type PolicyStage = typeof PolicyStage.Type
 
 /**
@@ -440,8 +470,12 @@ const decisionFields = {
   /** A rule that threw, failed or overran its budget: what happened (the verdict is tempfail). */
   error: Schema.optionalKey(Schema.String),
   because: Schema.optionalKey(Schema.Record(Schema.String, Schema.String)),
-  /** Header fields the rules add to an accepted message (data stage). */
-  headers: Schema.optionalKey(Schema.Array(Schema.Struct({ name: Schema.String, value: Schema.String })))
+  /** Header fields the rules add to an accepted message (data and postq stages). */
+  headers: Schema.optionalKey(Schema.Array(Schema.Struct({ name: Schema.String, value: Schema.String }))),
+  /** The message decided about (postq and delivery stages). */
+  queueId: Schema.optionalKey(QueueId),
+  /** The recipient whose delivery was decided (delivery stage). */
+  recipient: Schema.optionalKey(Schema.String)
 }
 
 export const PolicyDecided = Schema.TaggedStruct("PolicyDecided", decisionFields)

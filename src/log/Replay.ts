@@ -5,7 +5,8 @@
  */
 import { Effect } from "effect"
 import type * as Policy from "../policy/Policy.ts"
-import type * as Rule from "../policy/Rule.ts"
+import * as Rule from "../policy/Rule.ts"
+import * as Headers from "../session/Headers.ts"
 import * as Machine from "../session/Machine.ts"
 import * as PolicyContext from "../session/PolicyContext.ts"
 import * as Reply from "../session/Reply.ts"
@@ -84,7 +85,8 @@ export const inputOf = (event: Event.Event): Machine.Input | undefined => {
     case "AuthFailed":
       return { _tag: "AuthVerified", user: undefined }
     case "PolicyDecided":
-      return PolicyContext.decidedFrom(event)
+      // The queue's decisions (postq, delivery) come after the session's 250: not its inputs.
+      return Rule.queueStages.has(event.stage) ? undefined : PolicyContext.decidedFrom(event)
     default:
       return undefined
   }
@@ -225,16 +227,42 @@ export const reevaluate = (
     // and its DNS answers) are part of what the live rules saw.
     let asked: { readonly decision: Machine.Deciding; readonly state: Machine.State } | undefined
     let spf: Rule.SpfView | undefined
-    let message: Pick<Rule.Context, "dkim" | "dmarc"> | undefined
+    let message: PolicyContext.Checks["message"]
     let decisions = 0
     const changed: Array<ChangedDecision> = []
+    // For the queue's stages: each queued message, the header fields it was received with, and
+    // the delivery decisions made so far per recipient (the attempts before the next one).
+    const queued = new Map<string, Event.MessageQueued>()
+    let received: ReadonlyArray<Headers.Header> = []
+    const viewed = new Map<string, Rule.MessageView>()
+    const deliveries = new Map<string, number>()
+    const queueContext = (event: Event.PolicyDecided): Rule.Context | undefined => {
+      const message = event.queueId === undefined ? undefined : queued.get(event.queueId)
+      if (message === undefined || (event.stage !== "postq" && event.stage !== "delivery")) return undefined
+      const view = viewed.get(message.queueId) ?? PolicyContext.messageView(receivedView(message, received), undefined)
+      viewed.set(message.queueId, view)
+      if (event.stage === "postq") return PolicyContext.queued(message, "postq", event.at, view, undefined)
+      const recipient = event.recipient ?? ""
+      const key = `${message.queueId}\u0000${recipient}`
+      const attempts = deliveries.get(key) ?? 0
+      deliveries.set(key, attempts + 1)
+      const local = isLocal(settings.localDomains, recipient)
+      return PolicyContext.queued(message, "delivery", event.at, view, { recipient, local, attempts })
+    }
     for (const event of session.events) {
       if (event._tag === "SpfChecked") spf = { result: event.result, domain: event.domain, comment: event.comment }
       if (event._tag === "MessageAuthenticated") message = { dkim: event.dkim, dmarc: event.dmarc }
-      if (event._tag === "PolicyDecided" && asked !== undefined) {
-        const outcome = policy.decide(PolicyContext.make(connection, asked.state, asked.decision, event.at, { spf, message }))
+      if (event._tag === "ContentReceived") received = event.headers ?? []
+      if (event._tag === "MessageQueued") queued.set(event.queueId, event)
+      const context = event._tag !== "PolicyDecided"
+        ? undefined
+        : asked !== undefined && !Rule.queueStages.has(event.stage)
+        ? PolicyContext.make(connection, asked.state, asked.decision, event.at, { spf, message })
+        : queueContext(event)
+      if (event._tag === "PolicyDecided" && context !== undefined) {
+        const outcome = policy.decide(context)
         const now = decisionSummary(event.stage, Effect.isEffect(outcome) ? yield* outcome : outcome)
-        asked = undefined
+        if (!Rule.queueStages.has(event.stage)) asked = undefined
         decisions++
         const recorded = recordedSummary(event)
         if (!sameDecision(recorded, now)) changed.push({ session: session.id, at: event.at, stage: event.stage, recorded, now })
@@ -249,6 +277,19 @@ export const reevaluate = (
     }
     return { session: session.id, decisions, changed, skipped: undefined }
   })
+
+/**
+ * The header fields a queued message was delivered with, as far as the log knows them: those
+ * Postern added above it, then those it was received with (the Received field it wrote is not
+ * recorded).
+ */
+const receivedView = (message: Event.MessageQueued, received: ReadonlyArray<Headers.Header>): ReadonlyArray<Headers.Header> =>
+  message.prepend === undefined ? received : [...Headers.parse(message.prepend), ...received]
+
+const isLocal = (localDomains: ReadonlyArray<Event.LocalDomain>, recipient: string): boolean => {
+  const domain = recipient.slice(recipient.lastIndexOf("@") + 1).toLowerCase()
+  return localDomains.some((d) => d.domain.toLowerCase() === domain)
+}
 
 /** A stage where the shadow rules decided otherwise than the live ones. */
 export interface ShadowDifference {
@@ -265,16 +306,19 @@ export interface ShadowDifference {
  * many pairs there were.
  */
 export const shadowReport = (session: RecordedSession): { readonly compared: number; readonly differences: ReadonlyArray<ShadowDifference> } => {
-  const live = new Map<Event.PolicyStage, Array<Event.PolicyDecided>>()
-  const shadow = new Map<Event.PolicyStage, Array<Event.ShadowDecided>>()
+  // The queue's decisions are about a message (and a recipient), and made in their own order.
+  const key = (event: Event.PolicyDecided | Event.ShadowDecided) =>
+    Rule.queueStages.has(event.stage) ? `${event.stage} ${event.queueId ?? ""} ${event.recipient ?? ""}` : event.stage
+  const live = new Map<string, Array<Event.PolicyDecided>>()
+  const shadow = new Map<string, Array<Event.ShadowDecided>>()
   for (const event of session.events) {
-    if (event._tag === "PolicyDecided") live.set(event.stage, [...(live.get(event.stage) ?? []), event])
-    if (event._tag === "ShadowDecided") shadow.set(event.stage, [...(shadow.get(event.stage) ?? []), event])
+    if (event._tag === "PolicyDecided") live.set(key(event), [...(live.get(key(event)) ?? []), event])
+    if (event._tag === "ShadowDecided") shadow.set(key(event), [...(shadow.get(key(event)) ?? []), event])
   }
   let compared = 0
   const differences: Array<ShadowDifference> = []
-  for (const [stage, decisions] of live) {
-    const shadows = shadow.get(stage) ?? []
+  for (const [group, decisions] of live) {
+    const shadows = shadow.get(group) ?? []
     decisions.forEach((decision, index) => {
       // Recorded with the index of the decision it shadows; older logs, in order.
       const other = shadows.find((s) => s.index === index) ?? (shadows.some((s) => s.index !== undefined) ? undefined : shadows[index])
@@ -282,7 +326,7 @@ export const shadowReport = (session: RecordedSession): { readonly compared: num
       compared++
       const a = recordedSummary(decision)
       const b = recordedSummary(other)
-      if (!sameDecision(a, b)) differences.push({ session: session.id, at: decision.at, stage, live: a, shadow: b })
+      if (!sameDecision(a, b)) differences.push({ session: session.id, at: decision.at, stage: decision.stage, live: a, shadow: b })
     })
   }
   differences.sort((x, y) => x.at - y.at)
@@ -340,6 +384,7 @@ const verdictWords = {
  */
 export const describeDecision = (event: Event.PolicyDecided | Event.ShadowDecided): string | undefined => {
   if (event.verdict === "accept" && event.rule === undefined) return undefined
+  const subject = event.queueId === undefined ? "" : ` ${event.queueId}${event.recipient === undefined ? "" : ` to <${event.recipient}>`}`
   const by = event.rule === undefined ? `the ${event.stage} default` : `rule '${event.rule}'`
   const reply = event.quarantine !== undefined
     ? ` (into ${event.quarantine})`
@@ -350,7 +395,7 @@ export const describeDecision = (event: Event.PolicyDecided | Event.ShadowDecide
     ? ""
     : ` [${Object.entries(event.because).map(([key, value]) => `${key} ${value}`).join(", ")}]`
   const error = event.error === undefined ? "" : `; the rule ${event.error}`
-  return `${event.stage} ${verdictWords[event.verdict]} by ${by}${reply}${because}${error}`
+  return `${event.stage}${subject} ${verdictWords[event.verdict]} by ${by}${reply}${because}${error}`
 }
 
 /** One line per event, as an administrator reads a session: client lines, server lines, facts. */

@@ -19,7 +19,12 @@ export interface RuleSet {
   readonly defaults: { readonly [S in Rule.Stage]: StageDefault }
   /** How long a rule that returns an Effect may take before it counts as failed. */
   readonly ruleTimeout: Duration.Duration
+  /** How much of a message's body rules see (`MessageView.body`), in bytes; 0 for none. */
+  readonly bodyLimit?: number | undefined
 }
+
+/** Postfix's body_checks_size_limit: the body rules see by default. */
+export const defaultBodyLimit = 51_200
 
 /** The stages in session order, as the event schema lists them. */
 export const stages: ReadonlyArray<Rule.Stage> = Event.PolicyStage.literals
@@ -27,7 +32,16 @@ export const stages: ReadonlyArray<Rule.Stage> = Event.PolicyStage.literals
 /** No rules: every stage accepts, and only local recipients are accepted. */
 export const defaultRuleSet: RuleSet = {
   rules: {},
-  defaults: { connect: "accept", helo: "accept", auth: "accept", mail: "accept", rcpt: "accept", data: "accept" },
+  defaults: {
+    connect: "accept",
+    helo: "accept",
+    auth: "accept",
+    mail: "accept",
+    rcpt: "accept",
+    data: "accept",
+    postq: "accept",
+    delivery: "accept"
+  },
   ruleTimeout: Duration.seconds(5)
 }
 
@@ -36,6 +50,13 @@ export interface PolicyShape {
   readonly decide: (context: Rule.Context) => Rule.Decision | Effect.Effect<Rule.Decision>
   /** The shadow rule set's decision, recorded and never enforced; undefined without one. */
   readonly shadow: (context: Rule.Context) => Rule.Decision | Effect.Effect<Rule.Decision> | undefined
+  /**
+   * Whether asking about `stage` can matter: it has rules (live or shadow), or a default other
+   * than accept. Where it cannot, the session and the queue skip the stage (and its event).
+   */
+  readonly asks: (stage: Rule.Stage) => boolean
+  /** How much of the body to keep for rules at data, postq and delivery; 0 when none of them can look. */
+  readonly bodyLimit: number
 }
 
 export class Policy extends Context.Service<Policy, PolicyShape>()("postern/policy/Policy") {
@@ -70,10 +91,21 @@ const defaultDecision = (stage: Rule.Stage, setting: StageDefault): Rule.Decisio
 }
 
 /** The policy of `ruleSet`, with `shadow` evaluated beside it when given. */
-export const make = (ruleSet: RuleSet, shadow?: RuleSet): PolicyShape => ({
-  decide: decider(ruleSet),
-  shadow: shadow === undefined ? () => undefined : decider(shadow)
-})
+export const make = (ruleSet: RuleSet, shadow?: RuleSet): PolicyShape => {
+  const sets = shadow === undefined ? [ruleSet] : [ruleSet, shadow]
+  const asked = new Set(
+    stages.filter((stage) => sets.some((set) => (set.rules[stage] ?? []).length > 0 || set.defaults[stage] !== "accept"))
+  )
+  const bodyLimit = ["data", "postq", "delivery"].some((stage) => sets.some((set) => (set.rules[stage as Rule.Stage] ?? []).length > 0))
+    ? ruleSet.bodyLimit ?? defaultBodyLimit
+    : 0
+  return {
+    decide: decider(ruleSet),
+    shadow: shadow === undefined ? () => undefined : decider(shadow),
+    asks: (stage) => asked.has(stage),
+    bodyLimit
+  }
+}
 
 const decider = (ruleSet: RuleSet): PolicyShape["decide"] => {
   const rules = new Map(stages.map((stage) => [stage, ruleSet.rules[stage] ?? []]))

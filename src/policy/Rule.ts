@@ -91,7 +91,8 @@ const quarantineName = /^[a-z0-9][a-z0-9._-]{0,63}$/
 
 /**
  * Accepts the message (250) and holds it in the quarantine `name` (a mailbox per recipient under
- * `<stateDirectory>/quarantine/<name>/`) instead of delivering it. Only at the data stage.
+ * `<stateDirectory>/quarantine/<name>/`) instead of delivering it. At data and postq the whole
+ * message is held; at delivery, the copy of the recipient being delivered.
  */
 export const quarantine = (name: string): Verdict => {
   if (!quarantineName.test(name)) throw new RangeError(`quarantine: "${name}" is not a quarantine name (a-z, 0-9, '.', '_', '-')`)
@@ -162,13 +163,17 @@ export interface Context {
   readonly from: string | undefined
   /** Recipients accepted so far. */
   readonly recipients: ReadonlyArray<string>
-  /** At rcpt: the recipient being decided, and whether its domain is one of the local domains. */
+  /** At rcpt and delivery: the recipient being decided, and whether its domain is one of the local domains. */
   readonly recipient: string | undefined
   readonly recipientIsLocal: boolean
-  /** At data: the content's size in bytes. */
+  /** From data on: the content's size in bytes. */
   readonly size: number | undefined
-  /** At data: the message's header fields, unfolded, and the first value of one by name. */
+  /** From data on: the message's header fields, unfolded, the first value of one by name, the body. */
   readonly message: MessageView | undefined
+  /** At postq and delivery: the queue id of the message. */
+  readonly queueId: string | undefined
+  /** At delivery: how many attempts to deliver to `recipient` came before this one. */
+  readonly attempts: number | undefined
   /** From mail on, when SPF checking is on: the sender's SPF result (RFC 7208). */
   readonly spf: SpfView | undefined
   /** At data, when DKIM verification is on: each signature's domain, selector and result. */
@@ -188,6 +193,21 @@ export interface MessageView {
   readonly headers: ReadonlyArray<{ readonly name: string; readonly value: string }>
   /** The first value of the header field `name` (case-insensitive), if the message has one. */
   readonly header: (name: string) => string | undefined
+  /**
+   * The start of the body (what follows the header section), up to `policy.bodyLimit` bytes as
+   * Postfix's body_checks_size_limit. Undefined where the content is not at hand: in a replay
+   * once the spool has let the message go, or with `policy.bodyLimit` 0.
+   */
+  readonly body: BodyView | undefined
+}
+
+export interface BodyView {
+  /** The body's first bytes, as received (dot-unstuffed, CRLF line ends). */
+  readonly bytes: Uint8Array
+  /** Whether the body goes on past `bytes`. */
+  readonly truncated: boolean
+  /** `bytes` decoded as UTF-8 (invalid sequences as U+FFFD), for matching with a RegExp. */
+  readonly text: () => string
 }
 
 /** What a rule returns: a verdict, or an Effect of one when it needs I/O. */
@@ -202,6 +222,11 @@ export interface Rule {
 
 /** A named rule. */
 export const rule = (name: string, evaluate: (context: Context) => Result): Rule => ({ name, evaluate })
+
+/** The stages a message can be held at: where it is whole. */
+const holdingStages: ReadonlySet<Stage> = new Set(["data", "postq", "delivery"])
+/** The stages the queue asks about, after the session has given its 250. */
+export const queueStages: ReadonlySet<Stage> = new Set(["postq", "delivery"])
 
 /** The outcome of a stage: the deciding verdict and the rule that gave it (none: the default). */
 export interface Decision {
@@ -328,7 +353,12 @@ export const evaluate = (
  * rule. The header fields of verdicts that go on or accept are collected in `added`.
  */
 const decisionOf = (verdict: Verdict, rule: Rule, context: Context, added: Array<AddedHeader>): Decision | undefined => {
-  if (verdict._tag === "Quarantine" && context.stage !== "data") return failure(rule, "quarantine is only for the data stage")
+  if (verdict._tag === "Quarantine" && !holdingStages.has(context.stage)) {
+    return failure(rule, "quarantine is only for the data, postq and delivery stages")
+  }
+  if (verdict._tag === "Disconnect" && queueStages.has(context.stage)) {
+    return failure(rule, `disconnect is only for the session's stages: at ${context.stage} there is no connection`)
+  }
   if (verdict._tag !== "Next" && verdict._tag !== "Accept") return { verdict, rule: rule.name }
   if (verdict.headers !== undefined) added.push(...verdict.headers)
   return verdict._tag === "Accept" ? withAdded({ verdict, rule: rule.name }, added) : undefined

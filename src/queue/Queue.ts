@@ -29,6 +29,10 @@ import { Clock, Context, Duration, Effect, Latch, Layer, Queue as EffectQueue, S
 import type { Scope } from "effect"
 import * as Event from "../log/Event.ts"
 import { EventLog } from "../log/EventLog.ts"
+import type * as Policy from "../policy/Policy.ts"
+import type * as Rule from "../policy/Rule.ts"
+import * as Headers from "../session/Headers.ts"
+import * as PolicyContext from "../session/PolicyContext.ts"
 import * as Checkpoint from "./Checkpoint.ts"
 import * as Maildir from "./Maildir.ts"
 import * as QueueId from "./QueueId.ts"
@@ -101,6 +105,12 @@ export interface Options {
   readonly lastQueueId?: string | undefined
   /** How often the recovery checkpoint is brought up to date, in ms; default 10 s. */
   readonly checkpointInterval?: number | undefined
+  /**
+   * The policy asked after queueing (postq, once per message before its first delivery) and at
+   * each recipient's delivery attempt (delivery). Without it, or without rules at those
+   * stages, every queued message is delivered as accepted at data.
+   */
+  readonly policy?: Policy.PolicyShape | undefined
 }
 
 /** A message being received: stream its content in, then `Queue.commit` or `abort` it. */
@@ -127,7 +137,9 @@ export interface QueueShape {
     envelope: Event.Envelope,
     session: string,
     /** Header lines (CRLF-ended) to deliver above the message; kept in MessageQueued. */
-    prepend?: string
+    prepend?: string,
+    /** The session's facts for the rules at postq and delivery; kept in MessageQueued. */
+    origin?: Event.MessageOrigin
   ) => Effect.Effect<{ readonly queueId: string }, QueueError>
   /** Waits until no delivery is due or running (deferred retries do not count). */
   readonly drain: Effect.Effect<void>
@@ -170,6 +182,10 @@ interface Entry {
   checked: boolean
   /** Why the content is unusable, once found to be. */
   lost: string | undefined
+  /** The header fields and body start rules at postq and delivery see, once read. */
+  view: Rule.MessageView | undefined
+  /** Tempfails at postq so far, for its backoff. */
+  postqDeferrals: number
 }
 
 interface Timer {
@@ -296,7 +312,7 @@ export const make = Effect.fnUntraced(function*(
     for (const resume of waiters) resume()
   }
 
-  const record = (entry: Entry, event: Event.MessageDelivered | Event.DeliveryFailed) =>
+  const record = (entry: Entry, event: QueueState.DeliveryEvent) =>
     Effect.andThen(
       log.append(event),
       Effect.sync(() => {
@@ -304,11 +320,71 @@ export const make = Effect.fnUntraced(function*(
       })
     )
 
-  /** The message as delivered: the fields Postern added above it, then the spooled content. */
-  const contentOf = (queued: Event.MessageQueued) =>
-    queued.prepend === undefined
-      ? spool.read(queued.spool)
-      : Stream.concat(Stream.make(encoder.encode(queued.prepend)), spool.read(queued.spool))
+  /**
+   * The message as delivered: the fields the postq rules added, those Postern added at
+   * acceptance, then the spooled content.
+   */
+  const contentOf = (pending: QueueState.Pending) => {
+    const added = (pending.postq?.headers === undefined ? "" : Headers.format(pending.postq.headers)) + (pending.queued.prepend ?? "")
+    return added === ""
+      ? spool.read(pending.queued.spool)
+      : Stream.concat(Stream.make(encoder.encode(added)), spool.read(pending.queued.spool))
+  }
+
+  /**
+   * The message as rules at postq and delivery see it: its header fields (added ones included)
+   * and the start of its body, read from the spool once. Unreadable content gives no view; its
+   * delivery fails on its own.
+   */
+  const viewOf = (entry: Entry, bodyLimit: number): Effect.Effect<Rule.MessageView | undefined> => {
+    if (entry.view !== undefined) return Effect.succeed(entry.view)
+    const collector = Headers.collector(bodyLimit)
+    const enough = Headers.maxBytes + bodyLimit
+    let read = 0
+    return contentOf(entry.pending).pipe(
+      // One byte past what is kept, so that a longer body is known to be cut.
+      Stream.takeUntil((chunk) => {
+        collector.push(chunk)
+        read += chunk.length
+        return read > enough
+      }),
+      Stream.runDrain,
+      Effect.map(() => {
+        entry.view = PolicyContext.messageView(collector.headers(), bodyLimit > 0 ? collector.body() : undefined)
+        return entry.view
+      }),
+      Effect.orElseSucceed(() => undefined)
+    )
+  }
+
+  /**
+   * Asks the policy about a queue stage: the shadow rules first (recorded only), then the live
+   * ones, whose decision is returned as its event for the caller to record with what follows.
+   */
+  const decideQueued = (
+    policy: Policy.PolicyShape,
+    context: Rule.Context,
+    subject: { readonly queueId: string; readonly recipient?: string }
+  ) =>
+    Effect.gen(function*() {
+      const stage = context.stage
+      const shadowed = policy.shadow(context)
+      if (shadowed !== undefined) {
+        const decision = Effect.isEffect(shadowed) ? yield* shadowed : shadowed
+        const at = yield* Clock.currentTimeMillis
+        yield* log.append(Event.make("ShadowDecided", { ...PolicyContext.eventFields(context.session, at, stage, decision), ...subject }))
+      }
+      const outcome = policy.decide(context)
+      const decision = Effect.isEffect(outcome) ? yield* outcome : outcome
+      const at = yield* Clock.currentTimeMillis
+      return Event.make("PolicyDecided", { ...PolicyContext.eventFields(context.session, at, stage, decision), ...subject })
+    })
+
+  /** A refusal at postq or delivery as a delivery failure's reason. */
+  const refusal = (decided: Event.PolicyDecided): string =>
+    `${decided.code ?? 550} ${decided.enhanced ?? "5.7.1"} ${decided.text ?? ""} (${decided.stage} ${
+      decided.rule === undefined ? "default" : `rule '${decided.rule}'`
+    })`
 
   const deliverOne = (entry: Entry, recipient: QueueState.Recipient) =>
     Effect.gen(function*() {
@@ -352,13 +428,30 @@ export const make = Effect.fnUntraced(function*(
         }
         return yield* failed(true, `${contentLost}: ${entry.lost}`)
       }
-      const held = queued.envelope.quarantine
+      const postq = entry.pending.postq
+      if (postq?.verdict === "deny") return yield* failed(true, refusal(postq))
+      let held = queued.envelope.quarantine ?? postq?.quarantine
+      const policy = options.policy
+      if (held === undefined && target._tag !== "Rejected" && policy !== undefined && policy.asks("delivery")) {
+        const context = PolicyContext.queued(
+          queued,
+          "delivery",
+          yield* Clock.currentTimeMillis,
+          yield* viewOf(entry, policy.bodyLimit),
+          { recipient: recipient.recipient, local: target._tag !== "Remote", attempts: recipient.attempts }
+        )
+        const decided = yield* decideQueued(policy, context, { queueId: queued.queueId, recipient: recipient.recipient })
+        yield* log.append(decided)
+        if (decided.verdict === "deny") return yield* failed(true, refusal(decided))
+        if (decided.verdict === "tempfail") return yield* failed(false, refusal(decided))
+        held = decided.quarantine
+      }
       if (held !== undefined) {
         // Held, not delivered: one copy per recipient in the quarantine's Maildirs.
         const quarantined = yield* Effect.result(Maildir.deliver({
           ...maildirTarget(held, recipient.recipient),
           root: options.quarantineRoot ?? Path.join(Path.dirname(options.maildirRoot), "quarantine"),
-          content: contentOf(queued),
+          content: contentOf(entry.pending),
           scanCur: !entry.fresh
         }))
         if (quarantined._tag === "Success") return yield* delivered(quarantined.success.path)
@@ -374,7 +467,7 @@ export const make = Effect.fnUntraced(function*(
         case "Maildir": {
           const outcome = yield* Effect.result(Maildir.deliver({
             ...maildirTarget(target.domain, target.user),
-            content: contentOf(queued),
+            content: contentOf(entry.pending),
             scanCur: !entry.fresh
           }))
           if (outcome._tag === "Success") return yield* delivered(outcome.success.path)
@@ -404,6 +497,18 @@ export const make = Effect.fnUntraced(function*(
         }
         entry.checked = true
         if (verified._tag === "Failure") entry.lost = verified.failure.message
+      }
+      // After queueing, once: what becomes of the whole message. A tempfail asks again later.
+      const policy = options.policy
+      if (due.length > 0 && entry.lost === undefined && entry.pending.postq === undefined && policy?.asks("postq") === true) {
+        const view = yield* viewOf(entry, policy.bodyLimit)
+        const decided = yield* decideQueued(policy, PolicyContext.queued(entry.pending.queued, "postq", now, view, undefined), { queueId })
+        yield* record(entry, decided)
+        if (decided.verdict === "tempfail") {
+          entry.postqDeferrals += 1
+          const later = yield* Clock.currentTimeMillis
+          return schedule(queueId, later + QueueState.retryDelay(entry.postqDeferrals, options.retryBase, retryMax), later)
+        }
       }
       for (const recipient of due) {
         const event = yield* deliverOne(entry, recipient)
@@ -456,7 +561,7 @@ export const make = Effect.fnUntraced(function*(
   // Recovery.
   const recoveredAt = yield* Clock.currentTimeMillis
   for (const [queueId, pending] of QueueState.fromEvents(options.recovered.map((r) => r.event))) {
-    messages.set(queueId, { pending, fresh: false, checked: false, lost: undefined })
+    messages.set(queueId, { pending, fresh: false, checked: false, lost: undefined, view: undefined, postqDeferrals: 0 })
     yield* spool.retain(pending.queued.spool)
   }
   for (const queueId of logFiles.keys()) if (!messages.has(queueId)) logFiles.delete(queueId)
@@ -509,7 +614,7 @@ export const make = Effect.fnUntraced(function*(
       return txn
     })
 
-  const commit = (txn: Txn, envelope: Event.Envelope, session: string, prepend?: string) =>
+  const commit = (txn: Txn, envelope: Event.Envelope, session: string, prepend?: string, origin?: Event.MessageOrigin) =>
     Effect.uninterruptible(Effect.gen(function*() {
       const spoolTxn = txns.get(txn)
       if (spoolTxn === undefined) {
@@ -526,7 +631,8 @@ export const make = Effect.fnUntraced(function*(
         size: stored.size,
         digest: stored.digest,
         spool: stored.reference,
-        ...(prepend === undefined || prepend === "" ? {} : { prepend })
+        ...(prepend === undefined || prepend === "" ? {} : { prepend }),
+        ...(origin === undefined ? {} : { origin })
       })
       logFiles.set(txn.queueId, log.currentFile())
       // The content's fdatasync (requested at seal) and the acceptance event's fsync run at
@@ -545,7 +651,14 @@ export const make = Effect.fnUntraced(function*(
           )
         )
       )
-      messages.set(txn.queueId, { pending: QueueState.queued(queued), fresh: true, checked: true, lost: undefined })
+      messages.set(txn.queueId, {
+        pending: QueueState.queued(queued),
+        fresh: true,
+        checked: true,
+        lost: undefined,
+        view: undefined,
+        postqDeferrals: 0
+      })
       enqueue(txn.queueId)
       return { queueId: txn.queueId }
     }))

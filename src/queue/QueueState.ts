@@ -32,6 +32,11 @@ export interface Pending {
    * recipients, or its queue time when none remain (it only waits for its completion).
    */
   readonly nextAttemptAt: number
+  /**
+   * The policy's decision after queueing (postq stage), once made: what becomes of the whole
+   * message. A tempfail is no decision: the stage is asked again at the next attempt.
+   */
+  readonly postq: Event.PolicyDecided | undefined
 }
 
 const nextAttemptAt = (queued: Event.MessageQueued, remaining: ReadonlyArray<Recipient>): number =>
@@ -46,11 +51,15 @@ export const queued = (event: Event.MessageQueued): Pending => {
     seen.add(recipient)
     remaining.push({ recipient, index, attempts: 0, retryAt: event.at, lastError: undefined })
   })
-  return { queued: event, remaining, nextAttemptAt: nextAttemptAt(event, remaining) }
+  return { queued: event, remaining, nextAttemptAt: nextAttemptAt(event, remaining), postq: undefined }
 }
 
 /** The events that change a queued message. */
-export type DeliveryEvent = Event.MessageDelivered | Event.DeliveryFailed | Event.MessageCompleted
+export type DeliveryEvent = Event.MessageDelivered | Event.DeliveryFailed | Event.MessageCompleted | Event.PolicyDecided
+
+/** Whether `event` is the postq decision about a message (one that settles it, not a tempfail). */
+const settlesPostq = (event: Event.PolicyDecided): boolean =>
+  event.stage === "postq" && event.queueId !== undefined && event.verdict !== "tempfail"
 
 /**
  * Applies one event to a pending message; `undefined` once the message is completed. Events
@@ -60,6 +69,8 @@ export const step = (pending: Pending, event: DeliveryEvent): Pending | undefine
   switch (event._tag) {
     case "MessageCompleted":
       return undefined
+    case "PolicyDecided":
+      return settlesPostq(event) && pending.postq === undefined ? { ...pending, postq: event } : pending
     case "MessageDelivered":
       return without(pending, event.recipient)
     case "DeliveryFailed": {
@@ -83,7 +94,7 @@ const without = (pending: Pending, recipient: string): Pending => {
 
 /**
  * Folds a partition's events, oldest first, into its pending messages by queue id (in queue
- * order). Events other than the four queue events are ignored, and so are delivery events for
+ * order). Events other than the queue's own (and its postq decisions) are ignored, and so are delivery events for
  * a queue id whose `MessageQueued` is not in `events`.
  */
 export const fromEvents = (events: Iterable<Event.Event>): ReadonlyMap<string, Pending> => {
@@ -94,9 +105,11 @@ export const fromEvents = (events: Iterable<Event.Event>): ReadonlyMap<string, P
         if (!pending.has(event.queueId)) pending.set(event.queueId, queued(event))
         break
       }
+      case "PolicyDecided":
       case "MessageDelivered":
       case "DeliveryFailed":
       case "MessageCompleted": {
+        if (event.queueId === undefined) break
         const current = pending.get(event.queueId)
         if (current === undefined) break
         const next = step(current, event)

@@ -43,21 +43,52 @@ export const first = (headers: ReadonlyArray<Header>, name: string): string | un
   return headers.find((h) => h.name.toLowerCase() === wanted)?.value
 }
 
-/** Collects a message's header block from its content chunks, in order. */
+/** Collects a message's header block, and the start of its body, from its content chunks, in order. */
 export interface Collector {
   readonly push: (bytes: Uint8Array) => void
   /** The fields seen so far (all of them once the empty line has passed). */
   readonly headers: () => Array<Header>
+  /** The body's first bytes (at most the collector's `bodyLimit`), and whether it goes on. */
+  readonly body: () => { readonly bytes: Uint8Array; readonly truncated: boolean }
 }
 
-export const collector = (): Collector => {
+const join = (chunks: ReadonlyArray<Uint8Array>, length: number): Uint8Array => {
+  const joined = new Uint8Array(length)
+  let offset = 0
+  for (const chunk of chunks) {
+    joined.set(chunk, offset)
+    offset += chunk.length
+  }
+  return joined
+}
+
+/**
+ * A collector keeping the header section and up to `bodyLimit` bytes of the body. A header
+ * section longer than `maxBytes` keeps its first `maxBytes` and no body: where the body starts
+ * is then unknown.
+ */
+export const collector = (bodyLimit = 0): Collector => {
   const chunks: Array<Uint8Array> = []
   let kept = 0
   let done = false
+  let bodyStarted = false
+  const bodyChunks: Array<Uint8Array> = []
+  let bodyKept = 0
+  let truncated = false
+  const keepBody = (bytes: Uint8Array): void => {
+    const room = bodyLimit - bodyKept
+    if (bytes.length > room) truncated = true
+    if (room <= 0) return
+    // A copy, so that a few kept bytes do not hold a whole read buffer in memory.
+    const slice = bytes.slice(0, Math.min(room, bytes.length))
+    bodyChunks.push(slice)
+    bodyKept += slice.length
+  }
   // Bytes of the current line other than CR: an LF that ends an empty line ends the header.
   let lineLength = 0
   return {
     push: (bytes) => {
+      if (bodyStarted) return keepBody(bytes)
       if (done) return
       const room = maxBytes - kept
       const slice = bytes.length > room ? bytes.subarray(0, room) : bytes
@@ -68,6 +99,10 @@ export const collector = (): Collector => {
             done = true
             chunks.push(slice.subarray(0, i + 1))
             kept += i + 1
+            if (bodyLimit > 0) {
+              bodyStarted = true
+              keepBody(bytes.subarray(i + 1))
+            }
             return
           }
           lineLength = 0
@@ -79,14 +114,7 @@ export const collector = (): Collector => {
       kept += slice.length
       if (kept >= maxBytes) done = true
     },
-    headers: () => {
-      const joined = new Uint8Array(kept)
-      let offset = 0
-      for (const chunk of chunks) {
-        joined.set(chunk, offset)
-        offset += chunk.length
-      }
-      return parse(decoder.decode(joined))
-    }
+    headers: () => parse(decoder.decode(join(chunks, kept))),
+    body: () => ({ bytes: join(bodyChunks, bodyKept), truncated })
   }
 }

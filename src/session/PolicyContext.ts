@@ -19,15 +19,28 @@ export interface Connection {
   readonly clientName: string | undefined
 }
 
+/** What the session checked or collected besides the machine's state. */
+export interface Checks {
+  readonly spf?: Rule.SpfView | undefined
+  readonly message?: {
+    readonly dkim: typeof Event.DkimResults.Type
+    readonly dmarc: typeof Event.DmarcResult.Type | undefined
+  } | undefined
+  /** At data: the start of the body (see `Headers.collector`). */
+  readonly body?: Body | undefined
+}
+
+export interface Body {
+  readonly bytes: Uint8Array
+  readonly truncated: boolean
+}
+
 export const make = (
   connection: Connection,
   state: Machine.State,
   decision: Machine.Deciding,
   at: number,
-  checks: {
-    readonly spf?: Rule.SpfView | undefined
-    readonly message?: Pick<Rule.Context, "dkim" | "dmarc"> | undefined
-  } = {}
+  checks: Checks = {}
 ): Rule.Context => {
   const transaction = state.transaction
   return {
@@ -49,17 +62,85 @@ export const make = (
     recipient: decision.stage === "rcpt" ? decision.recipient : undefined,
     recipientIsLocal: decision.stage === "rcpt" && decision.local,
     size: decision.stage === "data" ? decision.size : undefined,
-    message: decision.stage === "data" ? messageView(decision.headers) : undefined,
+    message: decision.stage === "data" ? messageView(decision.headers, checks.body) : undefined,
+    queueId: undefined,
+    attempts: undefined,
     spf: checks.spf,
     dkim: decision.stage === "data" ? checks.message?.dkim : undefined,
     dmarc: decision.stage === "data" ? checks.message?.dmarc : undefined
   }
 }
 
-const messageView = (headers: ReadonlyArray<Headers.Header>): Rule.MessageView => ({
+const decoder = new TextDecoder("utf-8")
+
+export const messageView = (headers: ReadonlyArray<Headers.Header>, body: Body | undefined): Rule.MessageView => ({
   headers,
-  header: (name) => Headers.first(headers, name)
+  header: (name) => Headers.first(headers, name),
+  body: body === undefined ? undefined : { ...body, text: () => decoder.decode(body.bytes) }
 })
+
+/**
+ * What the session knew when it queued a message (MessageQueued.origin), for the rules the
+ * queue asks later: the same facts as the data stage's context.
+ */
+export const origin = (connection: Connection, state: Machine.State, checks: Checks): Event.MessageOrigin => ({
+  peer: connection.peer,
+  local: connection.local,
+  role: connection.role,
+  ...(connection.clientName === undefined ? {} : { clientName: connection.clientName }),
+  ...(state.tls === undefined ? {} : { tls: state.tls }),
+  ...(state.helo === undefined ? {} : { helo: state.helo.domain }),
+  ...(state.authenticated === undefined ? {} : { authenticated: state.authenticated }),
+  ...(checks.spf === undefined
+    ? {}
+    : { spf: { result: checks.spf.result, domain: checks.spf.domain, ...(checks.spf.comment === undefined ? {} : { comment: checks.spf.comment }) } }),
+  ...(checks.message?.dkim === undefined ? {} : { dkim: checks.message.dkim }),
+  ...(checks.message?.dmarc === undefined ? {} : { dmarc: checks.message.dmarc })
+})
+
+/** A recipient's delivery attempt, as the delivery stage's context gives it. */
+export interface Delivery {
+  readonly recipient: string
+  readonly local: boolean
+  readonly attempts: number
+}
+
+/**
+ * The context of a stage the queue asks about (postq, delivery): the message's recorded origin
+ * and envelope, its header fields and body start as read from the spool. A message queued
+ * without an origin (no such rules then) has an unknown client, shown as address "".
+ */
+export const queued = (
+  message: Event.MessageQueued,
+  stage: "postq" | "delivery",
+  at: number,
+  view: Rule.MessageView | undefined,
+  delivery: Delivery | undefined
+): Rule.Context => {
+  const from = message.origin
+  return {
+    stage,
+    session: message.session,
+    at,
+    client: { address: from?.peer.address ?? "", port: from?.peer.port ?? 0, name: from?.clientName },
+    listener: { role: from?.role ?? "smtp", address: from?.local.address ?? "", port: from?.local.port ?? 0 },
+    isSecured: from?.tls !== undefined,
+    tls: from?.tls,
+    helo: from?.helo,
+    authenticated: from?.authenticated,
+    from: message.envelope.from,
+    recipients: message.envelope.to,
+    recipient: delivery?.recipient,
+    recipientIsLocal: delivery?.local ?? false,
+    size: message.size,
+    message: view,
+    queueId: message.queueId,
+    attempts: delivery?.attempts,
+    spf: from?.spf === undefined ? undefined : { result: from.spf.result, domain: from.spf.domain, comment: from.spf.comment },
+    dkim: from?.dkim,
+    dmarc: from?.dmarc
+  }
+}
 
 /**
  * The machine input a decision's recorded fields stand for: one mapping for the live session

@@ -201,6 +201,10 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
     Effect.catch(() => Effect.andThen(abortTransaction, Effect.sync(() => (keepContent = false))))
   )
 
+  /** The session's facts for the rules the queue asks (postq, delivery); only when there are some. */
+  const origin = (): Event.MessageOrigin | undefined =>
+    policy.asks("postq") || policy.asks("delivery") ? PolicyContext.origin(connectionFacts, state, currentChecks() ?? {}) : undefined
+
   /**
    * Uninterruptible from the commit to the reply being gathered: a message the queue has made
    * durable must get its 250 (the session's finalizer writes what is gathered), or the client
@@ -212,7 +216,7 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
       txn = undefined
       const result = open === undefined
         ? ({ _tag: "Failure", reason: "content could not be spooled" } as const)
-        : yield* queue.commit(open, envelope, session, (yield* signature) + authenticationResults() + Headers.format(headers ?? [])).pipe(
+        : yield* queue.commit(open, envelope, session, (yield* signature) + authenticationResults() + Headers.format(headers ?? []), origin()).pipe(
           Effect.map(({ queueId }) => ({ _tag: "Success", queueId }) as const),
           Effect.catch((error) => Effect.succeed({ _tag: "Failure", reason: error.message } as const))
         )
@@ -286,6 +290,8 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
   let signer: DkimSign.Signer | undefined
   /** The domain of the From field of the message just received. */
   let fromDomain: string | undefined
+  /** The start of the body of the message just received, for rules (when they can look). */
+  let messageBody: PolicyContext.Body | undefined
 
   /** DNS for a check, each answer recorded in the log. */
   const recorded = (resolve: Dns.Resolve): Dns.Resolve =>
@@ -304,6 +310,7 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
     verifier?.abort()
     verifier = undefined
     messageOutcome = undefined
+    messageBody = undefined
     signer?.abort()
     signer = undefined
     fromDomain = undefined
@@ -330,15 +337,18 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
       log.appendUnsafe(Event.make("MessageAuthenticated", { session, at: now(), ...outcome }))
     }))
 
-  /** Asks the rules (and the shadow rules) about a stage, with the context as it stands now. */
-  const ask = (decision: Machine.Deciding) => {
-    // Without SPF or DKIM checks (the common case) nothing is built for them.
-    const checks = spfOutcome === undefined && messageOutcome === undefined ? undefined : {
+  /** What the session checked of the current transaction; undefined (the common case) when nothing. */
+  const currentChecks = (): PolicyContext.Checks | undefined =>
+    spfOutcome === undefined && messageOutcome === undefined && messageBody === undefined ? undefined : {
       // The same view replay builds from SpfChecked, so rules see the same thing in both.
       spf: spfOutcome === undefined ? undefined : { result: spfOutcome.result, domain: spfOutcome.domain, comment: spfOutcome.comment },
-      message: messageOutcome === undefined ? undefined : { dkim: messageOutcome.dkim, dmarc: messageOutcome.dmarc }
+      message: messageOutcome === undefined ? undefined : { dkim: messageOutcome.dkim, dmarc: messageOutcome.dmarc },
+      body: messageBody
     }
-    const context = PolicyContext.make(connectionFacts, state, decision, now(), checks)
+
+  /** Asks the rules (and the shadow rules) about a stage, with the context as it stands now. */
+  const ask = (decision: Machine.Deciding) => {
+    const context = PolicyContext.make(connectionFacts, state, decision, now(), currentChecks())
     shadow(decision.stage, context)
     return policy.decide(context)
   }
@@ -418,14 +428,14 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
         case "ReadData":
           framer.expectData()
           keepContent = true
-          headers = Headers.collector()
+          headers = Headers.collector(policy.bodyLimit)
           startMessageChecks()
           ;(effectful ??= []).push(action)
           break
         case "ReadBdat":
           framer.expectBdat(action.size, action.first)
           keepContent = action.keep
-          if (action.first) headers = action.keep ? Headers.collector() : undefined
+          if (action.first) headers = action.keep ? Headers.collector(policy.bodyLimit) : undefined
           if (action.first && action.keep) startMessageChecks()
           if (action.first && action.keep) (effectful ??= []).push(action)
           break
@@ -575,6 +585,7 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
         const reading = state.reading
         const whole = keepContent && (reading._tag === "Data" || (reading._tag === "Bdat" && reading.last))
         const fields = whole ? headers?.headers() : undefined
+        messageBody = whole && policy.bodyLimit > 0 ? headers?.body() : undefined
         if (whole) headers = undefined
         if (fields !== undefined) fromDomain = domainOf(Headers.first(fields, "from"))
         const event = Event.make("ContentReceived", {

@@ -7,6 +7,7 @@ import { Effect } from "effect"
 import * as Config from "../../src/config/Config.ts"
 import * as Duration from "../../src/config/Duration.ts"
 import * as Builtins from "../../src/policy/Builtins.ts"
+import * as Policy from "../../src/policy/Policy.ts"
 import * as Rule from "../../src/policy/Rule.ts"
 
 const indexUrl = NodeUrl.pathToFileURL(NodePath.resolve(import.meta.dirname, "../../src/index.ts")).href
@@ -33,8 +34,10 @@ describe("Config: policy", () => {
       const config = yield* Config.decode({}, "test")
       assert.deepStrictEqual(config.policy, {
         rules: {},
-        defaults: { connect: "accept", helo: "accept", auth: "accept", mail: "accept", rcpt: "accept", data: "accept" },
-        ruleTimeout: 5000
+        // Every stage accepts, as the Policy's own default rule set.
+        defaults: Policy.defaultRuleSet.defaults,
+        ruleTimeout: 5000,
+        bodyLimit: 51_200
       })
     }))
 
@@ -53,8 +56,8 @@ describe("Config: policy", () => {
   const cases: ReadonlyArray<readonly [string, unknown, ReadonlyArray<string>]> = [
     [
       "an unknown stage",
-      { policy: { rules: { postq: [] } } },
-      ["policy.rules.postq: unknown setting; expected one of: connect, helo, auth, mail, rcpt, data"]
+      { policy: { rules: { queue: [] } } },
+      ["policy.rules.queue: unknown setting; expected one of: connect, helo, auth, mail, rcpt, data, postq, delivery"]
     ],
     [
       "something that is not a rule",

@@ -40,7 +40,16 @@ const policySource = `{
       rule("size by policy", (ctx) => (ctx.size ?? 0) > 5000 ? deny(552, "5.3.4", "Too large for policy") : next),
       rule("spam subject", (ctx) => /viagra/i.test(ctx.message?.header("subject") ?? "") ? deny(554, "5.7.1", "Looks like spam") : next),
       rule("lottery", (ctx) => /lottery/i.test(ctx.message?.header("subject") ?? "") ? quarantine("spam") : next),
-      rule("tag", (ctx) => withHeaders(next, { "X-Postern-Checked": \`\${ctx.size} octets\` }))
+      rule("tag", (ctx) => withHeaders(next, { "X-Postern-Checked": \`\${ctx.size} octets\` })),
+      rule("phishing body", (ctx) => /verify your password/i.test(ctx.message?.body?.text() ?? "") ? deny(554, "5.7.1", "Phishing") : next)
+    ],
+    postq: [
+      rule("eicar", (ctx) => (ctx.message?.body?.text() ?? "").includes("EICAR-STANDARD-ANTIVIRUS-TEST") ? deny(554, "5.7.0", "Virus found") : next),
+      rule("review invoices", (ctx) => /invoice/i.test(ctx.message?.header("subject") ?? "") ? quarantine("review") : next),
+      rule("scanned", (ctx) => withHeaders(next, { "X-Postern-Scanned": \`client \${ctx.client.address}\` }))
+    ],
+    delivery: [
+      rule("carol on leave", (ctx) => ctx.recipient === "carol@catchall.test" && /leave-test/.test(ctx.message?.header("subject") ?? "") ? deny(550, "5.2.1", "Mailbox disabled") : next)
     ]
   }
 }`
@@ -295,7 +304,8 @@ describe("policy rules through real SMTP sessions", () => {
     const outcome = await smtplib(daemon.ports.smtp, [["ehlo"], ["mail", "sender@client.test"], ["rcpt", "alice@example.test"], ["data", message(token)]])
     assert.strictEqual(codes(outcome)[3], "250 2.0.0")
     const mail = await waitForMail(daemon, "example.test", "alice", token)
-    assert.match(mail.text, /^X-Postern-Checked: \d+ octets\r\nReceived: from client\.test/)
+    // The postq rules' field goes on top: it was added after the data stage's.
+    assert.match(mail.text, /^X-Postern-Scanned: client 127\.0\.0\.1\r\nX-Postern-Checked: \d+ octets\r\nReceived: from client\.test/)
     const decided = await waitFor("the data decision with its header", async () =>
       (await decisions(daemon)).find((d) => d.stage === "data" && d.headers !== undefined && d.verdict === "accept"))
     assert.strictEqual(decided.headers?.[0]?.name, "X-Postern-Checked")
@@ -336,6 +346,73 @@ describe("policy rules through real SMTP sessions", () => {
     const content = events.filter((e): e is Event.ContentReceived => e._tag === "ContentReceived").at(-1)
     assert.deepStrictEqual(content?.headers, [{ name: "From", value: "sender@client.test" }, { name: "Subject", value: "cheap VIAGRA today" }])
     assert.isFalse(readMailbox(daemon, "example.test", "alice").some((m) => m.text.includes(token)))
+  })
+
+  it("data: a rule reads the body's start and refuses a phishing message (554 5.7.1); nothing is delivered", async () => {
+    const token = uniqueToken("phish")
+    const outcome = await smtplib(daemon.ports.smtp, [
+      ["ehlo"],
+      ["mail", "sender@client.test"],
+      ["rcpt", "alice@example.test"],
+      ["data", `From: sender@client.test\r\nSubject: ${token}\r\n\r\nDear user,\r\nplease VERIFY YOUR PASSWORD here.\r\n`]
+    ])
+    assert.deepStrictEqual(outcome[3], [554, "5.7.1 Phishing"])
+    assert.isFalse(readMailbox(daemon, "example.test", "alice").some((m) => m.text.includes(token)))
+  })
+
+  it("postq: the client gets its 250; a message the rules find a virus in is never delivered, and each recipient fails with the rule's reply", async () => {
+    const token = uniqueToken("virus")
+    const outcome = await smtplib(daemon.ports.smtp, [
+      ["ehlo"],
+      ["mail", "sender@client.test"],
+      ["rcpt", "alice@example.test"],
+      ["data", `From: sender@client.test\r\nSubject: ${token}\r\n\r\nX5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*\r\n`]
+    ])
+    assert.strictEqual(codes(outcome)[3], "250 2.0.0")
+    const queueId = /queued as (\S+)/.exec(String(outcome[3]?.[1]))?.[1]
+    const failed = await waitFor("the postq refusal", async () =>
+      (await readLog(daemon.logDir)).find((e): e is Event.DeliveryFailed => e._tag === "DeliveryFailed" && e.queueId === queueId))
+    assert.deepStrictEqual([failed.permanent, failed.reason], [true, "554 5.7.0 Virus found (postq rule 'eicar')"])
+    const decided = (await decisions(daemon)).find((d) => d.stage === "postq" && d.queueId === queueId)
+    assert.deepStrictEqual([decided?.verdict, decided?.rule, decided?.code], ["deny", "eicar", 554])
+    assert.isFalse(readMailbox(daemon, "example.test", "alice").some((m) => m.text.includes(token)))
+    const transcript = await daemon.replay([daemon.logDir, "--session", decided?.session ?? ""])
+    assert.include(transcript.stdout, `postq ${queueId} denied by rule 'eicar' (554 5.7.0)`)
+  })
+
+  it("postq: quarantine holds an accepted message in the quarantine's Maildir, not the recipient's", async () => {
+    const token = uniqueToken("invoice")
+    const outcome = await smtplib(daemon.ports.smtp, [
+      ["ehlo"],
+      ["mail", "sender@client.test"],
+      ["rcpt", "alice@example.test"],
+      ["data", `From: sender@client.test\r\nSubject: Invoice ${token}\r\n\r\n${token}\r\n`]
+    ])
+    assert.strictEqual(codes(outcome)[3], "250 2.0.0")
+    const held = Path.join(daemon.stateDir, "quarantine", "review", "alice@example.test", "new")
+    await waitFor("the quarantined copy", async () => {
+      const names = Fs.existsSync(held) ? Fs.readdirSync(held) : []
+      return names.map((n) => Path.join(held, n)).find((f) => Fs.readFileSync(f, "utf8").includes(token))
+    })
+    assert.isFalse(readMailbox(daemon, "example.test", "alice").some((m) => m.text.includes(token)))
+  })
+
+  it("postq and delivery: a recipient's delivery refused by a delivery rule fails for good (550 5.2.1); the other is delivered with the postq header", async () => {
+    const token = uniqueToken("leave-test")
+    const outcome = await smtplib(daemon.ports.smtp, [
+      ["ehlo"],
+      ["mail", "sender@client.test"],
+      ["rcpt", "alice@example.test"],
+      ["rcpt", "carol@catchall.test"],
+      ["data", message(token)]
+    ])
+    assert.deepStrictEqual(codes(outcome).slice(1), ["250 2.1.0", "250 2.1.5", "250 2.1.5", "250 2.0.0"])
+    const mail = await waitForMail(daemon, "example.test", "alice", token)
+    assert.match(mail.text, /^X-Postern-Scanned: client 127\.0\.0\.1\r\n/)
+    const failed = await waitFor("carol's refused delivery", async () =>
+      (await readLog(daemon.logDir)).find((e): e is Event.DeliveryFailed => e._tag === "DeliveryFailed" && e.recipient === "carol@catchall.test" && e.reason.includes("5.2.1")))
+    assert.deepStrictEqual([failed.permanent, failed.reason], [true, "550 5.2.1 Mailbox disabled (delivery rule 'carol on leave')"])
+    assert.isFalse(readMailbox(daemon, "catchall.test", "carol").some((m) => m.text.includes(token)))
   })
 
   it("replay: the transcript names the rule behind a refusal, and --verify reproduces every reply from the recorded decisions", async () => {

@@ -577,6 +577,61 @@ describe("Replay.reevaluate (replay --rules)", () => {
     assert.deepStrictEqual(result.changed.map((c) => [c.stage, c.now.verdict, c.now.rule, c.now.code]), [["helo", "tempfail", "lookup", 450]])
   })
 
+  describe("the queue's stages (postq, delivery)", () => {
+    // A session that queued Q1 for alice and bob, then the queue's decisions about it,
+    // interleaved with the session's next command as they are in a log.
+    const queuedSession = () => {
+      const events = [...record("queue", ["EHLO client.test", "MAIL FROM:<sender@remote.test>", "RCPT TO:<alice@example.test>", "RCPT TO:<bob@example.test>", "DATA", end(120), queued("Q1"), "QUIT"])]
+      const at = events.findIndex((e) => e._tag === "MessageQueued")
+      const message = events[at]
+      if (message?._tag !== "MessageQueued") return assert.fail("no MessageQueued")
+      events[at] = { ...message, origin: { peer, local, role: "smtp", helo: "client.test" } }
+      const decision = (stage: "postq" | "delivery", recipient?: string) =>
+        Event.make("PolicyDecided", { session: "queue", at: start + 50, stage, verdict: "accept", queueId: "Q1", ...(recipient === undefined ? {} : { recipient }) })
+      events.splice(at + 2, 0, decision("postq"), decision("delivery", "alice@example.test"), decision("delivery", "bob@example.test"), decision("delivery", "bob@example.test"))
+      return events
+    }
+
+    it("are not machine inputs, so verify still reproduces every reply", () => {
+      assert.deepStrictEqual(Replay.verify(one(queuedSession()), settings).mismatches, [])
+    })
+
+    it("are evaluated again with the recorded origin and envelope, the recipient, and the attempts before", () => {
+      const seen: Array<string> = []
+      const look = Rule.rule("look", (ctx) => {
+        seen.push(`${ctx.stage} ${ctx.queueId} ${ctx.client.address} ${ctx.helo} ${ctx.recipients.join(",")} ${ctx.recipient ?? "-"} ${ctx.attempts ?? "-"} ${ctx.recipientIsLocal}`)
+        return ctx.stage === "delivery" && ctx.recipient === "bob@example.test" ? Rule.deny(550, "5.7.1", "Not bob") : Rule.next
+      })
+      const result = run(queuedSession(), rulesAt({ postq: [look], delivery: [look] }))
+      assert.deepStrictEqual(seen, [
+        "postq Q1 192.0.2.7 client.test alice@example.test,bob@example.test - - false",
+        "delivery Q1 192.0.2.7 client.test alice@example.test,bob@example.test alice@example.test 0 true",
+        "delivery Q1 192.0.2.7 client.test alice@example.test,bob@example.test bob@example.test 0 true",
+        "delivery Q1 192.0.2.7 client.test alice@example.test,bob@example.test bob@example.test 1 true"
+      ])
+      assert.deepStrictEqual(result.changed.map((c) => [c.stage, c.recorded.verdict, c.now.verdict, c.now.rule]), [
+        ["delivery", "accept", "deny", "look"],
+        ["delivery", "accept", "deny", "look"]
+      ])
+    })
+
+    it("transcripts name the message and the recipient", () => {
+      const line = Replay.describeDecision(Event.make("PolicyDecided", {
+        session: "queue",
+        at: start,
+        stage: "delivery",
+        verdict: "deny",
+        rule: "closed",
+        code: 550,
+        enhanced: "5.7.1",
+        text: "Closed",
+        queueId: "Q1",
+        recipient: "carol@example.test"
+      }))
+      assert.strictEqual(line, "delivery Q1 to <carol@example.test> denied by rule 'closed' (550 5.7.1)")
+    })
+  })
+
   it("a session whose opening or settings are missing is skipped with the reason", () => {
     const events = record("partial", traffic)
     const withoutOpening = { id: "partial", opened: undefined, events: events.slice(1) }
@@ -620,6 +675,21 @@ describe("Replay.shadowReport", () => {
     ]))
     assert.strictEqual(report.compared, 2)
     assert.deepStrictEqual(report.differences.map((d) => [d.at, d.live.verdict, d.shadow.verdict]), [[1, "accept", "deny"]])
+  })
+
+  it("the queue's decisions pair per message and recipient, whatever came between them", () => {
+    const queueDecision = (tag: "PolicyDecided" | "ShadowDecided", at: number, recipient: string, verdict: Event.PolicyDecided["verdict"]) =>
+      Event.make(tag, { session: "S", at, stage: "delivery", verdict, queueId: "Q1", recipient })
+    const report = Replay.shadowReport(session([
+      queueDecision("ShadowDecided", 1, "a@example.test", "accept"),
+      queueDecision("PolicyDecided", 1, "a@example.test", "accept"),
+      queueDecision("ShadowDecided", 2, "b@example.test", "deny"),
+      queueDecision("PolicyDecided", 2, "b@example.test", "accept"),
+      queueDecision("ShadowDecided", 3, "a@example.test", "deny"),
+      queueDecision("PolicyDecided", 3, "a@example.test", "deny")
+    ]))
+    assert.strictEqual(report.compared, 3)
+    assert.deepStrictEqual(report.differences.map((d) => [d.at, d.stage, d.live.verdict, d.shadow.verdict]), [[2, "delivery", "accept", "deny"]])
   })
 
   it("a session without shadow decisions compares nothing", () => {

@@ -585,11 +585,30 @@ describe("Rule.quarantine", () => {
     assert.strictEqual((thrown(() => Rule.quarantine("../etc")) as Error).message, "quarantine: \"../etc\" is not a quarantine name (a-z, 0-9, '.', '_', '-')")
   })
 
-  it("is only for the data stage: elsewhere the rule counts as failed (451 4.3.0)", () => {
+  it("is only for the data, postq and delivery stages: elsewhere the rule counts as failed (451 4.3.0)", () => {
     const rule = Rule.rule("hold", () => Rule.quarantine("spam"))
     const fallback = () => ({ verdict: Rule.accept, rule: undefined })
-    const atRcpt = Rule.evaluate([rule], context({ stage: "rcpt" }), fallback, Duration.seconds(1))
-    assert.deepStrictEqual(atRcpt, { verdict: { _tag: "Tempfail", answer: Rule.ruleFailed }, rule: "hold", error: "quarantine is only for the data stage" })
-    assert.deepStrictEqual(Rule.evaluate([rule], context({ stage: "data" }), fallback, Duration.seconds(1)), { verdict: { _tag: "Quarantine", name: "spam" }, rule: "hold" })
+    for (const stage of ["connect", "helo", "auth", "mail", "rcpt"] as const) {
+      assert.deepStrictEqual(Rule.evaluate([rule], context({ stage }), fallback, Duration.seconds(1)), {
+        verdict: { _tag: "Tempfail", answer: Rule.ruleFailed },
+        rule: "hold",
+        error: "quarantine is only for the data, postq and delivery stages"
+      })
+    }
+    for (const stage of ["data", "postq", "delivery"] as const) {
+      assert.deepStrictEqual(Rule.evaluate([rule], context({ stage }), fallback, Duration.seconds(1)), { verdict: { _tag: "Quarantine", name: "spam" }, rule: "hold" })
+    }
+  })
+
+  it("disconnect at postq or delivery counts as failed: after the 250 there is no connection to close", () => {
+    const rule = Rule.rule("hang up", () => Rule.disconnect())
+    const fallback = () => ({ verdict: Rule.accept, rule: undefined })
+    for (const stage of ["postq", "delivery"] as const) {
+      assert.deepStrictEqual(Rule.evaluate([rule], context({ stage }), fallback, Duration.seconds(1)), {
+        verdict: { _tag: "Tempfail", answer: Rule.ruleFailed },
+        rule: "hang up",
+        error: `disconnect is only for the session's stages: at ${stage} there is no connection`
+      })
+    }
   })
 })

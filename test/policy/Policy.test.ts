@@ -15,14 +15,7 @@ const at = (stage: Rule.Stage, overrides: Partial<Rule.Context> = {}): Rule.Cont
 const remote = (recipient: string, overrides: Partial<Rule.Context> = {}): Rule.Context =>
   context({ stage: "rcpt", recipient, recipientIsLocal: false, ...overrides })
 
-const allAccept: Policy.RuleSet["defaults"] = {
-  connect: "accept",
-  helo: "accept",
-  auth: "accept",
-  mail: "accept",
-  rcpt: "accept",
-  data: "accept"
-}
+const allAccept: Policy.RuleSet["defaults"] = Policy.defaultRuleSet.defaults
 
 const ruleSet = (
   rules: Policy.RuleSet["rules"],
@@ -74,7 +67,7 @@ const recording = (calls: Array<string>, name: string, result: () => Rule.Result
 
 describe("Policy.stages and defaultRuleSet", () => {
   it("the stages, in session order", () => {
-    assert.deepStrictEqual(Policy.stages, ["connect", "helo", "auth", "mail", "rcpt", "data"])
+    assert.deepStrictEqual(Policy.stages, ["connect", "helo", "auth", "mail", "rcpt", "data", "postq", "delivery"])
   })
 
   it("the default rule set: no rules, every stage accepts, 5 s per rule", () => {
@@ -279,7 +272,9 @@ describe("Policy stages are separate", () => {
         auth: [recording(calls, "auth", () => Rule.next)],
         mail: [recording(calls, "mail", () => Rule.next)],
         rcpt: [recording(calls, "rcpt", () => Rule.next)],
-        data: [recording(calls, "data", () => Rule.deny(552, "5.3.4", "Too big"))]
+        data: [recording(calls, "data", () => Rule.deny(552, "5.3.4", "Too big"))],
+        postq: [recording(calls, "postq", () => Rule.next)],
+        delivery: [recording(calls, "delivery", () => Rule.next)]
       }
       const decision = decideNow(Policy.make(ruleSet(rules)), at(stage))
       assert.deepStrictEqual(calls, [`${stage}@${stage}`])

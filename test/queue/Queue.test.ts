@@ -10,59 +10,24 @@ import * as Maildir from "../../src/queue/Maildir.ts"
 import * as Queue from "../../src/queue/Queue.ts"
 import * as QueueId from "../../src/queue/QueueId.ts"
 import * as Spool from "../../src/queue/Spool.ts"
-import { concat, content, list, readFile, sha256, tempDirectory, truncate } from "./QueueFixtures.ts"
-
-const hostname = "mx.test"
-const partition = "0"
-
-const optionsFor = (root: string, recovered: ReadonlyArray<Event.Event> = []): Queue.Options => ({
-  spoolDirectory: Path.join(root, "spool"),
-  partition,
-  segmentSize: 1,
-  maildirRoot: Path.join(root, "mail"),
+import {
+  accept,
+  concat,
+  content,
+  envelope,
   hostname,
-  localDomains: () => [
-    { domain: "mail.test", users: "*", transport: "maildir" },
-    { domain: "list.test", users: ["only"], transport: "maildir" },
-    { domain: "void.test", users: "*", transport: "discard" }
-  ],
-  deliveryConcurrency: 4,
-  retryBase: 1000,
-  retryMax: 60_000,
-  recovered: recovered.map((event) => ({ event, logFile: 1 }))
-})
-
-const start = (options: Queue.Options, log: EventLogShape) =>
-  Queue.make(options).pipe(Effect.provideService(EventLog, EventLog.of(log)))
-
-const envelope = (to: ReadonlyArray<string>): Event.Envelope => ({ from: "sender@remote.test", to, smtputf8: false })
-
-/** Streams `bytes` into a transaction in 1000-byte pieces and commits it. */
-const accept = (queue: Queue.QueueShape, bytes: Uint8Array, to: ReadonlyArray<string>) =>
-  Effect.gen(function*() {
-    const txn = yield* queue.begin()
-    for (let offset = 0; offset < bytes.length; offset += 1000) yield* txn.write(bytes.subarray(offset, offset + 1000))
-    return yield* queue.commit(txn, envelope(to), "session-1")
-  })
-
-const ofTag = <T extends Event.Event["_tag"]>(events: ReadonlyArray<Event.Event>, tag: T) =>
-  events.filter((e): e is Extract<Event.Event, { readonly _tag: T }> => e._tag === tag)
-
-const mailbox = (root: string, domain: string, user: string) => Path.join(root, "mail", domain, user)
-
-/** Every file of a mailbox (new/ and cur/), with its content. */
-const mailFiles = (root: string, domain: string, user: string) =>
-  Effect.gen(function*() {
-    const box = mailbox(root, domain, user)
-    const files: Array<{ path: string; bytes: Uint8Array }> = []
-    for (const sub of ["new", "cur"]) {
-      for (const name of yield* list(Path.join(box, sub))) {
-        const path = Path.join(box, sub, name)
-        files.push({ path, bytes: yield* readFile(path) })
-      }
-    }
-    return files
-  })
+  list,
+  mailbox,
+  mailFiles,
+  ofTag,
+  optionsFor,
+  partition,
+  readFile,
+  sha256,
+  start,
+  tempDirectory,
+  truncate
+} from "./QueueFixtures.ts"
 
 describe("Queue", () => {
   it.live("commit makes the content and MessageQueued durable before it returns, then delivers to Maildir", () =>

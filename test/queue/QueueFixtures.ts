@@ -1,12 +1,15 @@
 /**
  * Shared helpers of the queue tests: temporary directories on the real disk, deterministic
- * content, and file listings.
+ * content, file listings, and a queue on them with an in-memory log.
  */
 import * as Crypto from "node:crypto"
 import * as Fs from "node:fs/promises"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { Effect } from "effect"
+import type * as Event from "../../src/log/Event.ts"
+import { EventLog, type EventLogShape } from "../../src/log/EventLog.ts"
+import * as Queue from "../../src/queue/Queue.ts"
 
 /** A fresh directory, removed with everything in it when the test's scope closes. */
 export const tempDirectory = (prefix: string) =>
@@ -56,3 +59,60 @@ export const flipByte = (path: string, offset: number): Effect.Effect<void> =>
 
 export const truncate = (path: string, length: number): Effect.Effect<void> =>
   Effect.promise(() => Fs.truncate(path, length))
+
+export const hostname = "mx.test"
+export const partition = "0"
+
+export const optionsFor = (root: string, recovered: ReadonlyArray<Event.Event> = []): Queue.Options => ({
+  spoolDirectory: Path.join(root, "spool"),
+  partition,
+  segmentSize: 1,
+  maildirRoot: Path.join(root, "mail"),
+  hostname,
+  localDomains: () => [
+    { domain: "mail.test", users: "*", transport: "maildir" },
+    { domain: "list.test", users: ["only"], transport: "maildir" },
+    { domain: "void.test", users: "*", transport: "discard" }
+  ],
+  deliveryConcurrency: 4,
+  retryBase: 1000,
+  retryMax: 60_000,
+  recovered: recovered.map((event) => ({ event, logFile: 1 }))
+})
+
+export const start = (options: Queue.Options, log: EventLogShape) =>
+  Queue.make(options).pipe(Effect.provideService(EventLog, EventLog.of(log)))
+
+export const envelope = (to: ReadonlyArray<string>): Event.Envelope => ({ from: "sender@remote.test", to, smtputf8: false })
+
+/** Streams `bytes` into a transaction in 1000-byte pieces and commits it. */
+export const accept = (
+  queue: Queue.QueueShape,
+  bytes: Uint8Array,
+  to: ReadonlyArray<string>,
+  origin?: Event.MessageOrigin
+) =>
+  Effect.gen(function*() {
+    const txn = yield* queue.begin()
+    for (let offset = 0; offset < bytes.length; offset += 1000) yield* txn.write(bytes.subarray(offset, offset + 1000))
+    return yield* queue.commit(txn, envelope(to), "session-1", undefined, origin)
+  })
+
+export const ofTag = <T extends Event.Event["_tag"]>(events: ReadonlyArray<Event.Event>, tag: T) =>
+  events.filter((e): e is Extract<Event.Event, { readonly _tag: T }> => e._tag === tag)
+
+export const mailbox = (root: string, domain: string, user: string) => Path.join(root, "mail", domain, user)
+
+/** Every file of a mailbox (new/ and cur/), with its content. */
+export const mailFiles = (root: string, domain: string, user: string) =>
+  Effect.gen(function*() {
+    const box = mailbox(root, domain, user)
+    const files: Array<{ path: string; bytes: Uint8Array }> = []
+    for (const sub of ["new", "cur"]) {
+      for (const name of yield* list(Path.join(box, sub))) {
+        const path = Path.join(box, sub, name)
+        files.push({ path, bytes: yield* readFile(path) })
+      }
+    }
+    return files
+  })

@@ -75,4 +75,55 @@ describe("Headers.collector", () => {
     assert.isAtMost(kept.length, Math.ceil(Headers.maxBytes / line.length))
     assert.isAbove(kept.length, 0)
   })
+
+  describe("the body's start (bodyLimit)", () => {
+    const body = "Body: not a header\r\n"
+    const text = (collected: { readonly bytes: Uint8Array }) => new TextDecoder().decode(collected.bytes)
+
+    it("keeps what follows the empty line, the same whatever the chunking: every split point", () => {
+      const all = bytes(message)
+      for (let split = 0; split <= all.length; split++) {
+        const collector = Headers.collector(1000)
+        collector.push(all.subarray(0, split))
+        collector.push(all.subarray(split))
+        assert.deepStrictEqual(collector.headers(), expected, `split at ${split}`)
+        assert.strictEqual(text(collector.body()), body, `split at ${split}`)
+        assert.isFalse(collector.body().truncated, `split at ${split}`)
+      }
+    })
+
+    it("byte by byte", () => {
+      const collector = Headers.collector(1000)
+      for (const byte of bytes(message)) collector.push(new Uint8Array([byte]))
+      assert.strictEqual(text(collector.body()), body)
+    })
+
+    it("at most bodyLimit bytes, and says the body goes on: every limit around the body's length", () => {
+      for (let limit = 1; limit <= body.length + 1; limit++) {
+        const collector = Headers.collector(limit)
+        collector.push(bytes(message))
+        assert.strictEqual(text(collector.body()), body.slice(0, limit), `limit ${limit}`)
+        assert.strictEqual(collector.body().truncated, limit < body.length, `limit ${limit}`)
+      }
+    })
+
+    it("nothing with bodyLimit 0 (the default), nor when the header section never ends within maxBytes", () => {
+      const none = Headers.collector()
+      none.push(bytes(message))
+      assert.deepStrictEqual(none.body(), { bytes: new Uint8Array(), truncated: false })
+      const endless = Headers.collector(1000)
+      const line = bytes(`X-Filler: ${"x".repeat(1000)}\r\n`)
+      for (let i = 0; i < 200; i++) endless.push(line)
+      endless.push(bytes("\r\nbody"))
+      assert.strictEqual(endless.body().bytes.length, 0)
+    })
+
+    it("keeps a copy: the chunks it was given may be reused", () => {
+      const collector = Headers.collector(1000)
+      const chunk = bytes(message)
+      collector.push(chunk)
+      chunk.fill(0x41)
+      assert.strictEqual(text(collector.body()), body)
+    })
+  })
 })

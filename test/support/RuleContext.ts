@@ -18,6 +18,8 @@ export const context = (overrides: Partial<Rule.Context> = {}): Rule.Context => 
   recipientIsLocal: true,
   size: undefined,
   message: undefined,
+  queueId: undefined,
+  attempts: undefined,
   spf: undefined,
   dkim: undefined,
   dmarc: undefined,
