@@ -14,7 +14,7 @@
  * Durations are milliseconds as a number, or strings such as "250ms", "300s", "5m",
  * "10 minutes", "1h". Relative paths resolve against the directory of this file.
  */
-import { defineConfig, deny, inNetwork, networks, next, relay, rule } from "./src/index.ts"
+import { defineConfig, deny, inNetwork, networks, next, quarantine, relay, rule } from "./src/index.ts"
 
 // Clients that may relay anywhere and send without TLS (Postfix's mynetworks).
 const internal = networks("127.0.0.0/8", "::1")
@@ -207,7 +207,8 @@ export default defineConfig({
   // Name servers for policy checks; default the system's. Default: { servers: [], timeout: "5s" }
   dns: { servers: [], timeout: "5s" },
 
-  // Rules at each SMTP stage (connect, helo, auth, mail, rcpt, data), run in order; the first verdict
+  // Rules at each SMTP stage (connect, helo, auth, mail, rcpt, data), and the queue's (postq: once
+  // a message is queued, before its first delivery; delivery: each recipient's attempt), run in order; the first verdict
   // other than `next` decides, and when all say `next` the stage's default does. A recipient
   // outside localDomains is refused (554 5.7.1 Relay access denied) unless a rule accepts it.
   // Every decision is a PolicyDecided event naming its rule; `postern replay --session` shows it.
@@ -220,11 +221,28 @@ export default defineConfig({
             ? next
             : deny(530, "5.7.0", "Must issue a STARTTLS command first"))
       ],
-      rcpt: [relay({ internalNetworks: internal.texts })]
+      rcpt: [relay({ internalNetworks: internal.texts })],
+      postq: [
+        rule("hold invoices for review", (ctx) =>
+          /\binvoice\b/i.test(ctx.message?.header("subject") ?? "") && /\.zip\b/i.test(ctx.message?.body?.text() ?? "")
+            ? quarantine("review")
+            : next)
+      ]
     },
     // What a stage does when every rule says next: "accept", "deny" or "tempfail".
-    defaults: { connect: "accept", helo: "accept", auth: "accept", mail: "accept", rcpt: "accept", data: "accept" },
+    defaults: {
+      connect: "accept",
+      helo: "accept",
+      auth: "accept",
+      mail: "accept",
+      rcpt: "accept",
+      data: "accept",
+      postq: "accept",
+      delivery: "accept"
+    },
     // A rule that returns an Effect (for I/O) and takes longer gives 451 4.3.0. Default: "5s"
-    ruleTimeout: "5s"
+    ruleTimeout: "5s",
+    // Bytes of the body rules see (ctx.message.body), as Postfix's body_checks_size_limit. Default: 51200
+    bodyLimit: 51_200
   }
 })

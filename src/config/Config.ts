@@ -904,6 +904,7 @@ const stageLines = (rules: PolicySettings["rules"], defaults: PolicySettings["de
 const policySummary = (policy: PolicySettings): Array<string> => [
   ...stageLines(policy.rules, policy.defaults),
   `  a rule that needs I/O may take ${formatMillis(policy.ruleTimeout)}`,
+  `  rules see ${policy.bodyLimit === 0 ? "none" : `up to ${policy.bodyLimit} bytes`} of the body`,
   ...(policy.shadow === undefined
     ? []
     : ["shadow policy (recorded beside the live one, never enforced):", ...stageLines(policy.shadow.rules, policy.shadow.defaults)])
@@ -928,8 +929,8 @@ export const warnings = (config: ConfigShape): Array<string> => {
           const on = needed === "spf.check" ? config.spf.check : config.dkim.verify
           if (!on) out.push(`${path}.${stage}: rule '${rule.name}' never decides: ${needed} is off`)
         }
-        if (rule.name === "dmarc" && stage !== "data" && rule.requires !== undefined) {
-          out.push(`${path}.${stage}: rule 'dmarc' only decides at data`)
+        if (rule.decidesAt !== undefined && !rule.decidesAt.includes(stage)) {
+          out.push(`${path}.${stage}: rule '${rule.name}' never decides here: only at ${rule.decidesAt.join(", ")}`)
         }
       }
     }

@@ -2,7 +2,7 @@
  * Ready-made rules and the helpers rules are written with: `networks`/`inNetwork` (CIDR,
  * IPv4 and IPv6), `inDomain`, `relay` (vSMTP's check_rcpt_relay, Postfix's
  * permit_mynetworks + permit_sasl_authenticated + reject_unauth_destination), `requireTls` and
- * `rateLimit`.
+ * `rateLimit`, and the verdicts of the sender checks: `spf`, `dkimVerify`, `dmarc`.
  * A malformed network is an error when the configuration loads, never at a session.
  */
 import * as Duration from "../config/Duration.ts"
@@ -69,7 +69,7 @@ export interface RelayOptions {
 export const relay = (options: RelayOptions = {}): Rule.Rule => {
   const internal = networks(...(options.internalNetworks ?? []))
   const authenticated = options.authenticated ?? true
-  return Rule.rule("relay", (context) => {
+  return decidingAt(["rcpt"], Rule.rule("relay", (context) => {
     if (context.stage !== "rcpt" || context.recipientIsLocal) return Rule.next
     if (authenticated && context.authenticated !== undefined) {
       return Rule.because(Rule.acceptRelay, { authenticated: context.authenticated })
@@ -82,8 +82,14 @@ export const relay = (options: RelayOptions = {}): Rule.Rule => {
       answer: { code: 554, enhanced: "5.7.1", text: `<${context.recipient ?? ""}>: Relay access denied` },
       because: { client: context.client.address, recipient: "not in a local domain" }
     }
-  })
+  }))
 }
+
+/** The stages from which the session's checks are known: SPF from mail on, the message's from data on. */
+const fromMail: ReadonlyArray<Rule.Stage> = ["mail", "rcpt", "data", "postq", "delivery"]
+const fromData: ReadonlyArray<Rule.Stage> = ["data", "postq", "delivery"]
+
+const decidingAt = (stages: ReadonlyArray<Rule.Stage>, rule: Rule.Rule): Rule.Rule => ({ ...rule, decidesAt: stages })
 
 export interface RequireTlsOptions {
   /** Clients allowed in plaintext. */
@@ -128,8 +134,53 @@ export const spf = (options: SpfOptions = {}): Rule.Rule => {
       const verdict = verdicts[checked.result] ?? Rule.next
       return verdict._tag === "Next" ? verdict : Rule.because(verdict, { spf: checked.result, domain: checked.domain })
     }),
-    requires: ["spf.check"]
+    requires: ["spf.check"],
+    decidesAt: fromMail
   }
+}
+
+export type DkimResult = NonNullable<Rule.Context["dkim"]>[number]["result"]
+
+export interface DkimVerifyOptions {
+  /**
+   * The verdict for the message's best DKIM result (pass, then temperror, fail, policy,
+   * permerror, neutral; "none" for an unsigned message); a result left out goes on.
+   */
+  readonly on?: { readonly [R in DkimResult]?: Rule.Verdict }
+  /** Domains whose mail must carry a passing signature of theirs (by the From domain); otherwise `fail`'s verdict, or 550 5.7.20. */
+  readonly required?: ReadonlyArray<string>
+}
+
+const dkimOrder: ReadonlyArray<string> = ["pass", "temperror", "fail", "policy", "permerror", "neutral", "none"]
+
+/**
+ * The message's DKIM verification (RFC 6376) as a verdict, at data (vSMTP's dkim_verify). A
+ * signature that fails is, per RFC 6376 6.1, as good as none, so by default only a temporary
+ * error defers (451 4.7.5) and nothing else decides; `on` says otherwise per result, and
+ * `required` names domains whose mail must be signed by them (RFC 7372's 5.7.20 when it is
+ * not). Needs `dkim.verify` on.
+ */
+export const dkimVerify = (options: DkimVerifyOptions = {}): Rule.Rule => {
+  const verdicts: { readonly [R in DkimResult]?: Rule.Verdict } = {
+    temperror: Rule.tempfail(451, "4.7.5", "DKIM verification failed temporarily; try again later"),
+    ...options.on
+  }
+  const required = domains(...(options.required ?? []))
+  const unsigned = options.on?.fail ?? Rule.deny(550, "5.7.20", "No passing DKIM signature of the sender's domain")
+  const evaluate = (context: Rule.Context): Rule.Verdict => {
+    const results = context.dkim
+    if (results === undefined) return Rule.next
+    const best = results.map((r) => r.result).sort((a, b) => dkimOrder.indexOf(a) - dkimOrder.indexOf(b))[0] ?? "none"
+    const from = context.message?.header("from")
+    const fromDomain = from === undefined ? undefined : /@([^\s>@]+)>?\s*$/.exec(from)?.[1]?.toLowerCase()
+    if (fromDomain !== undefined && required.names.has(fromDomain) &&
+      !results.some((r) => r.result === "pass" && r.domain.toLowerCase() === fromDomain)) {
+      return unsigned._tag === "Next" ? unsigned : Rule.because(unsigned, { dkim: best, required: fromDomain })
+    }
+    const verdict = verdicts[best as DkimResult] ?? Rule.next
+    return verdict._tag === "Next" ? verdict : Rule.because(verdict, { dkim: best })
+  }
+  return { ...Rule.rule("dkim verify", evaluate), requires: ["dkim.verify"], decidesAt: fromData }
 }
 
 export interface DmarcOptions {
@@ -164,7 +215,7 @@ export const dmarc = (options: DmarcOptions = {}): Rule.Rule => {
       : Rule.next
     return verdict._tag === "Next" ? verdict : Rule.because(verdict, { dmarc: result.result, domain: result.domain, policy: result.policy })
   }
-  return { ...Rule.rule("dmarc", evaluate), requires: ["dkim.verify"] }
+  return { ...Rule.rule("dmarc", evaluate), requires: ["dkim.verify"], decidesAt: fromData }
 }
 
 export interface RateLimitOptions {

@@ -218,6 +218,8 @@ export interface Rule {
   readonly evaluate: (context: Context) => Result
   /** Checks the rule depends on (the built-ins say), so that the configuration can warn when they are off. */
   readonly requires?: ReadonlyArray<"spf.check" | "dkim.verify"> | undefined
+  /** The stages where the rule can decide anything (the built-ins say); elsewhere it always goes on. */
+  readonly decidesAt?: ReadonlyArray<Stage> | undefined
 }
 
 /** A named rule. */

@@ -176,9 +176,23 @@ describe("Config.warnings: rules that cannot work as written", () => {
       assert.deepStrictEqual(yield* warningsOf({ policy: { rules: { mail: [Builtins.spf(), Builtins.dmarc()] } } }), [
         "policy.rules.mail: rule 'spf' never decides: spf.check is off",
         "policy.rules.mail: rule 'dmarc' never decides: dkim.verify is off",
-        "policy.rules.mail: rule 'dmarc' only decides at data"
+        "policy.rules.mail: rule 'dmarc' never decides here: only at data, postq, delivery"
       ])
       assert.deepStrictEqual(yield* warningsOf({ spf: { check: true }, policy: { rules: { mail: [Builtins.spf()] } } }), [])
+    }))
+
+  it.effect("a built-in placed where it cannot decide: relay outside rcpt, spf before mail, dkimVerify before data", () =>
+    Effect.gen(function*() {
+      const input = {
+        spf: { check: true },
+        dkim: { verify: true },
+        policy: { rules: { mail: [Builtins.relay()], helo: [Builtins.spf()], rcpt: [Builtins.dkimVerify(), Builtins.relay()] } }
+      }
+      assert.deepStrictEqual(yield* warningsOf(input), [
+        "policy.rules.helo: rule 'spf' never decides here: only at mail, rcpt, data, postq, delivery",
+        "policy.rules.mail: rule 'relay' never decides here: only at rcpt",
+        "policy.rules.rcpt: rule 'dkim verify' never decides here: only at data, postq, delivery"
+      ])
     }))
 
   it.effect("auth rules with no listener offering AUTH never run", () =>

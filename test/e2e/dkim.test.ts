@@ -1,8 +1,9 @@
 /**
  * DKIM verification and DMARC at the data stage, end to end: messages signed by the test with
  * mailauth's signer and a key published in a DNS zone on loopback, sent with smtplib; the
- * daemon verifies them as they stream in, adds Authentication-Results, and the dmarc() rule
- * refuses a spoofed From under p=reject.
+ * daemon verifies them as they stream in, adds Authentication-Results, the dmarc() rule
+ * refuses a spoofed From under p=reject, and dkimVerify() refuses unsigned mail from a domain
+ * that must sign.
  */
 import * as ChildProcess from "node:child_process"
 import * as Crypto from "node:crypto"
@@ -57,13 +58,14 @@ describe("DKIM and DMARC at data, through a DNS zone on loopback", () => {
       "_dmarc.signed.test": { TXT: ["v=DMARC1; p=reject"] },
       "other.test": { TXT: ["v=spf1 ip4:127.0.0.0/8 -all"] },
       "_dmarc.spoofed.test": { TXT: ["v=DMARC1; p=reject"] },
-      "spoofed.test": { TXT: ["v=spf1 -all"] }
+      "spoofed.test": { TXT: ["v=spf1 -all"] },
+      "bank.test": { TXT: ["v=spf1 ip4:127.0.0.0/8 -all"] }
     })
     daemon = await startDaemon({
       spf: { check: true },
       dkim: { verify: true },
       dns: { servers: [dns.address], timeout: "2s" },
-      policySource: `{ rules: { data: [dmarc()] } }`
+      policySource: `{ rules: { data: [dkimVerify({ required: ["bank.test"] }), dmarc()] } }`
     })
   })
 
@@ -102,6 +104,13 @@ describe("DKIM and DMARC at data, through a DNS zone on loopback", () => {
     assert.deepStrictEqual([code, text], [550, "5.7.1 DMARC policy of the sender's domain refuses this message"])
     const decided = (await readLog(daemon.logDir)).filter((e): e is Event.PolicyDecided => e._tag === "PolicyDecided" && e.rule === "dmarc").at(-1)
     assert.deepStrictEqual(decided?.because, { dmarc: "fail", domain: "spoofed.test", policy: "reject" })
+  })
+
+  it("dkimVerify({ required }): mail from bank.test without a passing signature of bank.test is refused with 550 5.7.20, though SPF passes", async () => {
+    const [code, text] = await send(daemon.ports.smtp, "alerts@bank.test", "From: Bank <alerts@bank.test>\r\nSubject: statement\r\n\r\nyour statement\r\n")
+    assert.deepStrictEqual([code, text], [550, "5.7.20 No passing DKIM signature of the sender's domain"])
+    const decided = (await readLog(daemon.logDir)).filter((e): e is Event.PolicyDecided => e._tag === "PolicyDecided" && e.rule === "dkim verify").at(-1)
+    assert.deepStrictEqual(decided?.because, { dkim: "none", required: "bank.test" })
   })
 
   it("replay --verify reproduces these sessions; the transcript shows DKIM and DMARC", async () => {

@@ -566,6 +566,54 @@ describe("Builtins.dmarc", () => {
   })
 })
 
+describe("Builtins.dkimVerify", () => {
+  type Result = Builtins.DkimResult
+  const signature = (domain: string, result: Result) => ({ domain, selector: "s1", result })
+  const at = (dkim: ReadonlyArray<ReturnType<typeof signature>>, from = "Sender <sender@from.test>"): Rule.Context =>
+    context({
+      stage: "data",
+      dkim,
+      message: { headers: [{ name: "From", value: from }], header: (name) => (name.toLowerCase() === "from" ? from : undefined), body: undefined }
+    })
+  const rule = Builtins.dkimVerify()
+  const deferred = Rule.tempfail(451, "4.7.5", "DKIM verification failed temporarily; try again later")
+
+  const cases: ReadonlyArray<readonly [string, ReadonlyArray<ReturnType<typeof signature>>, Rule.Verdict]> = [
+    ["unsigned", [], Rule.next],
+    ["a passing signature", [signature("from.test", "pass")], Rule.next],
+    ["a failing signature (as good as none, RFC 6376 6.1)", [signature("from.test", "fail")], Rule.next],
+    ["a temporary error", [signature("from.test", "temperror")], Rule.because(deferred, { dkim: "temperror" })],
+    ["a pass beside a temporary error: the pass counts", [signature("other.test", "temperror"), signature("from.test", "pass")], Rule.next]
+  ]
+  for (const [name, results, verdict] of cases) {
+    it(`by default: ${name} → ${verdict._tag}`, () => {
+      assert.deepStrictEqual(verdictOf(rule, at(results)), verdict)
+    })
+  }
+
+  it("`on` chooses the verdict per best result", () => {
+    const strict = Builtins.dkimVerify({ on: { fail: Rule.deny(550, "5.7.20", "Bad signature"), none: Rule.quarantine("unsigned") } })
+    assert.deepStrictEqual(verdictOf(strict, at([signature("from.test", "fail")])), Rule.because(Rule.deny(550, "5.7.20", "Bad signature"), { dkim: "fail" }))
+    assert.deepStrictEqual(verdictOf(strict, at([])), Rule.because(Rule.quarantine("unsigned"), { dkim: "none" }))
+    assert.deepStrictEqual(verdictOf(strict, at([signature("from.test", "pass")])), Rule.next)
+  })
+
+  it("`required` domains must carry a passing signature of their own (550 5.7.20); other domains are left alone", () => {
+    const bank = Builtins.dkimVerify({ required: ["Bank.test"] })
+    const refused = Rule.deny(550, "5.7.20", "No passing DKIM signature of the sender's domain")
+    assert.deepStrictEqual(verdictOf(bank, at([], "<alerts@bank.test>")), Rule.because(refused, { dkim: "none", required: "bank.test" }))
+    assert.deepStrictEqual(verdictOf(bank, at([signature("mailer.test", "pass")], "alerts@bank.test")), Rule.because(refused, { dkim: "pass", required: "bank.test" }))
+    assert.deepStrictEqual(verdictOf(bank, at([signature("bank.test", "pass")], "Bank <alerts@BANK.test>")), Rule.next)
+    assert.deepStrictEqual(verdictOf(bank, at([], "someone@elsewhere.test")), Rule.next)
+  })
+
+  it("without DKIM results (verification off) it goes on; it says it needs dkim.verify and decides from data on", () => {
+    assert.deepStrictEqual(verdictOf(rule, context({ stage: "data" })), Rule.next)
+    assert.deepStrictEqual(rule.requires, ["dkim.verify"])
+    assert.deepStrictEqual(rule.decidesAt, ["data", "postq", "delivery"])
+  })
+})
+
 describe("Builtins.rateLimit: bounded memory (review finding)", () => {
   it("counts at most maxKeys keys; the oldest window is forgotten first", () => {
     const limited = Builtins.rateLimit({ limit: 1, per: "1d", maxKeys: 3, key: (c) => c.from ?? "" })

@@ -239,7 +239,7 @@ const baseConfig = (stateDir: string, ports: ReadonlyArray<number>, overrides: O
   }
 }
 
-const ruleHelpers = "accept, acceptRelay, because, deny, disconnect, inDomain, inNetwork, networks, next, quarantine, rateLimit, relay, requireTls, rule, spf, dmarc, tempfail, withHeaders"
+const ruleHelpers = "accept, acceptRelay, because, deny, disconnect, inDomain, inNetwork, networks, next, quarantine, rateLimit, relay, requireTls, rule, spf, dkimVerify, dmarc, tempfail, withHeaders"
 
 const configSource = (config: Record<string, unknown>, policySource: string | undefined): string =>
   policySource === undefined
