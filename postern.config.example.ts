@@ -198,8 +198,9 @@ export default defineConfig({
   },
 
   // SPF (RFC 7208) of the sender at MAIL: ctx.spf for rules, the spf() rule, a Received-SPF
-  // header. Every DNS answer it uses is recorded for replay. Default: { check: false, timeout: "10s" }
-  spf: { check: false, timeout: "10s" },
+  // header; with helo, of the HELO name at EHLO too (ctx.spfHelo). Every DNS answer it uses is
+  // recorded for replay. Default: { check: false, helo: true, timeout: "10s" }
+  spf: { check: false, helo: true, timeout: "10s" },
   // DKIM verification and DMARC (with SPF) of each message at data: ctx.dkim, ctx.dmarc, the
   // dmarc() rule, an Authentication-Results field. Default: { verify: false }
   // sign: keys for the mail authenticated clients send from our domains (postern dkim keygen).

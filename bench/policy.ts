@@ -31,6 +31,7 @@ const base: Rule.Context = {
   queueId: undefined,
   attempts: undefined,
   spf: undefined,
+  spfHelo: undefined,
   dkim: undefined,
   dmarc: undefined
 }

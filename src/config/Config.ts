@@ -340,9 +340,11 @@ const PolicySection = Schema.Struct({
 const SpfSection = Schema.Struct({
   /** Check the sender's SPF at MAIL (ctx.spf, the spf() rule, a Received-SPF header). */
   check: orDefault(Bool, false),
+  /** With check: also check the HELO identity at helo (RFC 7208 2.3; ctx.spfHelo), as Postfix's policyd-spf does. */
+  helo: orDefault(Bool, true),
   /** The longest one check may take; past it the result is temperror. */
   timeout: orDefault(Duration.PositiveMillis, "10s")
-}).annotate({ expected: "an object { check?, timeout? }" })
+}).annotate({ expected: "an object { check?, helo?, timeout? }" })
 
 /** "192.0.2.53", "192.0.2.53:5353", "2001:db8::53" or "[2001:db8::53]:5353": an address, not a name. */
 const nameServerPattern = /^(?:\[([0-9A-Fa-f:.]+)\]:(\d{1,5})|(\d{1,3}(?:\.\d{1,3}){3})(?::(\d{1,5}))?|([0-9A-Fa-f:]*:[0-9A-Fa-f:.]*))$/
@@ -499,7 +501,7 @@ export interface ConfigShape {
    */
   readonly policy: PolicySettings
   readonly auth: AuthSettings
-  readonly spf: { readonly check: boolean; readonly timeout: number }
+  readonly spf: { readonly check: boolean; readonly helo: boolean; readonly timeout: number }
   readonly dkim: {
     readonly verify: boolean
     /** Key files resolved against the configuration file's directory. */
@@ -926,7 +928,11 @@ export const warnings = (config: ConfigShape): Array<string> => {
     for (const stage of Policy.stages) {
       for (const rule of rules[stage] ?? []) {
         for (const needed of rule.requires ?? []) {
-          const on = needed === "spf.check" ? config.spf.check : config.dkim.verify
+          const on = needed === "spf.check"
+            ? config.spf.check
+            : needed === "spf.helo"
+            ? config.spf.check && config.spf.helo
+            : config.dkim.verify
           if (!on) out.push(`${path}.${stage}: rule '${rule.name}' never decides: ${needed} is off`)
         }
         if (rule.decidesAt !== undefined && !rule.decidesAt.includes(stage)) {

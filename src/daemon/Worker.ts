@@ -147,7 +147,7 @@ export const run = Effect.fnUntraced(function*(options: WorkerOptions) {
         verify: (user, password) => users.verify(user, password),
         failureDelay: config.auth.failureDelay
       },
-      spf: config.spf.check ? { resolve: resolve(), timeout: config.spf.timeout } : undefined,
+      spf: config.spf.check ? { resolve: resolve(), timeout: config.spf.timeout, helo: config.spf.helo } : undefined,
       messageAuth: config.dkim.verify ? { resolve: resolve() } : undefined,
       dkimKeys: yield* DkimSign.loadKeys(config.dkim.sign),
       partition,

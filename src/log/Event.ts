@@ -375,6 +375,8 @@ export const SpfResult = Schema.Literals(["pass", "fail", "softfail", "neutral",
 export const SpfChecked = Schema.TaggedStruct("SpfChecked", {
   session: SessionId,
   at: Millis,
+  /** Which identity (RFC 7208 2.3, 2.4) was checked: the HELO name at helo, the sender at mail (absent: mail). */
+  identity: Schema.optionalKey(Schema.Literals(["helo", "mail"])),
   result: SpfResult,
   domain: Schema.String,
   comment: Schema.optionalKey(Schema.String),
@@ -409,6 +411,8 @@ export const MessageAuthenticated = Schema.TaggedStruct("MessageAuthenticated", 
 })
 export type MessageAuthenticated = typeof MessageAuthenticated.Type
 
+const SpfFacts = Schema.Struct({ result: SpfResult, domain: Schema.String, comment: Schema.optionalKey(Schema.String) })
+
 /** The session facts of a queued message, as rules at postq and delivery see them. */
 export const MessageOrigin = Schema.Struct({
   peer: Endpoint,
@@ -418,7 +422,8 @@ export const MessageOrigin = Schema.Struct({
   tls: Schema.optionalKey(TlsFacts),
   helo: Schema.optionalKey(Schema.String),
   authenticated: Schema.optionalKey(Schema.String),
-  spf: Schema.optionalKey(Schema.Struct({ result: SpfResult, domain: Schema.String, comment: Schema.optionalKey(Schema.String) })),
+  spf: Schema.optionalKey(SpfFacts),
+  spfHelo: Schema.optionalKey(SpfFacts),
   dkim: Schema.optionalKey(DkimResults),
   dmarc: Schema.optionalKey(DmarcResult)
 })

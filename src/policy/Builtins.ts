@@ -85,8 +85,9 @@ export const relay = (options: RelayOptions = {}): Rule.Rule => {
   }))
 }
 
-/** The stages from which the session's checks are known: SPF from mail on, the message's from data on. */
+/** The stages from which the session's checks are known: SPF from helo or mail on, the message's from data on. */
 const fromMail: ReadonlyArray<Rule.Stage> = ["mail", "rcpt", "data", "postq", "delivery"]
+const fromHelo: ReadonlyArray<Rule.Stage> = ["helo", "auth", ...fromMail]
 const fromData: ReadonlyArray<Rule.Stage> = ["data", "postq", "delivery"]
 
 const decidingAt = (stages: ReadonlyArray<Rule.Stage>, rule: Rule.Rule): Rule.Rule => ({ ...rule, decidesAt: stages })
@@ -111,6 +112,12 @@ export const requireTls = (options: RequireTlsOptions = {}): Rule.Rule => {
 }
 
 export interface SpfOptions {
+  /**
+   * Which identity decides (vSMTP's check_spf): "mail", the sender (the HELO name for the null
+   * sender; default); "helo", the HELO name (RFC 7208 2.3; needs `spf.helo`); "both", the
+   * HELO name's result first, then the sender's.
+   */
+  readonly identities?: "mail" | "helo" | "both"
   /** The verdict for each SPF result; a result left out goes on to the next rule. */
   readonly on?: { readonly [R in Rule.SpfView["result"]]?: Rule.Verdict }
 }
@@ -127,15 +134,20 @@ export const spf = (options: SpfOptions = {}): Rule.Rule => {
     temperror: Rule.tempfail(451, "4.7.24", "SPF validation error; try again later"),
     ...options.on
   }
+  const identities = options.identities ?? "mail"
+  const judge = (checked: Rule.SpfView | undefined, identity: "helo" | "mail"): Rule.Verdict => {
+    if (checked === undefined) return Rule.next
+    const verdict = verdicts[checked.result] ?? Rule.next
+    return verdict._tag === "Next" ? verdict : Rule.because(verdict, { spf: checked.result, domain: checked.domain, identity })
+  }
   return {
     ...Rule.rule("spf", (context) => {
-      const checked = context.spf
-      if (checked === undefined) return Rule.next
-      const verdict = verdicts[checked.result] ?? Rule.next
-      return verdict._tag === "Next" ? verdict : Rule.because(verdict, { spf: checked.result, domain: checked.domain })
+      if (identities === "mail") return judge(context.spf, "mail")
+      const helo = judge(context.spfHelo, "helo")
+      return identities === "helo" || helo._tag !== "Next" ? helo : judge(context.spf, "mail")
     }),
-    requires: ["spf.check"],
-    decidesAt: fromMail
+    requires: identities === "mail" ? ["spf.check"] : ["spf.check", "spf.helo"],
+    decidesAt: identities === "mail" ? fromMail : fromHelo
   }
 }
 

@@ -174,8 +174,13 @@ export interface Context {
   readonly queueId: string | undefined
   /** At delivery: how many attempts to deliver to `recipient` came before this one. */
   readonly attempts: number | undefined
-  /** From mail on, when SPF checking is on: the sender's SPF result (RFC 7208). */
+  /** From mail on, when SPF checking is on: the sender's SPF result (RFC 7208), the MAIL FROM identity. */
   readonly spf: SpfView | undefined
+  /**
+   * From helo on, when SPF checking of the HELO identity is on (`spf.helo`): the HELO name's SPF
+   * result (RFC 7208 2.3). Undefined for a HELO that is an address literal or a bare name.
+   */
+  readonly spfHelo: SpfView | undefined
   /** At data, when DKIM verification is on: each signature's domain, selector and result. */
   readonly dkim: ReadonlyArray<{ readonly domain: string; readonly selector: string; readonly result: string }> | undefined
   /** At data, when DKIM verification is on: DMARC's result for the From domain, and its policy. */
@@ -217,7 +222,7 @@ export interface Rule {
   readonly name: string
   readonly evaluate: (context: Context) => Result
   /** Checks the rule depends on (the built-ins say), so that the configuration can warn when they are off. */
-  readonly requires?: ReadonlyArray<"spf.check" | "dkim.verify"> | undefined
+  readonly requires?: ReadonlyArray<"spf.check" | "spf.helo" | "dkim.verify"> | undefined
   /** The stages where the rule can decide anything (the built-ins say); elsewhere it always goes on. */
   readonly decidesAt?: ReadonlyArray<Stage> | undefined
 }

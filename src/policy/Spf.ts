@@ -22,6 +22,13 @@ const results: ReadonlyArray<Result> = ["pass", "fail", "softfail", "neutral", "
 const asResult = (value: string): Result => results.find((r) => r === value) ?? (value === "temperr" ? "temperror" : "permerror")
 
 /**
+ * Whether a HELO name can be checked (RFC 7208 2.3): a domain name of two labels or more, not an
+ * address literal; other HELO names give no result (ctx.spfHelo undefined).
+ */
+export const isCheckableHelo = (helo: string): boolean =>
+  /^(?=.{1,253}$)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z0-9-]{2,63}\.?$/.test(helo) && !/^[\d.]+$/.test(helo)
+
+/**
  * Checks the MAIL FROM identity (the HELO identity for the null sender, RFC 7208 2.4) of a
  * client. Never rejects: a failure of the evaluation itself is `temperror`.
  */

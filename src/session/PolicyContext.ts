@@ -22,6 +22,7 @@ export interface Connection {
 /** What the session checked or collected besides the machine's state. */
 export interface Checks {
   readonly spf?: Rule.SpfView | undefined
+  readonly spfHelo?: Rule.SpfView | undefined
   readonly message?: {
     readonly dkim: typeof Event.DkimResults.Type
     readonly dmarc: typeof Event.DmarcResult.Type | undefined
@@ -66,6 +67,7 @@ export const make = (
     queueId: undefined,
     attempts: undefined,
     spf: checks.spf,
+    spfHelo: checks.spfHelo,
     dkim: decision.stage === "data" ? checks.message?.dkim : undefined,
     dmarc: decision.stage === "data" ? checks.message?.dmarc : undefined
   }
@@ -91,12 +93,23 @@ export const origin = (connection: Connection, state: Machine.State, checks: Che
   ...(state.tls === undefined ? {} : { tls: state.tls }),
   ...(state.helo === undefined ? {} : { helo: state.helo.domain }),
   ...(state.authenticated === undefined ? {} : { authenticated: state.authenticated }),
-  ...(checks.spf === undefined
-    ? {}
-    : { spf: { result: checks.spf.result, domain: checks.spf.domain, ...(checks.spf.comment === undefined ? {} : { comment: checks.spf.comment }) } }),
+  ...(checks.spf === undefined ? {} : { spf: spfFacts(checks.spf) }),
+  ...(checks.spfHelo === undefined ? {} : { spfHelo: spfFacts(checks.spfHelo) }),
   ...(checks.message?.dkim === undefined ? {} : { dkim: checks.message.dkim }),
   ...(checks.message?.dmarc === undefined ? {} : { dmarc: checks.message.dmarc })
 })
+
+const spfFacts = (view: Rule.SpfView) => ({
+  result: view.result,
+  domain: view.domain,
+  ...(view.comment === undefined ? {} : { comment: view.comment })
+})
+
+/** What rules see of an SPF check (`ctx.spf`, `ctx.spfHelo`): live, recorded or kept with a message. */
+export const spfView = (
+  facts: { readonly result: Rule.SpfView["result"]; readonly domain: string; readonly comment?: string | undefined } | undefined
+): Rule.SpfView | undefined =>
+  facts === undefined ? undefined : { result: facts.result, domain: facts.domain, comment: facts.comment }
 
 /** A recipient's delivery attempt, as the delivery stage's context gives it. */
 export interface Delivery {
@@ -136,7 +149,8 @@ export const queued = (
     message: view,
     queueId: message.queueId,
     attempts: delivery?.attempts,
-    spf: from?.spf === undefined ? undefined : { result: from.spf.result, domain: from.spf.domain, comment: from.spf.comment },
+    spf: spfView(from?.spf),
+    spfHelo: spfView(from?.spfHelo),
     dkim: from?.dkim,
     dmarc: from?.dmarc
   }

@@ -41,8 +41,11 @@ export interface SessionOptions {
   readonly security: Event.Security
   /** SMTP AUTH: whether the listener offers it, how credentials are checked, the failure delay. */
   readonly auth: AuthOptions
-  /** SPF checking at MAIL (`spf.check`): the DNS to ask, and how long the check may take. */
-  readonly spf?: { readonly resolve: Dns.Resolve; readonly timeout: number } | undefined
+  /**
+   * SPF checking at MAIL (`spf.check`): the DNS to ask, how long the check may take, and whether
+   * the HELO identity is checked at helo too (`spf.helo`).
+   */
+  readonly spf?: { readonly resolve: Dns.Resolve; readonly timeout: number; readonly helo?: boolean } | undefined
   /** DKIM and DMARC at data (`dkim.verify`): the DNS to ask. */
   readonly messageAuth?: { readonly resolve: Dns.Resolve } | undefined
   /** DKIM signing keys by domain (`dkim.sign`), for authenticated clients' mail. */
@@ -283,6 +286,8 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
 
   /** The sender's SPF result of the current transaction, once checked at MAIL. */
   let spfOutcome: Spf.Outcome | undefined
+  /** The HELO name's SPF result, once checked at helo (`spf.helo`). */
+  let spfHeloOutcome: Spf.Outcome | undefined
   /** The DKIM/DMARC check of the message streaming in, and its outcome once it has ended. */
   let verifier: MessageAuth.Verifier | undefined
   let messageOutcome: MessageAuth.Outcome | undefined
@@ -339,9 +344,10 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
 
   /** What the session checked of the current transaction; undefined (the common case) when nothing. */
   const currentChecks = (): PolicyContext.Checks | undefined =>
-    spfOutcome === undefined && messageOutcome === undefined && messageBody === undefined ? undefined : {
+    spfOutcome === undefined && spfHeloOutcome === undefined && messageOutcome === undefined && messageBody === undefined ? undefined : {
       // The same view replay builds from SpfChecked, so rules see the same thing in both.
-      spf: spfOutcome === undefined ? undefined : { result: spfOutcome.result, domain: spfOutcome.domain, comment: spfOutcome.comment },
+      spf: PolicyContext.spfView(spfOutcome),
+      spfHelo: PolicyContext.spfView(spfHeloOutcome),
       message: messageOutcome === undefined ? undefined : { dkim: messageOutcome.dkim, dmarc: messageOutcome.dmarc },
       body: messageBody
     }
@@ -353,13 +359,14 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
     return policy.decide(context)
   }
 
-  /** Checks SPF for the sender of a MAIL command, recording every DNS answer and the outcome. */
-  const checkSpf = (transaction: Machine.Transaction, spf: NonNullable<SessionOptions["spf"]>) => {
-    const sender = Address.format(transaction.from)
-    const helo = state.helo?.domain ?? ""
-    // A client repeating MAIL for the same sender is answered from the session's last check:
-    // a MAIL/RSET loop must not turn into DNS traffic and DnsAnswered records.
-    const key = `${sender}\u0000${helo}`
+  /**
+   * Checks SPF for the sender of a MAIL command (identity "mail") or for the HELO name (identity
+   * "helo", as the null sender: RFC 7208 2.3), recording every DNS answer and the outcome.
+   */
+  const checkSpf = (identity: "mail" | "helo", sender: string, helo: string, spf: NonNullable<SessionOptions["spf"]>) => {
+    // A client repeating MAIL for the same sender (or EHLO with the same name) is answered from
+    // the session's last check: a MAIL/RSET loop must not turn into DNS traffic and DnsAnswered records.
+    const key = `${identity}\u0000${sender}\u0000${helo}`
     const again = spfChecks.get(key)
     const checked = again !== undefined
       ? Effect.succeed(again)
@@ -369,10 +376,12 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
     return checked.pipe(Effect.map((outcome) => {
       if (spfChecks.size >= 16) spfChecks.clear()
       spfChecks.set(key, outcome)
-      spfOutcome = outcome
+      if (identity === "mail") spfOutcome = outcome
+      else spfHeloOutcome = outcome
       log.appendUnsafe(Event.make("SpfChecked", {
         session,
         at: now(),
+        ...(identity === "helo" ? { identity } : {}),
         result: outcome.result,
         domain: outcome.domain,
         header: outcome.header,
@@ -382,9 +391,17 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
   }
   const spfChecks = new Map<string, Spf.Outcome>()
 
-  /** The checks a stage's rules need done first, if any: SPF at mail, DKIM and DMARC at data. */
+  /** The checks a stage's rules need done first, if any: SPF at helo and mail, DKIM and DMARC at data. */
   const factsFor = (decision: Machine.Deciding): Effect.Effect<void> | undefined => {
-    if (decision.stage === "mail" && options.spf !== undefined) return checkSpf(decision.transaction, options.spf)
+    const spf = options.spf
+    if (decision.stage === "helo" && spf?.helo === true) {
+      spfHeloOutcome = undefined
+      const helo = decision.helo.domain
+      return Spf.isCheckableHelo(helo) ? checkSpf("helo", "", helo, spf) : undefined
+    }
+    if (decision.stage === "mail" && spf !== undefined) {
+      return checkSpf("mail", Address.format(decision.transaction.from), state.helo?.domain ?? "", spf)
+    }
     const open = verifier
     if (decision.stage !== "data" || open === undefined) return undefined
     verifier = undefined

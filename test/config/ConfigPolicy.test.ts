@@ -181,6 +181,15 @@ describe("Config.warnings: rules that cannot work as written", () => {
       assert.deepStrictEqual(yield* warningsOf({ spf: { check: true }, policy: { rules: { mail: [Builtins.spf()] } } }), [])
     }))
 
+  it.effect("spf() on the HELO identity needs spf.helo (on by default with spf.check)", () =>
+    Effect.gen(function*() {
+      const rules = { policy: { rules: { mail: [Builtins.spf({ identities: "both" })] } } }
+      assert.deepStrictEqual(yield* warningsOf({ ...rules, spf: { check: true } }), [])
+      assert.deepStrictEqual(yield* warningsOf({ ...rules, spf: { check: true, helo: false } }), [
+        "policy.rules.mail: rule 'spf' never decides: spf.helo is off"
+      ])
+    }))
+
   it.effect("a built-in placed where it cannot decide: relay outside rcpt, spf before mail, dkimVerify before data", () =>
     Effect.gen(function*() {
       const input = {

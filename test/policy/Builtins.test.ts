@@ -520,8 +520,8 @@ describe("Builtins.spf", () => {
     ["neutral", Rule.next],
     ["softfail", Rule.next],
     ["permerror", Rule.next],
-    ["fail", Rule.because(Rule.deny(550, "5.7.23", "SPF validation failed"), { spf: "fail", domain: "sender.test" })],
-    ["temperror", Rule.because(Rule.tempfail(451, "4.7.24", "SPF validation error; try again later"), { spf: "temperror", domain: "sender.test" })]
+    ["fail", Rule.because(Rule.deny(550, "5.7.23", "SPF validation failed"), { spf: "fail", domain: "sender.test", identity: "mail" })],
+    ["temperror", Rule.because(Rule.tempfail(451, "4.7.24", "SPF validation error; try again later"), { spf: "temperror", domain: "sender.test", identity: "mail" })]
   ]
   for (const [result, verdict] of cases) {
     it(`by default ${result} → ${verdict._tag}`, () => {
@@ -531,10 +531,40 @@ describe("Builtins.spf", () => {
 
   it("the verdict per result can be chosen; without an SPF result (checking off) it goes on", () => {
     const strict = Builtins.spf({ on: { softfail: Rule.deny(550, "5.7.23", "Softfail refused"), fail: Rule.next } })
-    assert.deepStrictEqual(verdictOf(strict, checked("softfail")), Rule.because(Rule.deny(550, "5.7.23", "Softfail refused"), { spf: "softfail", domain: "sender.test" }))
+    assert.deepStrictEqual(verdictOf(strict, checked("softfail")), Rule.because(Rule.deny(550, "5.7.23", "Softfail refused"), { spf: "softfail", domain: "sender.test", identity: "mail" }))
     assert.deepStrictEqual(verdictOf(strict, checked("fail")), Rule.next)
     assert.deepStrictEqual(verdictOf(rule, context({ stage: "mail" })), Rule.next)
     assert.strictEqual(rule.name, "spf")
+  })
+
+  describe("identities (vSMTP's check_spf(\"both\", ...))", () => {
+    const view = (result: Rule.SpfView["result"], domain: string): Rule.SpfView => ({ result, domain, comment: undefined })
+    const refused = (identity: string, domain: string) =>
+      Rule.because(Rule.deny(550, "5.7.23", "SPF validation failed"), { spf: "fail", domain, identity })
+    const cases: ReadonlyArray<readonly [string, "mail" | "helo" | "both", Rule.SpfView | undefined, Rule.SpfView | undefined, Rule.Verdict]> = [
+      ["mail ignores the HELO name's fail", "mail", view("fail", "helo.test"), view("pass", "sender.test"), Rule.next],
+      ["helo decides on the HELO name's fail", "helo", view("fail", "helo.test"), view("pass", "sender.test"), refused("helo", "helo.test")],
+      ["helo ignores the sender's fail", "helo", view("pass", "helo.test"), view("fail", "sender.test"), Rule.next],
+      ["both: the HELO name's fail decides first", "both", view("fail", "helo.test"), view("fail", "sender.test"), refused("helo", "helo.test")],
+      ["both: then the sender's", "both", view("pass", "helo.test"), view("fail", "sender.test"), refused("mail", "sender.test")],
+      ["both: an unchecked HELO name (an address literal) leaves the sender's", "both", undefined, view("fail", "sender.test"), refused("mail", "sender.test")],
+      ["both: both pass", "both", view("pass", "helo.test"), view("pass", "sender.test"), Rule.next]
+    ]
+    for (const [name, identities, spfHelo, spf, verdict] of cases) {
+      it(name, () => {
+        assert.deepStrictEqual(verdictOf(Builtins.spf({ identities }), context({ stage: "mail", spf, spfHelo })), verdict)
+      })
+    }
+
+    it("with the HELO identity it needs spf.helo and decides from helo on", () => {
+      assert.deepStrictEqual(Builtins.spf({ identities: "both" }).requires, ["spf.check", "spf.helo"])
+      assert.deepStrictEqual(Builtins.spf({ identities: "helo" }).decidesAt, ["helo", "auth", "mail", "rcpt", "data", "postq", "delivery"])
+      assert.deepStrictEqual(Builtins.spf().decidesAt, ["mail", "rcpt", "data", "postq", "delivery"])
+      assert.deepStrictEqual(
+        verdictOf(Builtins.spf({ identities: "helo" }), context({ stage: "helo", spfHelo: view("fail", "helo.test") })),
+        refused("helo", "helo.test")
+      )
+    })
   })
 })
 

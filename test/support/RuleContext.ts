@@ -21,6 +21,7 @@ export const context = (overrides: Partial<Rule.Context> = {}): Rule.Context => 
   queueId: undefined,
   attempts: undefined,
   spf: undefined,
+  spfHelo: undefined,
   dkim: undefined,
   dmarc: undefined,
   ...overrides
