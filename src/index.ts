@@ -24,6 +24,7 @@
  */
 export { defineConfig } from "./config/Config.ts"
 export type { ConfigInput } from "./config/Config.ts"
+export { rule as dkimSign } from "./policy/DkimSign.ts"
 export { dkimVerify, dmarc, domains, inDomain, inNetwork, networks, rateLimit, relay, requireTls, spf } from "./policy/Builtins.ts"
 export type { DmarcOptions, Domains, Networks, RateLimitOptions, RelayOptions, RequireTlsOptions, SpfOptions } from "./policy/Builtins.ts"
 export { accept, acceptRelay, because, deny, disconnect, next, quarantine, rule, tempfail, withHeaders } from "./policy/Rule.ts"

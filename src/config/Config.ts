@@ -913,6 +913,23 @@ const policySummary = (policy: PolicySettings): Array<string> => [
 ]
 
 /**
+ * The verdict a rule gives whatever the context, if it ignores the context (a function of no
+ * parameters, `() => accept`) and that verdict ends the stage; undefined otherwise. Such a rule
+ * is asked once, here, with no context.
+ */
+const alwaysDecides = (rule: Rule.Rule): string | undefined => {
+  if (rule.evaluate.length !== 0) return undefined
+  try {
+    const verdict: unknown = Reflect.apply(rule.evaluate, undefined, [])
+    if (Effect.isEffect(verdict) || typeof verdict !== "object" || verdict === null || !("_tag" in verdict)) return undefined
+    const tag = verdict._tag
+    return typeof tag !== "string" || tag === "Next" ? undefined : tag.toLowerCase()
+  } catch {
+    return undefined
+  }
+}
+
+/**
  * What in a valid configuration cannot work as written: rules that never run or never decide,
  * a default that refuses everyone, a rule shared by the live and shadow sets. One line each;
  * printed by `config check` and at start.
@@ -938,6 +955,13 @@ export const warnings = (config: ConfigShape): Array<string> => {
         if (rule.decidesAt !== undefined && !rule.decidesAt.includes(stage)) {
           out.push(`${path}.${stage}: rule '${rule.name}' never decides here: only at ${rule.decidesAt.join(", ")}`)
         }
+      }
+      const list = rules[stage] ?? []
+      const blocking = list.findIndex((rule, index) => index < list.length - 1 && alwaysDecides(rule) !== undefined)
+      const blocker = list[blocking]
+      if (blocker !== undefined) {
+        const skipped = list.slice(blocking + 1).map((r) => `'${r.name}'`).join(", ")
+        out.push(`${path}.${stage}: rule '${blocker.name}' always answers ${alwaysDecides(blocker)}, so ${skipped} never run`)
       }
     }
   }

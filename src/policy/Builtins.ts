@@ -6,6 +6,7 @@
  * A malformed network is an error when the configuration loads, never at a session.
  */
 import * as Duration from "../config/Duration.ts"
+import * as Headers from "../session/Headers.ts"
 import * as Network from "./Network.ts"
 import * as Rule from "./Rule.ts"
 
@@ -183,8 +184,7 @@ export const dkimVerify = (options: DkimVerifyOptions = {}): Rule.Rule => {
     const results = context.dkim
     if (results === undefined) return Rule.next
     const best = results.map((r) => r.result).sort((a, b) => dkimOrder.indexOf(a) - dkimOrder.indexOf(b))[0] ?? "none"
-    const from = context.message?.header("from")
-    const fromDomain = from === undefined ? undefined : /@([^\s>@]+)>?\s*$/.exec(from)?.[1]?.toLowerCase()
+    const fromDomain = Headers.addressDomain(context.message?.header("from"))
     if (fromDomain !== undefined && required.names.has(fromDomain) &&
       !results.some((r) => r.result === "pass" && r.domain.toLowerCase() === fromDomain)) {
       return unsigned._tag === "Next" ? unsigned : Rule.because(unsigned, { dkim: best, required: fromDomain })

@@ -4,10 +4,13 @@
  * message with the other fields Postern adds. Keys are RSA (rsa-sha256) or Ed25519
  * (ed25519-sha256, RFC 8463), one per domain.
  */
+import { Buffer } from "node:buffer"
 import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
 import { Effect, Schema } from "effect"
 import { dkimSign } from "mailauth"
+import * as Headers from "../session/Headers.ts"
+import * as Rule from "./Rule.ts"
 import * as Streamed from "./Streamed.ts"
 
 export interface SigningKey {
@@ -40,7 +43,8 @@ export const dnsRecord = (privateKey: string): string => {
   return `v=DKIM1; k=rsa; p=${key.export({ type: "spki", format: "der" }).toString("base64")}`
 }
 
-export const start = (key: SigningKey): Signer => {
+/** mailauth's signing of `input` with `key`: the DKIM-Signature field (lines as mailauth folds them), or "" when it could not sign. */
+const sign = (key: SigningKey, input: Parameters<typeof dkimSign>[0]): Promise<string> => {
   const signature = {
     signingDomain: key.domain,
     selector: key.selector,
@@ -48,14 +52,71 @@ export const start = (key: SigningKey): Signer => {
     algorithm: key.algorithm,
     canonicalization: "relaxed/relaxed"
   }
-  return {
-    key,
-    ...Streamed.start((input) =>
-      dkimSign(input, { ...signature, signatureData: [signature] }).then(
-        (result) => (result.signatures === "" ? undefined : result.signatures.replace(/\r?\n/g, "\r\n")),
-        () => undefined
-      )
+  return dkimSign(input, { ...signature, signatureData: [signature] }).then((result) => result.signatures)
+}
+
+export const start = (key: SigningKey): Signer => ({
+  key,
+  ...Streamed.start((input) =>
+    sign(key, input).then(
+      (signatures) => (signatures === "" ? undefined : signatures.replace(/\r?\n/g, "\r\n")),
+      () => undefined
     )
+  )
+})
+
+export interface RuleOptions {
+  readonly domain: string
+  readonly selector: string
+  /** The private key file (PEM, RSA or Ed25519; `postern dkim keygen` writes one). */
+  readonly key: string
+  /**
+   * Which messages to sign. Default: those of an authenticated client whose envelope sender and
+   * From are both in `domain`, so that mail merely claiming the domain is never signed.
+   */
+  readonly when?: (context: Rule.Context) => boolean
+}
+
+/**
+ * The DKIM signing rule for the postq stage (vSMTP's dkim_sign): once a message is queued, the
+ * message as it will be delivered is signed (relaxed/relaxed) and the DKIM-Signature goes above
+ * it. The key is read when the configuration loads; an unusable one stops the load. A message
+ * that cannot be signed is deferred (the rule fails: 451 4.3.0, asked again), never sent
+ * unsigned. Signing needs the whole message in memory (at most `limits.messageSize`); the
+ * `dkim.sign` setting signs as the message streams in instead.
+ */
+export const rule = (options: RuleOptions): Rule.Rule => {
+  const domain = options.domain.toLowerCase()
+  let privateKey: string
+  try {
+    privateKey = Fs.readFileSync(options.key, "utf8")
+  } catch (error) {
+    throw new RangeError(`dkimSign: key ${options.key}: ${error instanceof Error ? error.message : String(error)}`)
+  }
+  const algorithm = algorithmOf(privateKey)
+  if (algorithm === undefined) throw new RangeError(`dkimSign: key ${options.key}: not an RSA or Ed25519 private key`)
+  const key: SigningKey = { domain, selector: options.selector, privateKey, algorithm }
+  const when = options.when ??
+    ((context: Rule.Context) =>
+      context.authenticated !== undefined &&
+      context.from?.slice(context.from.lastIndexOf("@") + 1).toLowerCase() === domain &&
+      Headers.addressDomain(context.message?.header("from")) === domain)
+  return {
+    ...Rule.rule(`dkim sign ${domain}`, (context) => {
+      const content = context.message?.content
+      if (content === undefined || !when(context)) return Rule.next
+      return Effect.flatMap(content(), (message) =>
+        Effect.tryPromise(() => sign(key, Buffer.from(message.buffer, message.byteOffset, message.byteLength))).pipe(
+          Effect.flatMap((signatures) => {
+            const field = /^DKIM-Signature:\s*([\s\S]*?)\s*$/i.exec(signatures)?.[1]
+            // One line: relaxed header canonicalization unfolds it anyway (RFC 6376 3.4.2).
+            return field === undefined
+              ? Effect.fail(`mailauth gave no signature for ${domain}`)
+              : Effect.succeed(Rule.withHeaders(Rule.next, { "DKIM-Signature": field.replace(/\r?\n[ \t]+/g, " ") }))
+          })
+        ))
+    }),
+    decidesAt: ["postq"]
   }
 }
 

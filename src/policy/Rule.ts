@@ -204,6 +204,12 @@ export interface MessageView {
    * once the spool has let the message go, or with `policy.bodyLimit` 0.
    */
   readonly body: BodyView | undefined
+  /**
+   * At postq and delivery: reads the whole message as it will be delivered (the fields Postern
+   * added, then the stored content), for a rule that must see all of it (a virus scan, a
+   * signature). It holds the message in memory: at most `limits.messageSize`.
+   */
+  readonly content: (() => Effect.Effect<Uint8Array, unknown>) | undefined
 }
 
 export interface BodyView {

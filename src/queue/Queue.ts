@@ -31,6 +31,7 @@ import * as Event from "../log/Event.ts"
 import { EventLog } from "../log/EventLog.ts"
 import type * as Policy from "../policy/Policy.ts"
 import type * as Rule from "../policy/Rule.ts"
+import * as Bytes from "../session/Bytes.ts"
 import * as Headers from "../session/Headers.ts"
 import * as PolicyContext from "../session/PolicyContext.ts"
 import * as Checkpoint from "./Checkpoint.ts"
@@ -331,6 +332,10 @@ export const make = Effect.fnUntraced(function*(
       : Stream.concat(Stream.make(encoder.encode(added)), spool.read(pending.queued.spool))
   }
 
+  /** The whole message as it is delivered now, for rules that read it all (`MessageView.content`). */
+  const wholeOf = (entry: Entry): Effect.Effect<Uint8Array, Spool.SpoolError> =>
+    Effect.map(Stream.runCollect(contentOf(entry.pending)), Bytes.concat)
+
   /**
    * The message as rules at postq and delivery see it: its header fields (added ones included)
    * and the start of its body, read from the spool once. Unreadable content gives no view; its
@@ -350,7 +355,7 @@ export const make = Effect.fnUntraced(function*(
       }),
       Stream.runDrain,
       Effect.map(() => {
-        entry.view = PolicyContext.messageView(collector.headers(), bodyLimit > 0 ? collector.body() : undefined)
+        entry.view = PolicyContext.messageView(collector.headers(), bodyLimit > 0 ? collector.body() : undefined, () => wholeOf(entry))
         return entry.view
       }),
       Effect.orElseSucceed(() => undefined)

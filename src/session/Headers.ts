@@ -1,9 +1,12 @@
 /**
  * The header section of a message as it streams in (RFC 5322 2.2): collected from the content's
- * first bytes up to the empty line, unfolded, for the rules of the data stage. Bounded: at most
- * `maxBytes` of header text and `maxHeaders` fields are kept, so a message that is all header
- * cannot grow memory; the rest of the content passes by untouched. Pure.
+ * first bytes up to the empty line, unfolded, for the rules of the data stage, and as much of
+ * the body as they may see (`bodyLimit`). Bounded: at most `maxBytes` of header text and
+ * `maxHeaders` fields are kept, so a message that is all header cannot grow memory; the rest of
+ * the content passes by untouched. Pure.
  */
+
+import * as Bytes from "./Bytes.ts"
 
 export interface Header {
   readonly name: string
@@ -37,6 +40,13 @@ export const parse = (text: string): Array<Header> => {
 export const format = (headers: ReadonlyArray<Header>): string =>
   headers.map((header) => `${header.name}: ${header.value}\r\n`).join("")
 
+/** The domain of a field's (first) address, as in From ("Name <user@domain>" or "user@domain"), lower-cased. */
+export const addressDomain = (value: string | undefined): string | undefined => {
+  const address = value?.match(/<([^>]*)>/)?.[1] ?? value
+  const at = address?.lastIndexOf("@") ?? -1
+  return address === undefined || at < 0 ? undefined : address.slice(at + 1).trim().toLowerCase() || undefined
+}
+
 /** The first value of the field `name` (case-insensitive), if any. */
 export const first = (headers: ReadonlyArray<Header>, name: string): string | undefined => {
   const wanted = name.toLowerCase()
@@ -50,16 +60,6 @@ export interface Collector {
   readonly headers: () => Array<Header>
   /** The body's first bytes (at most the collector's `bodyLimit`), and whether it goes on. */
   readonly body: () => { readonly bytes: Uint8Array; readonly truncated: boolean }
-}
-
-const join = (chunks: ReadonlyArray<Uint8Array>, length: number): Uint8Array => {
-  const joined = new Uint8Array(length)
-  let offset = 0
-  for (const chunk of chunks) {
-    joined.set(chunk, offset)
-    offset += chunk.length
-  }
-  return joined
 }
 
 /**
@@ -114,7 +114,7 @@ export const collector = (bodyLimit = 0): Collector => {
       kept += slice.length
       if (kept >= maxBytes) done = true
     },
-    headers: () => parse(decoder.decode(join(chunks, kept))),
-    body: () => ({ bytes: join(bodyChunks, bodyKept), truncated })
+    headers: () => parse(decoder.decode(Bytes.concat(chunks))),
+    body: () => ({ bytes: Bytes.concat(bodyChunks), truncated })
   }
 }

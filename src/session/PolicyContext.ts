@@ -75,10 +75,15 @@ export const make = (
 
 const decoder = new TextDecoder("utf-8")
 
-export const messageView = (headers: ReadonlyArray<Headers.Header>, body: Body | undefined): Rule.MessageView => ({
+export const messageView = (
+  headers: ReadonlyArray<Headers.Header>,
+  body: Body | undefined,
+  content?: Rule.MessageView["content"]
+): Rule.MessageView => ({
   headers,
   header: (name) => Headers.first(headers, name),
-  body: body === undefined ? undefined : { ...body, text: () => decoder.decode(body.bytes) }
+  body: body === undefined ? undefined : { ...body, text: () => decoder.decode(body.bytes) },
+  content
 })
 
 /**

@@ -70,13 +70,6 @@ export interface AuthOptions {
   readonly failureDelay: number
 }
 
-/** The domain of a From field's (first) address, lower-cased. */
-const domainOf = (from: string | undefined): string | undefined => {
-  const address = from?.match(/<([^>]*)>/)?.[1] ?? from
-  const at = address?.lastIndexOf("@") ?? -1
-  return address === undefined || at < 0 ? undefined : address.slice(at + 1).trim().toLowerCase()
-}
-
 /** How long a failed AUTH waits, growing with the session's earlier failures (Postfix-like tarpit). */
 export const authFailureDelay = (base: number, earlierFailures: number): number =>
   Math.min(30_000, base * 2 ** earlierFailures)
@@ -604,7 +597,7 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
         const fields = whole ? headers?.headers() : undefined
         messageBody = whole && policy.bodyLimit > 0 ? headers?.body() : undefined
         if (whole) headers = undefined
-        if (fields !== undefined) fromDomain = domainOf(Headers.first(fields, "from"))
+        if (fields !== undefined) fromDomain = Headers.addressDomain(Headers.first(fields, "from"))
         const event = Event.make("ContentReceived", {
           session,
           at: now(),

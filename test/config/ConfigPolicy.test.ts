@@ -190,6 +190,18 @@ describe("Config.warnings: rules that cannot work as written", () => {
       ])
     }))
 
+  it.effect("rules after one that answers the same whatever the context never run", () =>
+    Effect.gen(function*() {
+      const everyone = Rule.rule("everyone else", () => Rule.accept)
+      const later = Rule.rule("later", (ctx) => (ctx.from === "x@y.test" ? Rule.deny() : Rule.next))
+      const tagging = Rule.rule("tag", () => Rule.next)
+      assert.deepStrictEqual(yield* warningsOf({ policy: { rules: { rcpt: [tagging, everyone, later, Builtins.relay()] } } }), [
+        "policy.rules.rcpt: rule 'everyone else' always answers accept, so 'later', 'relay' never run"
+      ])
+      // Last in its stage, or looking at the context, it hides nothing.
+      assert.deepStrictEqual(yield* warningsOf({ policy: { rules: { rcpt: [later, everyone] } } }), [])
+    }))
+
   it.effect("a built-in placed where it cannot decide: relay outside rcpt, spf before mail, dkimVerify before data", () =>
     Effect.gen(function*() {
       const input = {

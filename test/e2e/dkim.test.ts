@@ -10,7 +10,7 @@ import * as Crypto from "node:crypto"
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
 import { dkimSign } from "mailauth"
 import type * as Event from "../../src/log/Event.ts"
-import { type Daemon, readLog, startDaemon, uniqueToken, waitForMail } from "../support/Daemon.ts"
+import { type Daemon, readLog, startDaemon, uniqueToken, waitForEvent, waitForMail } from "../support/Daemon.ts"
 import { type DnsServer, serveZone } from "../support/DnsServer.ts"
 
 const keys = Crypto.generateKeyPairSync("rsa", { modulusLength: 2048 })
@@ -102,15 +102,15 @@ describe("DKIM and DMARC at data, through a DNS zone on loopback", () => {
   it("a From in a p=reject domain with neither aligned DKIM nor SPF is refused by dmarc() with 550 5.7.1", async () => {
     const [code, text] = await send(daemon.ports.smtp, "someone@other.test", "From: ceo@spoofed.test\r\nSubject: urgent\r\n\r\nwire money\r\n")
     assert.deepStrictEqual([code, text], [550, "5.7.1 DMARC policy of the sender's domain refuses this message"])
-    const decided = (await readLog(daemon.logDir)).filter((e): e is Event.PolicyDecided => e._tag === "PolicyDecided" && e.rule === "dmarc").at(-1)
-    assert.deepStrictEqual(decided?.because, { dmarc: "fail", domain: "spoofed.test", policy: "reject" })
+    const decided = await waitForEvent(daemon.logDir, "the dmarc decision", (e): e is Event.PolicyDecided => e._tag === "PolicyDecided" && e.rule === "dmarc")
+    assert.deepStrictEqual(decided.because, { dmarc: "fail", domain: "spoofed.test", policy: "reject" })
   })
 
   it("dkimVerify({ required }): mail from bank.test without a passing signature of bank.test is refused with 550 5.7.20, though SPF passes", async () => {
     const [code, text] = await send(daemon.ports.smtp, "alerts@bank.test", "From: Bank <alerts@bank.test>\r\nSubject: statement\r\n\r\nyour statement\r\n")
     assert.deepStrictEqual([code, text], [550, "5.7.20 No passing DKIM signature of the sender's domain"])
-    const decided = (await readLog(daemon.logDir)).filter((e): e is Event.PolicyDecided => e._tag === "PolicyDecided" && e.rule === "dkim verify").at(-1)
-    assert.deepStrictEqual(decided?.because, { dkim: "none", required: "bank.test" })
+    const decided = await waitForEvent(daemon.logDir, "the dkim verify decision", (e): e is Event.PolicyDecided => e._tag === "PolicyDecided" && e.rule === "dkim verify")
+    assert.deepStrictEqual(decided.because, { dkim: "none", required: "bank.test" })
   })
 
   it("replay --verify reproduces these sessions; the transcript shows DKIM and DMARC", async () => {

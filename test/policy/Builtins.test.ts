@@ -603,7 +603,7 @@ describe("Builtins.dkimVerify", () => {
     context({
       stage: "data",
       dkim,
-      message: { headers: [{ name: "From", value: from }], header: (name) => (name.toLowerCase() === "from" ? from : undefined), body: undefined }
+      message: { headers: [{ name: "From", value: from }], header: (name) => (name.toLowerCase() === "from" ? from : undefined), body: undefined, content: undefined }
     })
   const rule = Builtins.dkimVerify()
   const deferred = Rule.tempfail(451, "4.7.5", "DKIM verification failed temporarily; try again later")

@@ -83,19 +83,20 @@ export const optionsFor = (root: string, recovered: ReadonlyArray<Event.Event> =
 export const start = (options: Queue.Options, log: EventLogShape) =>
   Queue.make(options).pipe(Effect.provideService(EventLog, EventLog.of(log)))
 
-export const envelope = (to: ReadonlyArray<string>): Event.Envelope => ({ from: "sender@remote.test", to, smtputf8: false })
+export const envelope = (to: ReadonlyArray<string>, from = "sender@remote.test"): Event.Envelope => ({ from, to, smtputf8: false })
 
 /** Streams `bytes` into a transaction in 1000-byte pieces and commits it. */
 export const accept = (
   queue: Queue.QueueShape,
   bytes: Uint8Array,
   to: ReadonlyArray<string>,
-  origin?: Event.MessageOrigin
+  origin?: Event.MessageOrigin,
+  from?: string
 ) =>
   Effect.gen(function*() {
     const txn = yield* queue.begin()
     for (let offset = 0; offset < bytes.length; offset += 1000) yield* txn.write(bytes.subarray(offset, offset + 1000))
-    return yield* queue.commit(txn, envelope(to), "session-1", undefined, origin)
+    return yield* queue.commit(txn, envelope(to, from), "session-1", undefined, origin)
   })
 
 export const ofTag = <T extends Event.Event["_tag"]>(events: ReadonlyArray<Event.Event>, tag: T) =>

@@ -239,7 +239,7 @@ const baseConfig = (stateDir: string, ports: ReadonlyArray<number>, overrides: O
   }
 }
 
-const ruleHelpers = "accept, acceptRelay, because, deny, disconnect, inDomain, inNetwork, networks, next, quarantine, rateLimit, relay, requireTls, rule, spf, dkimVerify, dmarc, tempfail, withHeaders"
+const ruleHelpers = "accept, acceptRelay, because, deny, disconnect, inDomain, inNetwork, networks, next, quarantine, rateLimit, relay, requireTls, rule, spf, dkimSign, dkimVerify, dmarc, tempfail, withHeaders"
 
 const configSource = (config: Record<string, unknown>, policySource: string | undefined): string =>
   policySource === undefined
@@ -410,6 +410,25 @@ export const waitFor = async <A>(what: string, check: () => A | undefined, timeo
     if (value !== undefined) return value
     if (Date.now() > deadline) throw new DaemonError({ message: `timed out after ${timeout} ms waiting for ${what}` })
     await sleep(interval)
+  }
+}
+
+/**
+ * The last event of the log that `matches`, once there is one: the log is written a few
+ * milliseconds after the reply that follows it, later under load.
+ */
+export const waitForEvent = async <E extends Event.Event>(
+  logDir: string,
+  what: string,
+  matches: (event: Event.Event) => event is E,
+  timeout = 10_000
+): Promise<E> => {
+  const deadline = Date.now() + timeout
+  while (true) {
+    const found = (await readLog(logDir)).filter(matches).at(-1)
+    if (found !== undefined) return found
+    if (Date.now() > deadline) throw new DaemonError({ message: `timed out after ${timeout} ms waiting for ${what}` })
+    await sleep(50)
   }
 }
 
