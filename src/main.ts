@@ -62,6 +62,10 @@ const replay = Command.make(
       Flag.withDescription("Re-evaluate the recorded decisions under this configuration file's rules; print those that change"),
       Flag.optional
     ),
+    spool: Flag.String("spool").pipe(
+      Flag.withDescription("With --rules: the spool directory, for the body of messages it still holds (default: spool beside logdir)"),
+      Flag.optional
+    ),
     since: Flag.String("since").pipe(
       Flag.withDescription("With --rules or --shadow-report: only sessions opened since this time (ISO 8601) or this long ago (\"24h\", \"7 days\")"),
       Flag.optional
@@ -80,6 +84,7 @@ const replay = Command.make(
       verify: args.verify,
       rules: Option.getOrUndefined(args.rules),
       since: Option.getOrUndefined(args.since),
+      spool: Option.getOrUndefined(args.spool),
       shadowReport: args.shadowReport
     })
     yield* setExitCode(code)

@@ -199,11 +199,16 @@ const sameDecision = (a: DecisionSummary, b: DecisionSummary): boolean =>
  * The recorded decision is what the machine goes on with, so every decision is compared on the
  * path the session really took; a changed decision may have changed what the client did next,
  * which no replay can know.
+ *
+ * The log does not record bodies: with `stored`, rules at data, postq and delivery see the start
+ * of a message's body (up to `policy.bodyLimit`) as the live rules did, from its content where
+ * the spool still holds it, and none where it does not (nor for a message refused at data).
  */
 export const reevaluate = (
   session: RecordedSession,
   settings: Event.MachineSettings | undefined,
-  policy: Policy.PolicyShape
+  policy: Policy.PolicyShape,
+  stored?: StoredContent
 ): Effect.Effect<Reevaluation> =>
   Effect.gen(function*() {
     const opened = session.opened
@@ -227,6 +232,7 @@ export const reevaluate = (
     // and its DNS answers) are part of what the live rules saw.
     let asked: { readonly decision: Machine.Deciding; readonly state: Machine.State } | undefined
     let spf: Rule.SpfView | undefined
+    let spfHelo: Rule.SpfView | undefined
     let message: PolicyContext.Checks["message"]
     let decisions = 0
     const changed: Array<ChangedDecision> = []
@@ -236,10 +242,13 @@ export const reevaluate = (
     let received: ReadonlyArray<Headers.Header> = []
     const viewed = new Map<string, Rule.MessageView>()
     const deliveries = new Map<string, number>()
-    const queueContext = (event: Event.PolicyDecided): Rule.Context | undefined => {
+    const content = storedContent(stored, policy.bodyLimit)
+    let receivedSize = 0
+    const queueContext = Effect.fnUntraced(function*(event: Event.PolicyDecided) {
       const message = event.queueId === undefined ? undefined : queued.get(event.queueId)
       if (message === undefined || (event.stage !== "postq" && event.stage !== "delivery")) return undefined
-      const view = viewed.get(message.queueId) ?? PolicyContext.messageView(receivedView(message, received), undefined)
+      const view = viewed.get(message.queueId) ?? (yield* content.view(message)) ??
+        PolicyContext.messageView(receivedView(message, received), undefined)
       viewed.set(message.queueId, view)
       if (event.stage === "postq") return PolicyContext.queued(message, "postq", event.at, view, undefined)
       const recipient = event.recipient ?? ""
@@ -248,17 +257,26 @@ export const reevaluate = (
       deliveries.set(key, attempts + 1)
       const local = isLocal(settings.localDomains, recipient)
       return PolicyContext.queued(message, "delivery", event.at, view, { recipient, local, attempts })
-    }
-    for (const event of session.events) {
-      if (event._tag === "SpfChecked") spf = { result: event.result, domain: event.domain, comment: event.comment }
+    })
+    for (const [index, event] of session.events.entries()) {
+      if (event._tag === "SpfChecked" && event.identity === "helo") spfHelo = PolicyContext.spfView(event)
+      else if (event._tag === "SpfChecked") spf = PolicyContext.spfView(event)
       if (event._tag === "MessageAuthenticated") message = { dkim: event.dkim, dmarc: event.dmarc }
-      if (event._tag === "ContentReceived") received = event.headers ?? []
+      if (event._tag === "ContentReceived") {
+        received = event.headers ?? []
+        receivedSize = event.size
+      }
       if (event._tag === "MessageQueued") queued.set(event.queueId, event)
+      // The data stage decides before the message is queued: its content is that of the
+      // MessageQueued that follows, if the transaction got that far.
+      const body = event._tag === "PolicyDecided" && event.stage === "data"
+        ? yield* content.receivedBody(queuedAfter(session.events, index), receivedSize)
+        : undefined
       const context = event._tag !== "PolicyDecided"
         ? undefined
         : asked !== undefined && !Rule.queueStages.has(event.stage)
-        ? PolicyContext.make(connection, asked.state, asked.decision, event.at, { spf, message })
-        : queueContext(event)
+        ? PolicyContext.make(connection, asked.state, asked.decision, event.at, { spf, spfHelo, message, body })
+        : yield* queueContext(event)
       if (event._tag === "PolicyDecided" && context !== undefined) {
         const outcome = policy.decide(context)
         const now = decisionSummary(event.stage, Effect.isEffect(outcome) ? yield* outcome : outcome)
@@ -277,6 +295,74 @@ export const reevaluate = (
     }
     return { session: session.id, decisions, changed, skipped: undefined }
   })
+
+/**
+ * Where `reevaluate` finds a queued message's stored content (the spool, while it holds the
+ * message): its first `limit` bytes, or all of it when shorter; undefined when it is gone.
+ */
+export type StoredContent = (message: Event.MessageQueued, limit: number) => Effect.Effect<Uint8Array | undefined>
+
+const encoder = new TextEncoder()
+const decoder = new TextDecoder("utf-8")
+
+/**
+ * A session's messages as rules see them from their stored content, each read once. The content
+ * starts with the trace fields Postern wrote (`Received`, naming the queue id: content that does
+ * not is another message's, in a spool that is not this log's), then the message as received.
+ */
+const storedContent = (stored: StoredContent | undefined, bodyLimit: number) => {
+  const starts = new Map<string, { readonly limit: number; readonly bytes: Uint8Array | undefined }>()
+  const start = (message: Event.MessageQueued, limit: number): Effect.Effect<Uint8Array | undefined> => {
+    const known = starts.get(message.queueId)
+    if (stored === undefined || (known !== undefined && known.limit >= limit)) return Effect.succeed(known?.bytes)
+    return Effect.map(stored(message, limit), (bytes) => {
+      const ours = bytes !== undefined && decoder.decode(bytes.subarray(0, Headers.maxBytes)).includes(` id ${message.queueId}`)
+      starts.set(message.queueId, { limit, bytes: ours ? bytes : undefined })
+      return ours ? bytes : undefined
+    })
+  }
+  // Enough to fill a collector: the header section it keeps, the body and one byte to tell a cut body.
+  const enough = Headers.maxBytes + bodyLimit + 1
+  return {
+    /**
+     * The body start the data stage saw, which the session collected from the message as
+     * received: what follows the trace fields, `size` less the size received.
+     */
+    receivedBody: (message: Event.MessageQueued | undefined, receivedSize: number): Effect.Effect<PolicyContext.Body | undefined> => {
+      const trace = message === undefined ? -1 : message.size - receivedSize
+      if (message === undefined || bodyLimit === 0 || trace < 0) return Effect.succeed(undefined)
+      return Effect.map(start(message, trace + enough), (bytes) => {
+        // The message as received starts on a line of its own.
+        if (bytes === undefined || trace > bytes.length || (trace > 0 && bytes[trace - 1] !== 0x0a)) return undefined
+        const collector = Headers.collector(bodyLimit)
+        collector.push(bytes.subarray(trace))
+        return collector.body()
+      })
+    },
+    /** The view of postq and delivery, collected as the queue does (`Queue.viewOf`): the fields Postern added, then the content. */
+    view: (message: Event.MessageQueued): Effect.Effect<Rule.MessageView | undefined> =>
+      Effect.map(start(message, enough), (bytes) => {
+        if (bytes === undefined) return undefined
+        const collector = Headers.collector(bodyLimit)
+        if (message.prepend !== undefined) collector.push(encoder.encode(message.prepend))
+        collector.push(bytes)
+        return PolicyContext.messageView(collector.headers(), bodyLimit > 0 ? collector.body() : undefined)
+      })
+  }
+}
+
+/**
+ * The message a data decision let into the queue: the session's MessageQueued right after it,
+ * before any reply or input; none when the message was refused or could not be queued.
+ */
+const queuedAfter = (events: ReadonlyArray<Event.Event>, index: number): Event.MessageQueued | undefined => {
+  for (let i = index + 1; i < events.length; i++) {
+    const event = events[i]
+    if (event?._tag === "MessageQueued") return event
+    if (event === undefined || event._tag === "ReplySent" || inputOf(event) !== undefined) return undefined
+  }
+  return undefined
+}
 
 /**
  * The header fields a queued message was delivered with, as far as the log knows them: those
@@ -445,7 +531,11 @@ export const transcript = (session: RecordedSession): ReadonlyArray<string> =>
       case "AuthResponseReceived":
         return event.outcome === "answer" ? [] : [`${at} -- AUTH response: ${event.outcome}`]
       case "SpfChecked":
-        return [`${at} -- SPF ${event.result} for ${event.domain || "-"}${event.comment === undefined ? "" : ` (${event.comment})`}`]
+        return [
+          `${at} -- SPF${event.identity === "helo" ? " (HELO)" : ""} ${event.result} for ${event.domain || "-"}${
+            event.comment === undefined ? "" : ` (${event.comment})`
+          }`
+        ]
       case "MessageAuthenticated":
         return [
           `${at} -- DKIM ${event.dkim.length === 0 ? "none (not signed)" : event.dkim.map((d) => `${d.result} (${d.domain} ${d.selector})`).join(", ")}` +

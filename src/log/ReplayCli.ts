@@ -1,12 +1,15 @@
 /**
  * `postern replay`: list sessions, print one session's transcript, follow live sessions,
  * verify that every recorded session replays to the same replies, or re-evaluate the recorded
- * policy decisions under another configuration's rules (`--rules`).
+ * policy decisions under another configuration's rules (`--rules`, with the bodies of messages
+ * the spool still holds).
  */
+import * as Path from "node:path"
 import { Console, Effect, Stream } from "effect"
 import * as Config from "../config/Config.ts"
 import * as Duration from "../config/Duration.ts"
 import * as Policy from "../policy/Policy.ts"
+import * as Spool from "../queue/Spool.ts"
 import type * as Event from "./Event.ts"
 import * as LogReader from "./LogReader.ts"
 import * as Replay from "./Replay.ts"
@@ -23,6 +26,28 @@ export interface ReplayOptions {
   readonly since?: string | undefined
   /** Compare the recorded shadow decisions with the live ones. */
   readonly shadowReport?: boolean | undefined
+  /**
+   * With `rules`: the spool root, whence rules that look at the body get it for the messages it
+   * still holds. Default: `spool` beside the log directory (`var/log`, `var/spool`).
+   */
+  readonly spool?: string | undefined
+}
+
+/** The spool `--spool` names, or the one the default layout puts beside the log directory. */
+const spoolDirectory = (options: Pick<ReplayOptions, "directory" | "spool">): string =>
+  options.spool ?? Path.join(Path.dirname(Path.resolve(options.directory)), "spool")
+
+/**
+ * Reads queued messages' content from the spool: each from the partition whose log recorded
+ * it, which is the partition of the queue that spooled it.
+ */
+const spoolContent = (directory: string, entries: ReadonlyArray<LogReader.PartitionEntry>): Replay.StoredContent => {
+  const partitions = new Map<string, string>()
+  for (const entry of entries) if (entry.event._tag === "MessageQueued") partitions.set(entry.event.queueId, entry.partition)
+  return (message, limit) => {
+    const partition = partitions.get(message.queueId)
+    return partition === undefined ? Effect.succeed(undefined) : Spool.readStart(directory, partition, message.spool, limit)
+  }
 }
 
 /** The epoch milliseconds `--since` names, or undefined when it is neither a time nor a duration. */
@@ -95,7 +120,8 @@ const reevaluateAll = (
   options: ReplayOptions,
   file: string,
   sessions: ReadonlyArray<Replay.RecordedSession>,
-  events: ReadonlyArray<Event.Event>
+  events: ReadonlyArray<Event.Event>,
+  stored: Replay.StoredContent
 ) =>
   Effect.gen(function*() {
     const loaded = yield* Effect.result(Config.load(file))
@@ -114,7 +140,8 @@ const reevaluateAll = (
       const result = yield* Replay.reevaluate(
         session,
         session.opened === undefined ? undefined : settings.get(session.opened.settingsDigest),
-        policy
+        policy,
+        stored
       )
       decisions += result.decisions
       if (result.skipped !== undefined) {
@@ -155,7 +182,10 @@ export const run = Effect.fnUntraced(function*(options: ReplayOptions) {
   const events: ReadonlyArray<Event.Event> = read.entries.map((e) => e.event)
   const sessions = Replay.sessions(events)
 
-  if (options.rules !== undefined) return yield* reevaluateAll(options, options.rules, sessions, events)
+  if (options.rules !== undefined) {
+    const stored = spoolContent(spoolDirectory(options), read.entries)
+    return yield* reevaluateAll(options, options.rules, sessions, events, stored)
+  }
   if (options.shadowReport === true) return yield* reportShadow(options, sessions)
 
   if (options.verify) {

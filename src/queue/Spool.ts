@@ -419,6 +419,101 @@ const invalid = (message: string) => new SpoolError({ reason: "invalid", message
 const corrupt = (message: string) => new SpoolError({ reason: "corrupt", message })
 const missing = (message: string) => new SpoolError({ reason: "missing", message })
 
+const readRecord = (
+  fd: number,
+  path: string,
+  extent: { readonly offset: number; readonly length: number }
+): Effect.Effect<Uint8Array, SpoolError> => {
+  const total = LogRecord.frameOverhead + extent.length
+  const bytes = new Uint8Array(total)
+  const fill = (from: number): Effect.Effect<void, SpoolError> =>
+    callFs<number>("read", path, (cb) => Fs.read(fd, bytes, from, total - from, extent.offset + from, cb)).pipe(
+      Effect.flatMap((count) => {
+        if (count === 0) {
+          return Effect.fail(missing(`${path}: record at ${extent.offset} is cut short (${from} of ${total} bytes)`))
+        }
+        return from + count < total ? fill(from + count) : Effect.void
+      })
+    )
+  return fill(0).pipe(Effect.flatMap(() => {
+    const declared = new DataView(bytes.buffer).getUint32(0)
+    if (declared !== extent.length) {
+      return Effect.fail(
+        corrupt(`${path}: record at ${extent.offset} holds ${declared} bytes, the reference says ${extent.length}`)
+      )
+    }
+    const scanned = LogRecord.scan(bytes, 0)
+    if (scanned._tag !== "Record") {
+      return Effect.fail(
+        corrupt(`${path}: record at ${extent.offset}: ${scanned._tag === "Corrupt" ? scanned.reason : "incomplete"}`)
+      )
+    }
+    return Effect.succeed(scanned.payload)
+  }))
+}
+
+const checkReference = (reference: Event.SpoolReference): SpoolError | undefined => {
+  if (!segmentNamePattern.test(reference.segment)) return invalid(`invalid segment name ${reference.segment}`)
+  for (const extent of reference.extents) {
+    if (
+      !Number.isSafeInteger(extent.offset) || extent.offset < 0 || !Number.isSafeInteger(extent.length) ||
+      extent.length < 0 || extent.length > LogRecord.maxPayload
+    ) return invalid(`invalid extent ${extent.offset}+${extent.length} in segment ${reference.segment}`)
+  }
+  return undefined
+}
+
+/** The content of `reference` in the partition directory `directory`: see `Spool.read`. */
+const readContent = (directory: string, reference: Event.SpoolReference): Stream.Stream<Uint8Array, SpoolError> => {
+  const problem = checkReference(reference)
+  if (problem !== undefined) return Stream.fail(problem)
+  if (reference.extents.length === 0) return Stream.empty
+  const path = Path.join(directory, `${reference.segment}.spool`)
+  return Stream.unwrap(
+    Effect.acquireRelease(
+      callFs<number>("open", path, (cb) => Fs.open(path, "r", cb)),
+      (fd) => Effect.sync(() => Fs.close(fd, () => undefined))
+    ).pipe(Effect.map((fd) =>
+      Stream.unfold(0, (index): Effect.Effect<readonly [Uint8Array, number] | undefined, SpoolError> => {
+        const extent = reference.extents[index]
+        if (extent === undefined) return Effect.succeed(undefined)
+        return Effect.map(readRecord(fd, path, extent), (bytes) => [bytes, index + 1] as const)
+      })
+    ))
+  )
+}
+
+/**
+ * The first `limit` bytes of a committed message's content (all of it when shorter), read from
+ * `<directory>/<partition>` without opening the spool, so also while the daemon runs. Every
+ * record is checked as `read` checks it (frame, length, CRC-32); the answer is undefined, never
+ * a failure, when the partition, the segment or a record is missing, cut short or corrupt.
+ * `postern replay --rules` reads the body start of messages still in the spool with it.
+ */
+export const readStart = (
+  directory: string,
+  partition: string,
+  reference: Event.SpoolReference,
+  limit: number
+): Effect.Effect<Uint8Array | undefined> =>
+  Effect.suspend(() => {
+    if (!partitionPattern.test(partition)) return Effect.succeed(undefined)
+    const start = new Uint8Array(Math.max(0, limit))
+    let kept = 0
+    return readContent(Path.join(directory, partition), reference).pipe(
+      Stream.takeUntil((bytes) => {
+        const part = bytes.subarray(0, start.length - kept)
+        start.set(part, kept)
+        kept += part.length
+        return kept >= start.length
+      }),
+      Stream.runDrain,
+      Effect.map(() => start.slice(0, kept)),
+      Effect.orElseSucceed(() => undefined),
+      Effect.catchDefect(() => Effect.succeed(undefined))
+    )
+  })
+
 /** Opens the partition's spool; closing the scope closes its files (their content stays). */
 export const make = Effect.fnUntraced(function*(options: Options): Effect.fn.Return<Spool, SpoolError, Scope.Scope> {
   const recordSize = options.recordSize ?? defaultRecordSize
@@ -618,68 +713,7 @@ export const make = Effect.fnUntraced(function*(options: Options): Effect.fn.Ret
     }))
   })
 
-  const readRecord = (
-    fd: number,
-    path: string,
-    extent: { readonly offset: number; readonly length: number }
-  ): Effect.Effect<Uint8Array, SpoolError> => {
-    const total = LogRecord.frameOverhead + extent.length
-    const bytes = new Uint8Array(total)
-    const fill = (from: number): Effect.Effect<void, SpoolError> =>
-      callFs<number>("read", path, (cb) => Fs.read(fd, bytes, from, total - from, extent.offset + from, cb)).pipe(
-        Effect.flatMap((count) => {
-          if (count === 0) {
-            return Effect.fail(missing(`${path}: record at ${extent.offset} is cut short (${from} of ${total} bytes)`))
-          }
-          return from + count < total ? fill(from + count) : Effect.void
-        })
-      )
-    return fill(0).pipe(Effect.flatMap(() => {
-      const declared = new DataView(bytes.buffer).getUint32(0)
-      if (declared !== extent.length) {
-        return Effect.fail(
-          corrupt(`${path}: record at ${extent.offset} holds ${declared} bytes, the reference says ${extent.length}`)
-        )
-      }
-      const scanned = LogRecord.scan(bytes, 0)
-      if (scanned._tag !== "Record") {
-        return Effect.fail(
-          corrupt(`${path}: record at ${extent.offset}: ${scanned._tag === "Corrupt" ? scanned.reason : "incomplete"}`)
-        )
-      }
-      return Effect.succeed(scanned.payload)
-    }))
-  }
-
-  const checkReference = (reference: Event.SpoolReference): SpoolError | undefined => {
-    if (!segmentNamePattern.test(reference.segment)) return invalid(`invalid segment name ${reference.segment}`)
-    for (const extent of reference.extents) {
-      if (
-        !Number.isSafeInteger(extent.offset) || extent.offset < 0 || !Number.isSafeInteger(extent.length) ||
-        extent.length < 0 || extent.length > LogRecord.maxPayload
-      ) return invalid(`invalid extent ${extent.offset}+${extent.length} in segment ${reference.segment}`)
-    }
-    return undefined
-  }
-
-  const read = (reference: Event.SpoolReference): Stream.Stream<Uint8Array, SpoolError> => {
-    const problem = checkReference(reference)
-    if (problem !== undefined) return Stream.fail(problem)
-    if (reference.extents.length === 0) return Stream.empty
-    const path = Path.join(directory, `${reference.segment}.spool`)
-    return Stream.unwrap(
-      Effect.acquireRelease(
-        callFs<number>("open", path, (cb) => Fs.open(path, "r", cb)),
-        (fd) => Effect.sync(() => Fs.close(fd, () => undefined))
-      ).pipe(Effect.map((fd) =>
-        Stream.unfold(0, (index): Effect.Effect<readonly [Uint8Array, number] | undefined, SpoolError> => {
-          const extent = reference.extents[index]
-          if (extent === undefined) return Effect.succeed(undefined)
-          return Effect.map(readRecord(fd, path, extent), (bytes) => [bytes, index + 1] as const)
-        })
-      ))
-    )
-  }
+  const read = (reference: Event.SpoolReference): Stream.Stream<Uint8Array, SpoolError> => readContent(directory, reference)
 
   const verify = (
     reference: Event.SpoolReference,

@@ -431,12 +431,22 @@ describe("policy rules through real SMTP sessions", () => {
 describe("replay --rules: yesterday's sessions under other rules", () => {
   let daemon: Daemon
   let aliceSession = ""
+  let carolSession = ""
 
   beforeAll(async () => {
-    daemon = await startDaemon({ policySource: `{ rules: { rcpt: [relay({ internalNetworks: ["127.0.0.3/32"] })] } }` })
+    daemon = await startDaemon({
+      policySource: `{
+        rules: {
+          rcpt: [relay({ internalNetworks: ["127.0.0.3/32"] })],
+          data: [rule("phishing body", (ctx) => /verify your password/i.test(ctx.message?.body?.text() ?? "") ? deny(554, "5.7.1", "Phishing") : next)]
+        }
+      }`
+    })
     const token = uniqueToken("replay-rules")
     await smtplib(daemon.ports.smtp, [["ehlo"], ["mail", "sender@client.test"], ["rcpt", "alice@example.test"], ["data", message(token)]])
-    await smtplib(daemon.ports.smtp, [["ehlo"], ["mail", "sender@client.test"], ["rcpt", "carol@elsewhere.test"]], { source: "127.0.0.3" })
+    // Relayed from the internal network: there is no outbound delivery yet, so it stays in the spool.
+    const prize = `From: sender@client.test\r\nSubject: ${token}\r\n\r\nClaim your prize now!\r\n`
+    await smtplib(daemon.ports.smtp, [["ehlo"], ["mail", "sender@client.test"], ["rcpt", "carol@elsewhere.test"], ["data", prize]], { source: "127.0.0.3" })
     await smtplib(daemon.ports.smtp, [["ehlo"], ["mail", "sender@client.test"], ["rcpt", "dave@elsewhere.test"]])
     await waitForMail(daemon, "example.test", "alice", token)
     const decided = await waitFor("alice's rcpt decision", async () => {
@@ -447,6 +457,9 @@ describe("replay --rules: yesterday's sessions under other rules", () => {
     const rcpt = events.find((e): e is Event.CommandReceived => e._tag === "CommandReceived" && e.line.toUpperCase() === "RCPT TO:<ALICE@EXAMPLE.TEST>")
     aliceSession = rcpt?.session ?? ""
     assert.isAbove(decided.length, 0)
+    const carol = await waitFor("carol's message in the queue", async () =>
+      (await readLog(daemon.logDir)).find((e): e is Event.MessageQueued => e._tag === "MessageQueued" && e.envelope.to.includes("carol@elsewhere.test")))
+    carolSession = carol.session
   })
 
   afterAll(async () => {
@@ -482,6 +495,26 @@ describe("replay --rules: yesterday's sessions under other rules", () => {
     assert.strictEqual(result.code, 0, result.stderr)
     assert.include(result.stdout, `${aliceSession}  rcpt: was accept by the default, now deny by rule 'no alice' (550 5.7.1)`)
     assert.match(result.stdout, /re-evaluated \d+ decisions in 1 sessions under .*: 1 would change, in 1 sessions/)
+  })
+
+  it("rules that look at the body see it where the spool still holds the message (carol's, not delivered); with no spool, none", async () => {
+    const file = otherRules(`{
+      rules: {
+        rcpt: [relay({ internalNetworks: ["127.0.0.3/32"] })],
+        data: [rule("prize body", (ctx) => /claim your prize/i.test(ctx.message?.body?.text() ?? "") ? deny(554, "5.7.1", "Prize spam") : next)]
+      }
+    }`)
+    // The spool beside the log directory, as the default configuration lays them out.
+    const result = await daemon.replay([daemon.logDir, "--rules", file, "--json"])
+    assert.strictEqual(result.code, 0, result.stderr)
+    const changes = result.stdout.trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => "stage" in l)
+    assert.deepStrictEqual(
+      changes.map((c) => [c["session"], c["stage"], (c["recorded"] as Record<string, unknown>)["verdict"], (c["now"] as Record<string, unknown>)["verdict"], (c["now"] as Record<string, unknown>)["rule"]]),
+      [[carolSession, "data", "accept", "deny", "prize body"]]
+    )
+    const elsewhere = await daemon.replay([daemon.logDir, "--rules", file, "--spool", Path.join(daemon.stateDir, "no-spool")])
+    assert.strictEqual(elsewhere.code, 0, elsewhere.stderr)
+    assert.match(elsewhere.stdout, /none would change/)
   })
 
   it("the rules the daemon runs change nothing; --since in the future selects no session; a bad file or time is refused", async () => {

@@ -8,13 +8,13 @@ import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
 import type * as Event from "../../src/log/Event.ts"
-import { type Daemon, readLog, startDaemon, uniqueToken, waitForMail } from "../support/Daemon.ts"
+import { type Daemon, readLog, startDaemon, uniqueToken, waitForEvent, waitForMail } from "../support/Daemon.ts"
 import { type DnsServer, serveZone } from "../support/DnsServer.ts"
 
 const script = String.raw`
 import json, smtplib, sys
-port, sender, data = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-s = smtplib.SMTP("127.0.0.1", port, local_hostname="client.test", timeout=20)
+port, sender, data, helo = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+s = smtplib.SMTP("127.0.0.1", port, local_hostname=helo, timeout=20)
 s.ehlo()
 out = [list(s.mail(sender))]
 if out[0][0] == 250:
@@ -24,9 +24,9 @@ s.quit()
 print(json.dumps([[code, msg.decode()] for code, msg in out]))
 `
 
-const send = (port: number, sender: string, data: string) =>
+const send = (port: number, sender: string, data: string, helo = "client.test") =>
   new Promise<Array<[number, string]>>((resolve, reject) => {
-    ChildProcess.execFile("python3", ["-c", script, String(port), sender, data], { timeout: 30_000 }, (error, stdout, stderr) => {
+    ChildProcess.execFile("python3", ["-c", script, String(port), sender, data, helo], { timeout: 30_000 }, (error, stdout, stderr) => {
       if (error !== null) return reject(new Error(`${error.message}\n${stderr}`))
       resolve(JSON.parse(stdout) as Array<[number, string]>)
     })
@@ -45,7 +45,7 @@ describe("SPF at MAIL, through a DNS zone on loopback", () => {
     daemon = await startDaemon({
       spf: { check: true },
       dns: { servers: [dns.address], timeout: "2s" },
-      policySource: `{ rules: { mail: [spf()] } }`
+      policySource: `{ rules: { mail: [spf({ identities: "both" })] } }`
     })
   })
 
@@ -66,9 +66,9 @@ describe("SPF at MAIL, through a DNS zone on loopback", () => {
   it("fail: the spf rule refuses MAIL with 550 5.7.23, and its decision names the result", async () => {
     const replies = await send(daemon.ports.smtp, "someone@fail.test", "unused")
     assert.deepStrictEqual(replies, [[550, "5.7.23 SPF validation failed"]])
+    const decided = await waitForEvent(daemon.logDir, "the spf decision", (e): e is Event.PolicyDecided => e._tag === "PolicyDecided" && e.rule === "spf")
+    assert.deepStrictEqual(decided.because, { spf: "fail", domain: "fail.test", identity: "mail" })
     const events = await readLog(daemon.logDir)
-    const decided = events.filter((e): e is Event.PolicyDecided => e._tag === "PolicyDecided" && e.rule === "spf").at(-1)
-    assert.deepStrictEqual(decided?.because, { spf: "fail", domain: "fail.test" })
     const answered = events.filter((e): e is Event.DnsAnswered => e._tag === "DnsAnswered" && e.name === "fail.test")
     assert.deepStrictEqual(answered.map((e) => [e.type, e.records]), [["TXT", [["v=spf1 ip4:192.0.2.1 -all"]]]])
     assert.isTrue(dns.questions.some((q) => q.name === "fail.test" && q.type === "TXT"))
@@ -82,8 +82,23 @@ describe("SPF at MAIL, through a DNS zone on loopback", () => {
     assert.match(mail.text, /^Received-SPF: softfail /)
     const none = await send(daemon.ports.smtp, "someone@unknown.test", "Subject: x\r\n\r\nx\r\n")
     assert.strictEqual(none[0]?.[0], 250)
-    const checked = (await readLog(daemon.logDir)).filter((e): e is Event.SpfChecked => e._tag === "SpfChecked")
+    await waitForEvent(daemon.logDir, "the unknown domain's check", (e): e is Event.SpfChecked => e._tag === "SpfChecked" && e.domain === "unknown.test")
+    const checked = (await readLog(daemon.logDir)).filter((e): e is Event.SpfChecked => e._tag === "SpfChecked" && e.identity !== "helo")
     assert.deepStrictEqual(checked.map((e) => [e.domain, e.result]).slice(-2), [["soft.test", "softfail"], ["unknown.test", "none"]])
+  })
+
+  it("the HELO identity (RFC 7208 2.3) is checked at EHLO: a HELO name whose SPF fails is refused at MAIL by spf({ identities: \"both\" }) even for a passing sender", async () => {
+    const replies = await send(daemon.ports.smtp, "someone@pass.test", "unused", "fail.test")
+    assert.deepStrictEqual(replies, [[550, "5.7.23 SPF validation failed"]])
+    await waitForEvent(daemon.logDir, "the HELO decision", (e): e is Event.PolicyDecided => e._tag === "PolicyDecided" && e.because?.["identity"] === "helo")
+    const events = await readLog(daemon.logDir)
+    const helo = events.filter((e): e is Event.SpfChecked => e._tag === "SpfChecked" && e.identity === "helo" && e.domain === "fail.test").at(-1)
+    assert.strictEqual(helo?.result, "fail")
+    const decided = events.filter((e): e is Event.PolicyDecided => e._tag === "PolicyDecided" && e.rule === "spf" && e.session === helo?.session).at(-1)
+    assert.deepStrictEqual(decided?.because, { spf: "fail", domain: "fail.test", identity: "helo" })
+    // An address literal is not a name to check: no HELO result, the sender's decides.
+    const literal = await send(daemon.ports.smtp, "someone@pass.test", "Subject: x\r\n\r\nx\r\n", "[127.0.0.1]")
+    assert.deepStrictEqual(literal.map(([code]) => code), [250, 250, 250])
   })
 
   it("MAIL repeated for the same sender in one session is answered from the session's check: one DNS query, not one per MAIL", async () => {
@@ -112,17 +127,23 @@ s.quit()
     const result = await daemon.replay([daemon.logDir, "--rules", other, "--json"])
     assert.strictEqual(result.code, 0, result.stderr)
     const changes = result.stdout.trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => "stage" in l)
-    // The softfail sender of the third test, and the five MAILs of the repeated-sender test.
+    // The softfail sender of the third test and the five MAILs of the repeated-sender test are
+    // now refused; the HELO test's sender passes, and these rules look at the sender only.
     assert.deepStrictEqual(
       changes.map((c) => [c["stage"], (c["recorded"] as Record<string, unknown>)["verdict"], (c["now"] as Record<string, unknown>)["verdict"], (c["now"] as Record<string, unknown>)["text"]]),
-      Array.from({ length: 6 }, () => ["mail", "accept", "deny", "Softfail refused"])
+      [
+        ["mail", "accept", "deny", "Softfail refused"],
+        ["mail", "deny", "accept", undefined],
+        ...Array.from({ length: 5 }, () => ["mail", "accept", "deny", "Softfail refused"])
+      ]
     )
     const events = await readLog(daemon.logDir)
     const failSession = events.find((e): e is Event.SpfChecked => e._tag === "SpfChecked" && e.result === "fail")?.session ?? ""
     const transcript = await daemon.replay([daemon.logDir, "--session", failSession])
     assert.include(transcript.stdout, "-- DNS TXT fail.test: [[\"v=spf1 ip4:192.0.2.1 -all\"]]")
     assert.include(transcript.stdout, "-- SPF fail for fail.test")
-    assert.include(transcript.stdout, "mail denied by rule 'spf' (550 5.7.23) [spf fail, domain fail.test]")
+    assert.include(transcript.stdout, "mail denied by rule 'spf' (550 5.7.23) [spf fail, domain fail.test, identity mail]")
+    assert.include(transcript.stdout, "-- SPF (HELO) none for client.test")
     const verify = await daemon.replay([daemon.logDir, "--verify"])
     assert.strictEqual(verify.code, 0, verify.stdout)
   })

@@ -5,6 +5,7 @@ import * as Replay from "../../src/log/Replay.ts"
 import * as Builtins from "../../src/policy/Builtins.ts"
 import * as Policy from "../../src/policy/Policy.ts"
 import * as Rule from "../../src/policy/Rule.ts"
+import * as Headers from "../../src/session/Headers.ts"
 import * as Machine from "../../src/session/Machine.ts"
 import * as PolicyContext from "../../src/session/PolicyContext.ts"
 import * as Reply from "../../src/session/Reply.ts"
@@ -629,6 +630,87 @@ describe("Replay.reevaluate (replay --rules)", () => {
         recipient: "carol@example.test"
       }))
       assert.strictEqual(line, "delivery Q1 to <carol@example.test> denied by rule 'closed' (550 5.7.1)")
+    })
+  })
+
+  describe("the body, read from the spool where it still holds the message", () => {
+    const encoder = new TextEncoder()
+    const body = "Hello,\r\nplease verify your password here.\r\n"
+    const received = encoder.encode(`From: sender@remote.test\r\nSubject: account\r\n\r\n${body}`)
+    /** What the spool holds: the trace field Postern wrote, naming the queue id, then the message as received. */
+    const storedFor = (queueId: string) =>
+      new Uint8Array([
+        ...encoder.encode(`Received: from client.test (unknown [192.0.2.7])\r\n\tby mx.example.test (Postern) with ESMTP id ${queueId}; Tue, 2 Jan 2024 03:04:05 +0000\r\n`),
+        ...received
+      ])
+    const phishing = Rule.rule("phishing body", (ctx) =>
+      /verify your password/.test(ctx.message?.body?.text() ?? "") ? Rule.deny(554, "5.7.1", "Phishing") : Rule.next)
+    /** A session that queued Q7 (its content `stored` long) and the queue's postq decision about it. */
+    const session = (stored: Uint8Array, live?: Policy.PolicyShape) => {
+      const events = record("body", ["EHLO client.test", "MAIL FROM:<sender@remote.test>", "RCPT TO:<alice@example.test>", "DATA", end(received.length), queued("Q7"), "QUIT"], live === undefined ? {} : { policy: live })
+      const at = events.findIndex((e) => e._tag === "MessageQueued")
+      const message = events[at]
+      if (message?._tag !== "MessageQueued") return one(events)
+      const withSize: Array<Event.Event> = [...events]
+      withSize[at] = { ...message, size: stored.length, prepend: "X-Added: by postern\r\n" }
+      withSize.splice(at + 2, 0, Event.make("PolicyDecided", { session: "body", at: start + 50, stage: "postq", verdict: "accept", queueId: "Q7" }))
+      return one(withSize)
+    }
+    /** A spool holding `contents` by queue id, and the queue ids it was asked about. */
+    const spool = (contents: Record<string, Uint8Array>) => {
+      const asked: Array<string> = []
+      const stored: Replay.StoredContent = (message, limit) =>
+        Effect.sync(() => {
+          asked.push(message.queueId)
+          return contents[message.queueId]?.slice(0, limit)
+        })
+      return { asked, stored }
+    }
+    const changes = (result: Replay.Reevaluation) => result.changed.map((c) => [c.stage, c.recorded.verdict, c.now.verdict, c.now.rule])
+
+    it("a data rule matching the body changes its decision only when the spool still has the message", () => {
+      const policy = rulesAt({ data: [phishing] })
+      const stored = storedFor("Q7")
+      const { asked, stored: lookup } = spool({ Q7: stored })
+      const withBody = Effect.runSync(Replay.reevaluate(session(stored), settings, policy, lookup))
+      assert.deepStrictEqual(changes(withBody), [["data", "accept", "deny", "phishing body"]])
+      assert.deepStrictEqual(asked, ["Q7"])
+      // Without the spool, or with the message gone from it: no body, so no change.
+      assert.deepStrictEqual(changes(Effect.runSync(Replay.reevaluate(session(stored), settings, policy))), [])
+      assert.deepStrictEqual(changes(Effect.runSync(Replay.reevaluate(session(stored), settings, policy, spool({}).stored))), [])
+      // Content that is not this message's (its trace field names another queue id) is not used.
+      const other = spool({ Q7: storedFor("Q8") }).stored
+      assert.deepStrictEqual(changes(Effect.runSync(Replay.reevaluate(session(stored), settings, policy, other))), [])
+    })
+
+    it("rules see the bytes the live session collected: the body after the header section, cut at the replaying policy's bodyLimit", () => {
+      const seen: Array<unknown> = []
+      const look = Rule.rule("look", (ctx) => {
+        const view = ctx.message?.body
+        seen.push([ctx.stage, view === undefined ? undefined : [view.text(), view.truncated], ctx.message?.header("x-added"), ctx.message?.header("received") !== undefined])
+        return Rule.next
+      })
+      const policy = Policy.make({ ...Policy.defaultRuleSet, rules: { data: [look], postq: [look] }, bodyLimit: 10 })
+      const stored = storedFor("Q7")
+      const result = Effect.runSync(Replay.reevaluate(session(stored), settings, policy, spool({ Q7: stored }).stored))
+      assert.deepStrictEqual(result.changed, [])
+      const live = Headers.collector(10)
+      live.push(received)
+      assert.deepStrictEqual(live.body(), { bytes: encoder.encode(body.slice(0, 10)), truncated: true })
+      // At data, the fields as received (recorded); at postq those Postern added and the trace field too, as the queue reads them.
+      assert.deepStrictEqual(seen, [
+        ["data", [body.slice(0, 10), true], undefined, false],
+        ["postq", [body.slice(0, 10), true], "by postern", true]
+      ])
+    })
+
+    it("a message refused at data was never queued: no body, and the spool is not asked", () => {
+      const live = rulesAt({ data: [Rule.rule("closed", () => Rule.deny(554, "5.7.1", "Closed"))] })
+      const events = record("refused", ["EHLO client.test", "MAIL FROM:<sender@remote.test>", "RCPT TO:<alice@example.test>", "DATA", end(received.length), "QUIT"], { policy: live })
+      const { asked, stored } = spool({ Q7: storedFor("Q7") })
+      const result = Effect.runSync(Replay.reevaluate(one(events), settings, rulesAt({ data: [phishing] }), stored))
+      assert.deepStrictEqual(changes(result), [["data", "deny", "accept", undefined]])
+      assert.deepStrictEqual(asked, [])
     })
   })
 

@@ -1,4 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
+import * as Fs from "node:fs/promises"
 import * as Path from "node:path"
 import { Effect, Stream } from "effect"
 import type * as Event from "../../src/log/Event.ts"
@@ -268,5 +269,60 @@ describe("Spool", () => {
         const error = yield* failureOf(Effect.scoped(Spool.make({ directory: root, partition: bad, segmentSize: 1 })))
         assert.strictEqual(error.reason, "invalid")
       }
+    }))
+})
+
+describe("Spool.readStart (replay reads content without opening the spool)", () => {
+  /** A 3000-byte message in records of 1 KiB, and where its segment is. */
+  const stored = Effect.gen(function*() {
+    const root = yield* tempDirectory("spool-start")
+    const spool = yield* Spool.make({ directory: root, partition, segmentSize: 1 << 20, recordSize: 1024 })
+    const bytes = content(3000, 7)
+    const committed = yield* store(spool, bytes, 100)
+    assert.strictEqual(committed.reference.extents.length, 3)
+    return { root, bytes, reference: committed.reference, file: segmentFile(root, committed.reference.segment) }
+  })
+
+  it.live("the whole content, or its first bytes only", () =>
+    Effect.gen(function*() {
+      const { bytes, reference, root } = yield* stored
+      assert.deepStrictEqual(yield* Spool.readStart(root, partition, reference, 10_000), bytes)
+      assert.deepStrictEqual(yield* Spool.readStart(root, partition, reference, 3000), bytes)
+      assert.deepStrictEqual(yield* Spool.readStart(root, partition, reference, 1500), bytes.slice(0, 1500))
+      assert.deepStrictEqual(yield* Spool.readStart(root, partition, { segment: reference.segment, extents: [] }, 100), new Uint8Array(0))
+    }))
+
+  it.live("a truncated segment gives nothing, unless the cut is past the start asked for", () =>
+    Effect.gen(function*() {
+      const { bytes, reference, root, file } = yield* stored
+      const last = reference.extents[2]
+      if (last === undefined) return assert.fail("no third record")
+      yield* truncate(file, last.offset + 10)
+      assert.isUndefined(yield* Spool.readStart(root, partition, reference, 10_000))
+      assert.deepStrictEqual(yield* Spool.readStart(root, partition, reference, 2048), bytes.slice(0, 2048))
+    }))
+
+  it.live("a flipped byte in a record gives nothing (its CRC does not match), nor does a wrong length", () =>
+    Effect.gen(function*() {
+      const { reference, root, file } = yield* stored
+      const second = reference.extents[1]
+      if (second === undefined) return assert.fail("no second record")
+      yield* flipByte(file, second.offset + LogRecord.frameOverhead + 5)
+      assert.isUndefined(yield* Spool.readStart(root, partition, reference, 10_000))
+      const first = reference.extents[0]
+      if (first === undefined) return assert.fail("no first record")
+      const misread = { segment: reference.segment, extents: [{ offset: first.offset, length: first.length - 1 }] }
+      assert.isUndefined(yield* Spool.readStart(root, partition, misread, 10_000))
+    }))
+
+  it.live("a missing segment, partition or spool, or an unsafe name, gives nothing", () =>
+    Effect.gen(function*() {
+      const { reference, root, file } = yield* stored
+      assert.isUndefined(yield* Spool.readStart(root, "p1", reference, 100))
+      assert.isUndefined(yield* Spool.readStart(Path.join(root, "nowhere"), partition, reference, 100))
+      assert.isUndefined(yield* Spool.readStart(root, "../p0", reference, 100))
+      assert.isUndefined(yield* Spool.readStart(root, partition, { ...reference, segment: "../x" }, 100))
+      yield* Effect.promise(() => Fs.rm(file))
+      assert.isUndefined(yield* Spool.readStart(root, partition, reference, 100))
     }))
 })
