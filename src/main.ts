@@ -9,6 +9,7 @@ import { Cause, Console, Deferred, Effect, Exit, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import * as UsersCli from "./auth/UsersCli.ts"
 import * as DkimCli from "./policy/DkimCli.ts"
+import * as QuarantineCli from "./queue/QuarantineCli.ts"
 import * as BenchCli from "./bench/BenchCli.ts"
 import * as Config from "./config/Config.ts"
 import * as Primary from "./daemon/Primary.ts"
@@ -93,7 +94,7 @@ const replay = Command.make(
 
 const postern = Command.make("postern").pipe(
   Command.withDescription("Postern mail transfer agent"),
-  Command.withSubcommands([serve, configCommand, replay, BenchCli.command, UsersCli.command, DkimCli.command])
+  Command.withSubcommands([serve, configCommand, replay, BenchCli.command, UsersCli.command, DkimCli.command, QuarantineCli.command])
 )
 
 const fatal = (tag: string): boolean =>

@@ -36,6 +36,7 @@ import * as Headers from "../session/Headers.ts"
 import * as PolicyContext from "../session/PolicyContext.ts"
 import * as Checkpoint from "./Checkpoint.ts"
 import * as Maildir from "./Maildir.ts"
+import * as Quarantine from "./Quarantine.ts"
 import * as QueueId from "./QueueId.ts"
 import * as QueueState from "./QueueState.ts"
 import * as Spool from "./Spool.ts"
@@ -455,7 +456,7 @@ export const make = Effect.fnUntraced(function*(
         // Held, not delivered: one copy per recipient in the quarantine's Maildirs.
         const quarantined = yield* Effect.result(Maildir.deliver({
           ...maildirTarget(held, recipient.recipient),
-          root: options.quarantineRoot ?? Path.join(Path.dirname(options.maildirRoot), "quarantine"),
+          root: options.quarantineRoot ?? Quarantine.defaultRoot(options.maildirRoot),
           content: contentOf(entry.pending),
           scanCur: !entry.fresh
         }))

@@ -11,7 +11,7 @@ import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
 import type * as Event from "../../src/log/Event.ts"
-import { type Daemon, readLog, readMailbox, sleep, startDaemon, uniqueToken, waitForMail } from "../support/Daemon.ts"
+import { type Daemon, jsonLines, readLog, readMailbox, runPostern, sleep, startDaemon, uniqueToken, waitForMail } from "../support/Daemon.ts"
 
 const policySource = `{
   rules: {
@@ -331,6 +331,31 @@ describe("policy rules through real SMTP sessions", () => {
       (await decisions(daemon)).find((d) => d.verdict === "quarantine"))
     const transcript = await daemon.replay([daemon.logDir, "--session", decided.session])
     assert.include(transcript.stdout, "data quarantined by rule 'lottery' (into spam)")
+  })
+
+  it("postern quarantine: list shows a held message; release delivers it to its recipient and empties the quarantine; an unknown id is refused", async () => {
+    const token = uniqueToken("release")
+    const outcome = await smtplib(daemon.ports.smtp, [
+      ["ehlo"],
+      ["mail", "sender@client.test"],
+      ["rcpt", "alice@example.test"],
+      ["data", `From: sender@client.test\r\nSubject: LOTTERY ${token}\r\n\r\n${token}\r\n`]
+    ])
+    assert.strictEqual(codes(outcome)[3], "250 2.0.0")
+    const held = await waitFor("the held message in the list", async () => {
+      const listed = await runPostern(["quarantine", "list", "--json", "--config", daemon.configFile])
+      return jsonLines(listed.stdout).find((m) => String(m["subject"]).includes(token))
+    })
+    assert.deepStrictEqual([held["quarantine"], held["recipient"], held["from"]], ["spam", "alice@example.test", "sender@client.test"])
+    const released = await runPostern(["quarantine", "release", String(held["id"]), "--config", daemon.configFile])
+    assert.strictEqual(released.code, 0, released.stderr)
+    assert.match(released.stdout, /: released to .*\/example\.test\/alice\/new\//)
+    await waitForMail(daemon, "example.test", "alice", token)
+    const after = await runPostern(["quarantine", "list", "--json", "--config", daemon.configFile])
+    assert.isFalse(jsonLines(after.stdout).some((m) => m["id"] === held["id"]))
+    const unknown = await runPostern(["quarantine", "release", "spam/alice@example.test/nothing", "--config", daemon.configFile])
+    assert.strictEqual(unknown.code, 1)
+    assert.include(unknown.stderr, "postern quarantine release: spam/alice@example.test/nothing: no such held message")
   })
 
   it("data: a rule reads the message's headers (folded Subject) and refuses it; nothing is delivered", async () => {
