@@ -198,7 +198,7 @@ export default defineConfig({
   },
 
   // SPF (RFC 7208) of the sender at MAIL: ctx.spf for rules, the spf() rule, a Received-SPF
-  // header; with helo, of the HELO name at EHLO too (ctx.spfHelo). Every DNS answer it uses is
+  // header; with helo, of the HELO name too (ctx.spfHelo). Every DNS answer it uses is
   // recorded for replay. Default: { check: false, helo: true, timeout: "10s" }
   spf: { check: false, helo: true, timeout: "10s" },
   // DKIM verification and DMARC (with SPF) of each message at data: ctx.dkim, ctx.dmarc, the

@@ -340,7 +340,7 @@ const PolicySection = Schema.Struct({
 const SpfSection = Schema.Struct({
   /** Check the sender's SPF at MAIL (ctx.spf, the spf() rule, a Received-SPF header). */
   check: orDefault(Bool, false),
-  /** With check: also check the HELO identity at helo (RFC 7208 2.3; ctx.spfHelo), as Postfix's policyd-spf does. */
+  /** With check: also check the HELO identity at MAIL (RFC 7208 2.3; ctx.spfHelo), as Postfix's policyd-spf does. */
   helo: orDefault(Bool, true),
   /** The longest one check may take; past it the result is temperror. */
   timeout: orDefault(Duration.PositiveMillis, "10s")
@@ -921,6 +921,11 @@ const alwaysDecides = (rule: Rule.Rule): string | undefined => {
   if (rule.evaluate.length !== 0) return undefined
   try {
     const verdict: unknown = Reflect.apply(rule.evaluate, undefined, [])
+    // An async rule's Promise: its rejection must not go unhandled in the process checking.
+    if (typeof verdict === "object" && verdict !== null && "then" in verdict && typeof verdict.then === "function") {
+      Promise.resolve(verdict).catch(() => undefined)
+      return undefined
+    }
     if (Effect.isEffect(verdict) || typeof verdict !== "object" || verdict === null || !("_tag" in verdict)) return undefined
     const tag = verdict._tag
     return typeof tag !== "string" || tag === "Next" ? undefined : tag.toLowerCase()

@@ -240,15 +240,20 @@ export const reevaluate = (
     // the delivery decisions made so far per recipient (the attempts before the next one).
     const queued = new Map<string, Event.MessageQueued>()
     let received: ReadonlyArray<Headers.Header> = []
+    // Each message's own fields as received, and those its postq decision added (delivery sees them).
+    const receivedBy = new Map<string, ReadonlyArray<Headers.Header>>()
+    const addedAtPostq = new Map<string, ReadonlyArray<Headers.Header>>()
     const viewed = new Map<string, Rule.MessageView>()
     const deliveries = new Map<string, number>()
     const content = storedContent(stored, policy.bodyLimit)
     let receivedSize = 0
     const queueContext = Effect.fnUntraced(function*(event: Event.PolicyDecided) {
-      const message = event.queueId === undefined ? undefined : queued.get(event.queueId)
-      if (message === undefined || (event.stage !== "postq" && event.stage !== "delivery")) return undefined
+      const recorded = event.queueId === undefined ? undefined : queued.get(event.queueId)
+      if (recorded === undefined || (event.stage !== "postq" && event.stage !== "delivery")) return undefined
+      const added = addedAtPostq.get(recorded.queueId)
+      const message = added === undefined ? recorded : { ...recorded, prepend: Headers.format(added) + (recorded.prepend ?? "") }
       const view = viewed.get(message.queueId) ?? (yield* content.view(message)) ??
-        PolicyContext.messageView(receivedView(message, received), undefined)
+        PolicyContext.messageView(receivedView(message, receivedBy.get(message.queueId) ?? []), undefined)
       viewed.set(message.queueId, view)
       if (event.stage === "postq") return PolicyContext.queued(message, "postq", event.at, view, undefined)
       const recipient = event.recipient ?? ""
@@ -266,7 +271,10 @@ export const reevaluate = (
         received = event.headers ?? []
         receivedSize = event.size
       }
-      if (event._tag === "MessageQueued") queued.set(event.queueId, event)
+      if (event._tag === "MessageQueued") {
+        queued.set(event.queueId, event)
+        receivedBy.set(event.queueId, received)
+      }
       // The data stage decides before the message is queued: its content is that of the
       // MessageQueued that follows, if the transaction got that far.
       const body = event._tag === "PolicyDecided" && event.stage === "data"
@@ -285,12 +293,23 @@ export const reevaluate = (
         const recorded = recordedSummary(event)
         if (!sameDecision(recorded, now)) changed.push({ session: session.id, at: event.at, stage: event.stage, recorded, now })
       }
+      // The live postq decision's fields went above the message: delivery rules saw them.
+      if (event._tag === "PolicyDecided" && event.stage === "postq" && event.queueId !== undefined && event.headers !== undefined) {
+        addedAtPostq.set(event.queueId, event.headers)
+        viewed.delete(event.queueId)
+      }
       const input = inputOf(event)
       if (input === undefined) continue
       const next = Machine.step(state, input)
       state = next.state
       for (const action of next.actions) {
-        if (action._tag === "Decide") asked = { decision: action.decision, state }
+        if (action._tag !== "Decide") continue
+        asked = { decision: action.decision, state }
+        // Each MAIL checks SPF anew (both identities), as the live session does.
+        if (action.decision.stage === "mail") {
+          spf = undefined
+          spfHelo = undefined
+        }
       }
     }
     return { session: session.id, decisions, changed, skipped: undefined }

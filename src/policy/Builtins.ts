@@ -86,9 +86,8 @@ export const relay = (options: RelayOptions = {}): Rule.Rule => {
   }))
 }
 
-/** The stages from which the session's checks are known: SPF from helo or mail on, the message's from data on. */
+/** The stages from which the session's checks are known: SPF from mail on, the message's from data on. */
 const fromMail: ReadonlyArray<Rule.Stage> = ["mail", "rcpt", "data", "postq", "delivery"]
-const fromHelo: ReadonlyArray<Rule.Stage> = ["helo", "auth", ...fromMail]
 const fromData: ReadonlyArray<Rule.Stage> = ["data", "postq", "delivery"]
 
 const decidingAt = (stages: ReadonlyArray<Rule.Stage>, rule: Rule.Rule): Rule.Rule => ({ ...rule, decidesAt: stages })
@@ -116,7 +115,7 @@ export interface SpfOptions {
   /**
    * Which identity decides (vSMTP's check_spf): "mail", the sender (the HELO name for the null
    * sender; default); "helo", the HELO name (RFC 7208 2.3; needs `spf.helo`); "both", the
-   * HELO name's result first, then the sender's.
+   * HELO name's result first, then the sender's. Both identities are checked at MAIL.
    */
   readonly identities?: "mail" | "helo" | "both"
   /** The verdict for each SPF result; a result left out goes on to the next rule. */
@@ -147,8 +146,9 @@ export const spf = (options: SpfOptions = {}): Rule.Rule => {
       const helo = judge(context.spfHelo, "helo")
       return identities === "helo" || helo._tag !== "Next" ? helo : judge(context.spf, "mail")
     }),
-    requires: identities === "mail" ? ["spf.check"] : ["spf.check", "spf.helo"],
-    decidesAt: identities === "mail" ? fromMail : fromHelo
+    // "both" still decides on the sender when the HELO name is not checked.
+    requires: identities === "helo" ? ["spf.check", "spf.helo"] : ["spf.check"],
+    decidesAt: fromMail
   }
 }
 

@@ -177,8 +177,9 @@ export interface Context {
   /** From mail on, when SPF checking is on: the sender's SPF result (RFC 7208), the MAIL FROM identity. */
   readonly spf: SpfView | undefined
   /**
-   * From helo on, when SPF checking of the HELO identity is on (`spf.helo`): the HELO name's SPF
-   * result (RFC 7208 2.3). Undefined for a HELO that is an address literal or a bare name.
+   * From mail on, when SPF checking of the HELO identity is on (`spf.helo`): the HELO name's SPF
+   * result (RFC 7208 2.3), checked at MAIL beside the sender's. Undefined for a HELO that is an
+   * address literal or a bare name.
    */
   readonly spfHelo: SpfView | undefined
   /** At data, when DKIM verification is on: each signature's domain, selector and result. */
@@ -238,6 +239,8 @@ export const rule = (name: string, evaluate: (context: Context) => Result): Rule
 
 /** The stages a message can be held at: where it is whole. */
 const holdingStages: ReadonlySet<Stage> = new Set(["data", "postq", "delivery"])
+/** The stages whose verdicts may add header fields (`withHeaders`). */
+const headerStages: ReadonlySet<Stage> = new Set(["data", "postq"])
 /** The stages the queue asks about, after the session has given its 250. */
 export const queueStages: ReadonlySet<Stage> = new Set(["postq", "delivery"])
 
@@ -373,7 +376,11 @@ const decisionOf = (verdict: Verdict, rule: Rule, context: Context, added: Array
     return failure(rule, `disconnect is only for the session's stages: at ${context.stage} there is no connection`)
   }
   if (verdict._tag !== "Next" && verdict._tag !== "Accept") return { verdict, rule: rule.name }
-  if (verdict.headers !== undefined) added.push(...verdict.headers)
+  if (verdict.headers !== undefined && verdict.headers.length > 0) {
+    // Elsewhere there is no message to add them to, or it is already on its way.
+    if (!headerStages.has(context.stage)) return failure(rule, "header fields can only be added at the data and postq stages")
+    added.push(...verdict.headers)
+  }
   return verdict._tag === "Accept" ? withAdded({ verdict, rule: rule.name }, added) : undefined
 }
 

@@ -236,6 +236,12 @@ const makeHeap = () => {
   }
 }
 
+/**
+ * Whether an origin reads back as one: recovery drops a MessageQueued that does not decode, and
+ * the message with it, so facts of an unexpected shape are left out rather than risk that.
+ */
+const isOrigin = Schema.is(Event.MessageOrigin)
+
 const spoolFailure = (error: Spool.SpoolError) =>
   new QueueError({ reason: error.reason === "closed" ? "closed" : "spool", message: error.message })
 
@@ -333,16 +339,12 @@ export const make = Effect.fnUntraced(function*(
       : Stream.concat(Stream.make(encoder.encode(added)), spool.read(pending.queued.spool))
   }
 
-  /** The whole message as it is delivered now, for rules that read it all (`MessageView.content`). */
-  const wholeOf = (entry: Entry): Effect.Effect<Uint8Array, Spool.SpoolError> =>
-    Effect.map(Stream.runCollect(contentOf(entry.pending)), Bytes.concat)
-
   /**
    * The message as rules at postq and delivery see it: its header fields (added ones included)
-   * and the start of its body, read from the spool once. Unreadable content gives no view; its
-   * delivery fails on its own.
+   * and the start of its body, read from the spool once per attempt (and again once postq has
+   * added fields), so that a message waiting in the queue holds none of it in memory.
    */
-  const viewOf = (entry: Entry, bodyLimit: number): Effect.Effect<Rule.MessageView | undefined> => {
+  const viewOf = (entry: Entry, bodyLimit: number): Effect.Effect<Rule.MessageView, Spool.SpoolError> => {
     if (entry.view !== undefined) return Effect.succeed(entry.view)
     const collector = Headers.collector(bodyLimit)
     const enough = Headers.maxBytes + bodyLimit
@@ -356,16 +358,22 @@ export const make = Effect.fnUntraced(function*(
       }),
       Stream.runDrain,
       Effect.map(() => {
-        entry.view = PolicyContext.messageView(collector.headers(), bodyLimit > 0 ? collector.body() : undefined, () => wholeOf(entry))
-        return entry.view
-      }),
-      Effect.orElseSucceed(() => undefined)
+        const pending = entry.pending
+        const view = PolicyContext.messageView(
+          collector.headers(),
+          bodyLimit > 0 ? collector.body() : undefined,
+          () => Effect.map(Stream.runCollect(contentOf(pending)), Bytes.concat)
+        )
+        entry.view = view
+        return view
+      })
     )
   }
 
   /**
-   * Asks the policy about a queue stage: the shadow rules first (recorded only), then the live
-   * ones, whose decision is returned as its event for the caller to record with what follows.
+   * Asks the policy about a queue stage: the live rules, whose decision is returned as its event
+   * for the caller to record, and the shadow rules beside them (recorded only; one that needs
+   * I/O runs on its own, as in the session, so it never holds up a delivery).
    */
   const decideQueued = (
     policy: Policy.PolicyShape,
@@ -374,12 +382,12 @@ export const make = Effect.fnUntraced(function*(
   ) =>
     Effect.gen(function*() {
       const stage = context.stage
+      const asked = yield* Clock.currentTimeMillis
       const shadowed = policy.shadow(context)
-      if (shadowed !== undefined) {
-        const decision = Effect.isEffect(shadowed) ? yield* shadowed : shadowed
-        const at = yield* Clock.currentTimeMillis
-        yield* log.append(Event.make("ShadowDecided", { ...PolicyContext.eventFields(context.session, at, stage, decision), ...subject }))
-      }
+      const recordShadow = (decision: Rule.Decision) =>
+        log.appendUnsafe(Event.make("ShadowDecided", { ...PolicyContext.eventFields(context.session, asked, stage, decision), ...subject }))
+      if (Effect.isEffect(shadowed)) Effect.runFork(Effect.map(shadowed, recordShadow))
+      else if (shadowed !== undefined) recordShadow(shadowed)
       const outcome = policy.decide(context)
       const decision = Effect.isEffect(outcome) ? yield* outcome : outcome
       const at = yield* Clock.currentTimeMillis
@@ -439,15 +447,22 @@ export const make = Effect.fnUntraced(function*(
       let held = queued.envelope.quarantine ?? postq?.quarantine
       const policy = options.policy
       if (held === undefined && target._tag !== "Rejected" && policy !== undefined && policy.asks("delivery")) {
+        const view = yield* Effect.result(viewOf(entry, policy.bodyLimit))
+        if (view._tag === "Failure") return yield* failed(false, `spool read: ${view.failure.message}`)
         const context = PolicyContext.queued(
           queued,
           "delivery",
           yield* Clock.currentTimeMillis,
-          yield* viewOf(entry, policy.bodyLimit),
+          view.success,
           { recipient: recipient.recipient, local: target._tag !== "Remote", attempts: recipient.attempts }
         )
         const decided = yield* decideQueued(policy, context, { queueId: queued.queueId, recipient: recipient.recipient })
-        yield* log.append(decided)
+        // A copy held in a quarantine must never meet a different answer after a crash (and a
+        // copy in the mailbox too): that decision is on disk before the copy is made.
+        if (decided.verdict !== "quarantine") yield* log.append(decided)
+        else if ((yield* Effect.result(log.appendDurable(decided)))._tag === "Failure") {
+          return yield* failed(false, "the delivery decision could not be logged")
+        }
         if (decided.verdict === "deny") return yield* failed(true, refusal(decided))
         if (decided.verdict === "tempfail") return yield* failed(false, refusal(decided))
         held = decided.quarantine
@@ -504,23 +519,39 @@ export const make = Effect.fnUntraced(function*(
         entry.checked = true
         if (verified._tag === "Failure") entry.lost = verified.failure.message
       }
-      // After queueing, once: what becomes of the whole message. A tempfail asks again later.
+      // After queueing, before any recipient was tried: what becomes of the whole message. Rules
+      // added later (a reload) do not reach a message whose delivery has begun.
       const policy = options.policy
-      if (due.length > 0 && entry.lost === undefined && entry.pending.postq === undefined && policy?.asks("postq") === true) {
-        const view = yield* viewOf(entry, policy.bodyLimit)
-        const decided = yield* decideQueued(policy, PolicyContext.queued(entry.pending.queued, "postq", now, view, undefined), { queueId })
-        yield* record(entry, decided)
-        if (decided.verdict === "tempfail") {
-          entry.postqDeferrals += 1
-          const later = yield* Clock.currentTimeMillis
-          return schedule(queueId, later + QueueState.retryDelay(entry.postqDeferrals, options.retryBase, retryMax), later)
-        }
+      const untried = entry.pending.remaining.length === new Set(entry.pending.queued.envelope.to).size &&
+        entry.pending.remaining.every((r) => r.attempts === 0)
+      if (due.length > 0 && untried && entry.lost === undefined && entry.pending.postq === undefined && policy?.asks("postq") === true) {
+        const later = (reason: string) =>
+          Effect.gen(function*() {
+            entry.postqDeferrals += 1
+            entry.view = undefined
+            const at = yield* Clock.currentTimeMillis
+            yield* Effect.logWarning(`queue ${queueId}: postq deferred (${entry.postqDeferrals} times): ${reason}`)
+            return schedule(queueId, at + QueueState.retryDelay(entry.postqDeferrals, options.retryBase, retryMax), at)
+          })
+        const view = yield* Effect.result(viewOf(entry, policy.bodyLimit))
+        if (view._tag === "Failure") return yield* later(`spool read: ${view.failure.message}`)
+        const decided = yield* decideQueued(policy, PolicyContext.queued(entry.pending.queued, "postq", now, view.success, undefined), { queueId })
+        // Durable before any delivery it governs, so that a crash never asks again a question
+        // whose answer already put copies somewhere.
+        const written = yield* Effect.result(log.appendDurable(decided))
+        if (written._tag === "Failure") return yield* later(`decision not logged: ${written.failure.message}`)
+        entry.pending = QueueState.step(entry.pending, decided) ?? entry.pending
+        if (decided.verdict === "tempfail") return yield* later(refusal(decided) + (decided.error === undefined ? "" : `: ${decided.error}`))
+        // Delivery rules see the fields postq added.
+        entry.view = undefined
       }
       for (const recipient of due) {
         const event = yield* deliverOne(entry, recipient)
         yield* record(entry, event)
       }
       entry.fresh = false
+      // Nothing of the message stays in memory while it waits.
+      entry.view = undefined
       const after = yield* Clock.currentTimeMillis
       if (entry.pending.remaining.length > 0) return schedule(queueId, entry.pending.nextAttemptAt, after)
       const completed = yield* Effect.result(
@@ -629,6 +660,9 @@ export const make = Effect.fnUntraced(function*(
       txns.delete(txn)
       const { committed: stored, durable } = yield* Effect.mapError(spoolTxn.seal, spoolFailure)
       const at = yield* Clock.currentTimeMillis
+      if (origin !== undefined && !isOrigin(origin)) {
+        yield* Effect.logWarning(`queue ${txn.queueId}: session facts left out of MessageQueued (they would not read back): ${JSON.stringify(origin)}`)
+      }
       const queued = Event.make("MessageQueued", {
         session,
         at,
@@ -638,7 +672,7 @@ export const make = Effect.fnUntraced(function*(
         digest: stored.digest,
         spool: stored.reference,
         ...(prepend === undefined || prepend === "" ? {} : { prepend }),
-        ...(origin === undefined ? {} : { origin })
+        ...(origin === undefined || !isOrigin(origin) ? {} : { origin })
       })
       logFiles.set(txn.queueId, log.currentFile())
       // The content's fdatasync (requested at seal) and the acceptance event's fsync run at

@@ -42,7 +42,9 @@ export const format = (headers: ReadonlyArray<Header>): string =>
 
 /** The domain of a field's (first) address, as in From ("Name <user@domain>" or "user@domain"), lower-cased. */
 export const addressDomain = (value: string | undefined): string | undefined => {
-  const address = value?.match(/<([^>]*)>/)?.[1] ?? value
+  // A quoted display name may hold anything, an address included: it is not the address.
+  const unquoted = value?.replace(/"(?:[^"\\]|\\.)*"/g, "")
+  const address = unquoted?.match(/<([^>]*)>/)?.[1] ?? unquoted
   const at = address?.lastIndexOf("@") ?? -1
   return address === undefined || at < 0 ? undefined : address.slice(at + 1).trim().toLowerCase() || undefined
 }
@@ -62,59 +64,95 @@ export interface Collector {
   readonly body: () => { readonly bytes: Uint8Array; readonly truncated: boolean }
 }
 
+/** Whether a complete header line (CRLF or LF ended) continues the section: a field or a fold. */
+const isHeaderLine = (line: Uint8Array): boolean => {
+  const first = line[0]
+  if (first === 0x20 || first === 0x09) return true
+  // A field name: printable US-ASCII but the colon (RFC 5322 2.2), then the colon.
+  for (let i = 0; i < line.length; i++) {
+    const byte = line[i] ?? 0
+    if (byte === 0x3a) return i > 0
+    if (byte < 0x21 || byte > 0x7e) return false
+  }
+  return false
+}
+
+const isEmptyLine = (line: Uint8Array): boolean =>
+  line.length === 1 ? line[0] === 0x0a : line.length === 2 && line[0] === 0x0d && line[1] === 0x0a
+
 /**
- * A collector keeping the header section and up to `bodyLimit` bytes of the body. A header
- * section longer than `maxBytes` keeps its first `maxBytes` and no body: where the body starts
- * is then unknown.
+ * A collector keeping the header section and up to `bodyLimit` bytes of the body. The header
+ * section ends at the empty line, or (as mail readers take it) at the first line that is neither
+ * a field nor a fold, which is then the body's first line. A header section longer than
+ * `maxBytes` is cut there, and what follows counts as body: a rule looking at the body sees
+ * what a padded header section tried to push out of its reach.
  */
 export const collector = (bodyLimit = 0): Collector => {
   const chunks: Array<Uint8Array> = []
   let kept = 0
-  let done = false
-  let bodyStarted = false
+  let inBody = false
+  // The header line being received, in pieces (copies: read buffers are reused and large).
+  let line: Array<Uint8Array> = []
+  let lineLength = 0
   const bodyChunks: Array<Uint8Array> = []
   let bodyKept = 0
   let truncated = false
   const keepBody = (bytes: Uint8Array): void => {
+    if (bytes.length === 0 || bodyLimit === 0) return
     const room = bodyLimit - bodyKept
     if (bytes.length > room) truncated = true
     if (room <= 0) return
-    // A copy, so that a few kept bytes do not hold a whole read buffer in memory.
     const slice = bytes.slice(0, Math.min(room, bytes.length))
     bodyChunks.push(slice)
     bodyKept += slice.length
   }
-  // Bytes of the current line other than CR: an LF that ends an empty line ends the header.
-  let lineLength = 0
+  const startBody = (first: Uint8Array): void => {
+    inBody = true
+    line = []
+    lineLength = 0
+    keepBody(first)
+  }
   return {
     push: (bytes) => {
-      if (bodyStarted) return keepBody(bytes)
-      if (done) return
-      const room = maxBytes - kept
-      const slice = bytes.length > room ? bytes.subarray(0, room) : bytes
-      for (let i = 0; i < slice.length; i++) {
-        const byte = slice[i]
-        if (byte === 0x0a) {
-          if (lineLength === 0) {
-            done = true
-            chunks.push(slice.subarray(0, i + 1))
-            kept += i + 1
-            if (bodyLimit > 0) {
-              bodyStarted = true
-              keepBody(bytes.subarray(i + 1))
-            }
-            return
-          }
-          lineLength = 0
-        } else if (byte !== 0x0d) {
-          lineLength++
+      let from = 0
+      while (from < bytes.length && !inBody) {
+        const newline = bytes.indexOf(0x0a, from)
+        const end = newline < 0 ? bytes.length : newline + 1
+        const piece = bytes.slice(from, end)
+        from = end
+        if (kept + lineLength + piece.length > maxBytes) {
+          // Too long a header section: it ends here, and the line in progress starts the body.
+          startBody(Bytes.concat([...line, piece]))
+          break
+        }
+        if (newline < 0) {
+          line.push(piece)
+          lineLength += piece.length
+          break
+        }
+        // Most lines arrive whole: no joining then.
+        const complete = line.length === 0 ? piece : Bytes.concat([...line, piece])
+        line = []
+        lineLength = 0
+        if (isEmptyLine(complete)) {
+          chunks.push(complete)
+          kept += complete.length
+          inBody = true
+        } else if (isHeaderLine(complete)) {
+          chunks.push(complete)
+          kept += complete.length
+        } else {
+          startBody(complete)
         }
       }
-      chunks.push(slice)
-      kept += slice.length
-      if (kept >= maxBytes) done = true
+      if (inBody && from < bytes.length) keepBody(bytes.subarray(from))
     },
-    headers: () => parse(decoder.decode(Bytes.concat(chunks))),
+    headers: () => {
+      // A last field without its line end (the content ended on it) still counts.
+      const pending = inBody ? undefined : Bytes.concat(line)
+      const all = pending !== undefined && pending.length > 0 && isHeaderLine(pending) ? [...chunks, pending] : chunks
+      return parse(decoder.decode(Bytes.concat(all)))
+    },
     body: () => ({ bytes: Bytes.concat(bodyChunks), truncated })
   }
 }

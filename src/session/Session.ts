@@ -43,7 +43,7 @@ export interface SessionOptions {
   readonly auth: AuthOptions
   /**
    * SPF checking at MAIL (`spf.check`): the DNS to ask, how long the check may take, and whether
-   * the HELO identity is checked at helo too (`spf.helo`).
+   * the HELO identity is checked too (`spf.helo`).
    */
   readonly spf?: { readonly resolve: Dns.Resolve; readonly timeout: number; readonly helo?: boolean } | undefined
   /** DKIM and DMARC at data (`dkim.verify`): the DNS to ask. */
@@ -279,7 +279,7 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
 
   /** The sender's SPF result of the current transaction, once checked at MAIL. */
   let spfOutcome: Spf.Outcome | undefined
-  /** The HELO name's SPF result, once checked at helo (`spf.helo`). */
+  /** The HELO name's SPF result, checked at MAIL beside the sender's (`spf.helo`). */
   let spfHeloOutcome: Spf.Outcome | undefined
   /** The DKIM/DMARC check of the message streaming in, and its outcome once it has ended. */
   let verifier: MessageAuth.Verifier | undefined
@@ -357,9 +357,10 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
    * "helo", as the null sender: RFC 7208 2.3), recording every DNS answer and the outcome.
    */
   const checkSpf = (identity: "mail" | "helo", sender: string, helo: string, spf: NonNullable<SessionOptions["spf"]>) => {
-    // A client repeating MAIL for the same sender (or EHLO with the same name) is answered from
-    // the session's last check: a MAIL/RSET loop must not turn into DNS traffic and DnsAnswered records.
-    const key = `${identity}\u0000${sender}\u0000${helo}`
+    // A client repeating MAIL for the same sender is answered from the session's last check: a
+    // MAIL/RSET loop must not turn into DNS traffic and DnsAnswered records. The HELO identity
+    // is the null sender's check, so the two share their answer.
+    const key = `${sender}\u0000${helo}`
     const again = spfChecks.get(key)
     const checked = again !== undefined
       ? Effect.succeed(again)
@@ -384,16 +385,20 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
   }
   const spfChecks = new Map<string, Spf.Outcome>()
 
-  /** The checks a stage's rules need done first, if any: SPF at helo and mail, DKIM and DMARC at data. */
+  /** The checks a stage's rules need done first, if any: SPF (both identities) at mail, DKIM and DMARC at data. */
   const factsFor = (decision: Machine.Deciding): Effect.Effect<void> | undefined => {
     const spf = options.spf
-    if (decision.stage === "helo" && spf?.helo === true) {
-      spfHeloOutcome = undefined
-      const helo = decision.helo.domain
-      return Spf.isCheckableHelo(helo) ? checkSpf("helo", "", helo, spf) : undefined
-    }
     if (decision.stage === "mail" && spf !== undefined) {
-      return checkSpf("mail", Address.format(decision.transaction.from), state.helo?.domain ?? "", spf)
+      // Both identities at MAIL, not before the EHLO reply: no client waits on DNS to be greeted.
+      const helo = state.helo?.domain ?? ""
+      spfHeloOutcome = undefined
+      const sender = Address.format(decision.transaction.from)
+      const mail = checkSpf("mail", sender, helo, spf)
+      if (spf.helo !== true || !Spf.isCheckableHelo(helo)) return mail
+      // The null sender's check is the HELO identity's: after it, that one is answered from it.
+      return sender === ""
+        ? Effect.andThen(mail, checkSpf("helo", "", helo, spf))
+        : Effect.all([checkSpf("helo", "", helo, spf), mail], { concurrency: 2, discard: true })
     }
     const open = verifier
     if (decision.stage !== "data" || open === undefined) return undefined

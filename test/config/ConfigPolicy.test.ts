@@ -183,11 +183,14 @@ describe("Config.warnings: rules that cannot work as written", () => {
 
   it.effect("spf() on the HELO identity needs spf.helo (on by default with spf.check)", () =>
     Effect.gen(function*() {
-      const rules = { policy: { rules: { mail: [Builtins.spf({ identities: "both" })] } } }
+      const rules = { policy: { rules: { mail: [Builtins.spf({ identities: "helo" })] } } }
       assert.deepStrictEqual(yield* warningsOf({ ...rules, spf: { check: true } }), [])
       assert.deepStrictEqual(yield* warningsOf({ ...rules, spf: { check: true, helo: false } }), [
         "policy.rules.mail: rule 'spf' never decides: spf.helo is off"
       ])
+      // "both" still decides on the sender without the HELO name.
+      const both = { policy: { rules: { mail: [Builtins.spf({ identities: "both" })] } } }
+      assert.deepStrictEqual(yield* warningsOf({ ...both, spf: { check: true, helo: false } }), [])
     }))
 
   it.effect("rules after one that answers the same whatever the context never run", () =>

@@ -87,7 +87,7 @@ describe("SPF at MAIL, through a DNS zone on loopback", () => {
     assert.deepStrictEqual(checked.map((e) => [e.domain, e.result]).slice(-2), [["soft.test", "softfail"], ["unknown.test", "none"]])
   })
 
-  it("the HELO identity (RFC 7208 2.3) is checked at EHLO: a HELO name whose SPF fails is refused at MAIL by spf({ identities: \"both\" }) even for a passing sender", async () => {
+  it("the HELO identity (RFC 7208 2.3) is checked at MAIL too: a HELO name whose SPF fails is refused at MAIL by spf({ identities: \"both\" }) even for a passing sender", async () => {
     const replies = await send(daemon.ports.smtp, "someone@pass.test", "unused", "fail.test")
     assert.deepStrictEqual(replies, [[550, "5.7.23 SPF validation failed"]])
     await waitForEvent(daemon.logDir, "the HELO decision", (e): e is Event.PolicyDecided => e._tag === "PolicyDecided" && e.because?.["identity"] === "helo")

@@ -616,6 +616,55 @@ describe("Replay.reevaluate (replay --rules)", () => {
       ])
     })
 
+    it("each message keeps its own header fields, and delivery sees the fields its postq decision added (review findings)", () => {
+      const events = [...record("two", [
+        "EHLO client.test",
+        "MAIL FROM:<sender@remote.test>",
+        "RCPT TO:<alice@example.test>",
+        "DATA",
+        end(120),
+        queued("Q1"),
+        "MAIL FROM:<sender@remote.test>",
+        "RCPT TO:<bob@example.test>",
+        "DATA",
+        end(130),
+        queued("Q2"),
+        "QUIT"
+      ])]
+      // The recorded fields of each message, as the session records them with ContentReceived.
+      let nth = 0
+      events.forEach((event, index) => {
+        if (event._tag !== "ContentReceived") return
+        nth += 1
+        events[index] = { ...event, headers: [{ name: "Subject", value: `message ${nth}` }] }
+      })
+      // Q1's decisions are logged after Q2 was received.
+      events.push(
+        Event.make("PolicyDecided", { session: "two", at: start + 90, stage: "postq", verdict: "accept", queueId: "Q1", headers: [{ name: "X-Score", value: "7" }] }),
+        Event.make("PolicyDecided", { session: "two", at: start + 91, stage: "delivery", verdict: "accept", queueId: "Q1", recipient: "alice@example.test" })
+      )
+      const seen: Array<string> = []
+      const look = Rule.rule("look", (ctx) => (seen.push(`${ctx.stage} ${ctx.message?.header("subject")} ${ctx.message?.header("x-score")}`), Rule.next))
+      run(events, rulesAt({ postq: [look], delivery: [look] }))
+      assert.deepStrictEqual(seen, ["postq message 1 undefined", "delivery message 1 7"])
+    })
+
+    it("the HELO name's SPF result is the one checked for the current MAIL, as live: none after an EHLO with an address literal (review finding)", () => {
+      const events = [...record("helo", [
+        "EHLO mail.example.test",
+        "MAIL FROM:<sender@remote.test>",
+        "RSET",
+        "EHLO [192.0.2.7]",
+        "MAIL FROM:<sender@remote.test>",
+        "QUIT"
+      ])]
+      const firstMail = events.findIndex((e) => e._tag === "CommandReceived" && e.line.startsWith("MAIL"))
+      events.splice(firstMail + 1, 0, Event.make("SpfChecked", { session: "helo", at: start + 2, identity: "helo", result: "fail", domain: "mail.example.test", header: "Received-SPF: fail" }))
+      const seen: Array<string | undefined> = []
+      run(events, rulesAt({ mail: [Rule.rule("look", (ctx) => (seen.push(ctx.spfHelo?.result), Rule.next))] }))
+      assert.deepStrictEqual(seen, ["fail", undefined])
+    })
+
     it("transcripts name the message and the recipient", () => {
       const line = Replay.describeDecision(Event.make("PolicyDecided", {
         session: "queue",

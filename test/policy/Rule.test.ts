@@ -747,6 +747,18 @@ describe("Rule.withHeaders", () => {
     assert.deepStrictEqual(decide([tag("X-A", "1"), refusing]), { verdict: { _tag: "Deny", answer: { code: 554, enhanced: "5.7.1", text: "No" } }, rule: "no" })
   })
 
+  it("anywhere but data and postq the rule counts as failed: there is no message to add them to, or it is on its way", () => {
+    for (const stage of ["connect", "helo", "auth", "mail", "rcpt", "delivery"] as const) {
+      const decision = decisionOf(Rule.evaluate([tag("X-A", "1")], context({ stage }), () => ({ verdict: { _tag: "Accept" }, rule: undefined }), budget))
+      assert.deepStrictEqual(decision, {
+        verdict: { _tag: "Tempfail", answer: Rule.ruleFailed },
+        rule: "tag X-A",
+        error: "header fields can only be added at the data and postq stages"
+      }, stage)
+    }
+    assert.deepStrictEqual(decisionOf(Rule.evaluate([tag("X-A", "1")], context({ stage: "postq" }), () => ({ verdict: { _tag: "Accept" }, rule: undefined }), budget)).headers, [{ name: "X-A", value: "1" }])
+  })
+
   it.effect("the same after a rule that returned an Effect", () =>
     Effect.gen(function*() {
       const later = Rule.rule("later", () => Effect.succeed(Rule.withHeaders(Rule.next, { "X-B": "2" })))

@@ -139,6 +139,51 @@ describe("Queue: postq", () => {
       assert.strictEqual(decoder.decode(file?.bytes), `X-Spam-Score: 1.5\r\n${decoder.decode(bytes)}`)
     }))
 
+  it.live("the decision is durable before any delivery it governs; delivery rules see the fields postq added (review findings)", () =>
+    Effect.gen(function*() {
+      const root = yield* tempDirectory("queue-postq")
+      const durable: Array<Event.Event> = []
+      const sink: Array<Event.Event> = []
+      const log = { ...makeMemory(sink), appendDurable: (event: Event.Event) => Effect.sync(() => void (sink.push(event), durable.push(event))) }
+      const seen: Array<string | undefined> = []
+      const policy = policyWith({
+        postq: [Rule.rule("score", () => Rule.withHeaders(Rule.next, { "X-Spam-Score": "9.9" }))],
+        delivery: [Rule.rule("look", (c) => (seen.push(c.message?.header("x-spam-score")), Rule.next))]
+      })
+      const queue = yield* start({ ...optionsFor(root), policy }, log)
+      yield* accept(queue, message("hi\r\n"), ["alice@mail.test"], origin)
+      yield* queue.drain
+      assert.deepStrictEqual(durable.filter((e) => e._tag === "PolicyDecided").map((e) => e._tag === "PolicyDecided" && e.stage), ["postq"])
+      const decidedAt = sink.findIndex((e) => e._tag === "PolicyDecided" && e.stage === "postq")
+      const deliveredAt = sink.findIndex((e) => e._tag === "MessageDelivered")
+      assert.isBelow(decidedAt, deliveredAt)
+      assert.deepStrictEqual(seen, ["9.9"])
+    }))
+
+  it.live("a message whose delivery has begun is not asked about at postq (rules added by a reload come too late for it)", () =>
+    Effect.gen(function*() {
+      const root = yield* tempDirectory("queue-postq")
+      // A first run without postq rules delivered alice and deferred far@remote.test.
+      const first = yield* Effect.scoped(Effect.gen(function*() {
+        const sink: Array<Event.Event> = []
+        const queue = yield* start(optionsFor(root), makeMemory(sink))
+        yield* accept(queue, message("hi\r\n"), ["alice@mail.test", "far@remote.test"], origin)
+        yield* queue.drain
+        return sink
+      }))
+      assert.strictEqual(ofTag(first, "MessageDelivered").length, 1)
+      let asked = 0
+      const policy = policyWith({ postq: [Rule.rule("late", () => (asked++, Rule.quarantine("late")))] })
+      const sink: Array<Event.Event> = []
+      const queue = yield* start({ ...optionsFor(root, first), policy }, makeMemory(sink))
+      // The deferred recipient comes due a second after the first attempt.
+      yield* Effect.sleep(1100)
+      yield* queue.drain
+      assert.deepStrictEqual(ofTag(sink, "DeliveryFailed").map((e) => e.recipient), ["far@remote.test"], "attempted again")
+      assert.strictEqual(asked, 0)
+      assert.deepStrictEqual(yield* quarantined(root, "late", "far@remote.test"), [])
+    }))
+
   it.effect("tempfail: nothing is delivered; the stage is asked again after the retry delay", () =>
     Effect.gen(function*() {
       const root = yield* tempDirectory("queue-postq")

@@ -107,15 +107,49 @@ describe("Headers.collector", () => {
       }
     })
 
-    it("nothing with bodyLimit 0 (the default), nor when the header section never ends within maxBytes", () => {
+    it("nothing with bodyLimit 0 (the default)", () => {
       const none = Headers.collector()
       none.push(bytes(message))
       assert.deepStrictEqual(none.body(), { bytes: new Uint8Array(), truncated: false })
-      const endless = Headers.collector(1000)
-      const line = bytes(`X-Filler: ${"x".repeat(1000)}\r\n`)
-      for (let i = 0; i < 200; i++) endless.push(line)
-      endless.push(bytes("\r\nbody"))
-      assert.strictEqual(endless.body().bytes.length, 0)
+    })
+
+    it("a header section padded past maxBytes ends there: what follows is the body rules see (review finding)", () => {
+      const padded = Headers.collector(100_000)
+      padded.push(bytes("Subject: padded\r\n"))
+      const line = bytes(`X-Pad: ${"x".repeat(1000)}\r\n`)
+      for (let i = 0; i < 70; i++) padded.push(line)
+      padded.push(bytes("\r\nBuy cheap pills\r\n"))
+      assert.strictEqual(padded.headers()[0]?.value, "padded")
+      assert.isAtMost(padded.headers().length, Math.ceil(Headers.maxBytes / line.length) + 1)
+      assert.include(text(padded.body()), "Buy cheap pills")
+    })
+
+    it("without an empty line the section ends at the first line that is neither a field nor a fold, which starts the body (review finding)", () => {
+      const all = bytes("Subject: hi\r\n folded on\r\nBuy cheap pills now\r\nmore\r\n")
+      for (let split = 0; split <= all.length; split++) {
+        const collector = Headers.collector(1000)
+        collector.push(all.subarray(0, split))
+        collector.push(all.subarray(split))
+        assert.deepStrictEqual(collector.headers(), [{ name: "Subject", value: "hi folded on" }], `split at ${split}`)
+        assert.strictEqual(text(collector.body()), "Buy cheap pills now\r\nmore\r\n", `split at ${split}`)
+      }
+    })
+
+    it("a field name with a space or a control character is not a field: the body starts there", () => {
+      const collector = Headers.collector(1000)
+      collector.push(bytes("From: a@b.test\r\nNot A Field: x\r\n\r\n"))
+      assert.deepStrictEqual(collector.headers(), [{ name: "From", value: "a@b.test" }])
+      assert.strictEqual(text(collector.body()), "Not A Field: x\r\n\r\n")
+    })
+
+    it("a last field without its line end still counts; LF-only lines are lines too", () => {
+      const unterminated = Headers.collector(1000)
+      unterminated.push(bytes("From: a@b.test\nSubject: last"))
+      assert.deepStrictEqual(unterminated.headers(), [{ name: "From", value: "a@b.test" }, { name: "Subject", value: "last" }])
+      assert.strictEqual(unterminated.body().bytes.length, 0)
+      const lf = Headers.collector(1000)
+      lf.push(bytes("From: a@b.test\n\nbody\n"))
+      assert.strictEqual(text(lf.body()), "body\n")
     })
 
     it("keeps a copy: the chunks it was given may be reused", () => {
@@ -126,4 +160,23 @@ describe("Headers.collector", () => {
       assert.strictEqual(text(collector.body()), body)
     })
   })
+})
+
+describe("Headers.addressDomain: the domain of a From field's address", () => {
+  const cases: ReadonlyArray<readonly [string | undefined, string | undefined]> = [
+    ["alice@Example.TEST", "example.test"],
+    ["Alice <alice@example.test>", "example.test"],
+    ["\"Alice Example\" <alice@example.test>", "example.test"],
+    // A display name that holds an address is not the address (review finding).
+    ["\"ceo <ceo@our.test>\" <attacker@other.test>", "other.test"],
+    ["\"quoted \\\" <x@our.test>\" <a@other.test>", "other.test"],
+    ["no address here", undefined],
+    ["<>", undefined],
+    [undefined, undefined]
+  ]
+  for (const [value, domain] of cases) {
+    it(`${JSON.stringify(value)} → ${domain}`, () => {
+      assert.strictEqual(Headers.addressDomain(value), domain)
+    })
+  }
 })
