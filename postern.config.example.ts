@@ -201,8 +201,9 @@ export default defineConfig({
   // header; with helo, of the HELO name too (ctx.spfHelo). Every DNS answer it uses is
   // recorded for replay. Default: { check: false, helo: true, timeout: "10s" }
   spf: { check: false, helo: true, timeout: "10s" },
-  // DKIM verification and DMARC (with SPF) of each message at data: ctx.dkim, ctx.dmarc, the
-  // dmarc() rule, an Authentication-Results field. Default: { verify: false }
+  // DKIM verification, ARC validation and DMARC (with SPF) of each message at data: ctx.dkim,
+  // ctx.arc, ctx.dmarc, the dkimVerify() and dmarc() rules, an Authentication-Results field.
+  // Default: { verify: false }
   // sign: keys for the mail authenticated clients send from our domains (postern dkim keygen).
   dkim: { verify: false, sign: [] },
   // Name servers for policy checks; default the system's. Default: { servers: [], timeout: "5s" }

@@ -33,7 +33,8 @@ const base: Rule.Context = {
   spf: undefined,
   spfHelo: undefined,
   dkim: undefined,
-  dmarc: undefined
+  dmarc: undefined,
+  arc: undefined
 }
 
 const cases: ReadonlyArray<readonly [string, Rule.Context, string]> = [

@@ -402,11 +402,22 @@ export const DmarcResult = Schema.Struct({
   policy: Schema.String
 })
 
+/**
+ * The message's ARC chain (RFC 8617): its validation, the newest instance, and the domain that
+ * added that set (its ARC-Message-Signature's d=); `none` and 0 when it has no chain.
+ */
+export const ArcResult = Schema.Struct({
+  result: Schema.Literals(["pass", "fail", "none", "temperror", "permerror"]),
+  instance: Schema.Number,
+  sealer: Schema.optionalKey(Schema.String)
+})
+
 export const MessageAuthenticated = Schema.TaggedStruct("MessageAuthenticated", {
   session: SessionId,
   at: Millis,
   dkim: DkimResults,
   dmarc: Schema.optionalKey(DmarcResult),
+  arc: Schema.optionalKey(ArcResult),
   header: Schema.String
 })
 export type MessageAuthenticated = typeof MessageAuthenticated.Type
@@ -425,7 +436,8 @@ export const MessageOrigin = Schema.Struct({
   spf: Schema.optionalKey(SpfFacts),
   spfHelo: Schema.optionalKey(SpfFacts),
   dkim: Schema.optionalKey(DkimResults),
-  dmarc: Schema.optionalKey(DmarcResult)
+  dmarc: Schema.optionalKey(DmarcResult),
+  arc: Schema.optionalKey(ArcResult)
 })
 export type MessageOrigin = typeof MessageOrigin.Type
 

@@ -266,7 +266,7 @@ export const reevaluate = (
     for (const [index, event] of session.events.entries()) {
       if (event._tag === "SpfChecked" && event.identity === "helo") spfHelo = PolicyContext.spfView(event)
       else if (event._tag === "SpfChecked") spf = PolicyContext.spfView(event)
-      if (event._tag === "MessageAuthenticated") message = { dkim: event.dkim, dmarc: event.dmarc }
+      if (event._tag === "MessageAuthenticated") message = { dkim: event.dkim, dmarc: event.dmarc, arc: event.arc }
       if (event._tag === "ContentReceived") {
         received = event.headers ?? []
         receivedSize = event.size
@@ -558,6 +558,9 @@ export const transcript = (session: RecordedSession): ReadonlyArray<string> =>
       case "MessageAuthenticated":
         return [
           `${at} -- DKIM ${event.dkim.length === 0 ? "none (not signed)" : event.dkim.map((d) => `${d.result} (${d.domain} ${d.selector})`).join(", ")}` +
+          (event.arc === undefined || event.arc.instance === 0
+            ? ""
+            : `; ARC ${event.arc.result} (i=${event.arc.instance}${event.arc.sealer === undefined ? "" : ` by ${event.arc.sealer}`})`) +
           (event.dmarc === undefined ? "" : `; DMARC ${event.dmarc.result} for ${event.dmarc.domain} (p=${event.dmarc.policy})`)
         ]
       case "DnsAnswered":

@@ -202,6 +202,12 @@ export interface DmarcOptions {
   readonly quarantine?: Rule.Verdict
   /** The answer to a DMARC temperror; default `451 4.7.1`. */
   readonly temperror?: Rule.Verdict
+  /**
+   * Forwarders (mailing lists) whose ARC seal you trust (RFC 8617 7.2): a message failing DMARC
+   * with a passing ARC chain whose newest set one of them added is let through, as mail that
+   * was authenticated before they changed it. Needs `dkim.verify` (which validates ARC).
+   */
+  readonly trustedArcSealers?: ReadonlyArray<string>
 }
 
 /**
@@ -213,9 +219,14 @@ export const dmarc = (options: DmarcOptions = {}): Rule.Rule => {
   const reject = options.reject ?? Rule.deny(550, "5.7.1", "DMARC policy of the sender's domain refuses this message")
   const quarantine = options.quarantine ?? Rule.quarantine("dmarc")
   const temperror = options.temperror ?? Rule.tempfail(451, "4.7.1", "DMARC evaluation failed; try again later")
+  const trusted = domains(...(options.trustedArcSealers ?? []))
   const evaluate = (context: Rule.Context): Rule.Verdict => {
     const result = context.dmarc
     if (result === undefined) return Rule.next
+    const arc = context.arc
+    if (result.result === "fail" && arc?.result === "pass" && arc.sealer !== undefined && trusted.names.has(arc.sealer)) {
+      return Rule.next
+    }
     const verdict = result.result === "temperror"
       ? temperror
       : result.result !== "fail"

@@ -1,7 +1,7 @@
 /**
- * DKIM verification and DMARC evaluation (with SPF) of a whole message, at the data stage, by
+ * DKIM verification, ARC validation and DMARC evaluation (with SPF) of a whole message, at the data stage, by
  * mailauth through Postern's recorded DNS. The message streams in as it is received (nothing
- * is read back from the spool); the outcome is what rules see as `ctx.dkim` and `ctx.dmarc` and
+ * is read back from the spool); the outcome is what rules see as `ctx.dkim`, `ctx.arc` and `ctx.dmarc` and
  * the Authentication-Results field (RFC 8601) delivered above the message.
  */
 import { authenticate } from "mailauth"
@@ -16,6 +16,7 @@ export type Verifier = Streamed.Streamed<Outcome>
 
 const dkimResults = ["pass", "fail", "neutral", "none", "temperror", "permerror", "policy"] as const
 const dmarcResults = ["pass", "fail", "none", "temperror", "permerror"] as const
+const arcResults = ["pass", "fail", "none", "temperror", "permerror"] as const
 
 const oneOf = <A extends string>(values: ReadonlyArray<A>, value: string, otherwise: A): A =>
   values.find((v) => v === value) ?? otherwise
@@ -41,7 +42,6 @@ export const start = (options: {
     helo: options.helo,
     mta: options.hostname,
     resolver: Dns.forMailauth(options.resolve),
-    disableArc: true,
     disableBimi: true
   }).then(
     (result): Outcome => ({
@@ -58,6 +58,17 @@ export const start = (options: {
             result: oneOf(dmarcResults, result.dmarc.status.result, "permerror"),
             domain: result.dmarc.domain,
             policy: result.dmarc.policy ?? "none"
+          }
+        }),
+      ...(result.arc === false
+        ? {}
+        : {
+          arc: {
+            result: oneOf(arcResults, result.arc.status.result, "permerror"),
+            instance: result.arc.i === false ? 0 : result.arc.i,
+            ...(result.arc.signature === false || result.arc.signature?.signingDomain === undefined
+              ? {}
+              : { sealer: result.arc.signature.signingDomain.toLowerCase() })
           }
         }),
       header: authenticationResults(result.headers)

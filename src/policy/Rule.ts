@@ -184,6 +184,11 @@ export interface Context {
   readonly spfHelo: SpfView | undefined
   /** At data, when DKIM verification is on: each signature's domain, selector and result. */
   readonly dkim: ReadonlyArray<{ readonly domain: string; readonly selector: string; readonly result: string }> | undefined
+  /**
+   * From data on, when DKIM verification is on: the message's ARC chain (RFC 8617): its
+   * validation, newest instance (0 without a chain) and the domain that added that set.
+   */
+  readonly arc: { readonly result: string; readonly instance: number; readonly sealer: string | undefined } | undefined
   /** At data, when DKIM verification is on: DMARC's result for the From domain, and its policy. */
   readonly dmarc: { readonly result: string; readonly domain: string; readonly policy: string } | undefined
 }

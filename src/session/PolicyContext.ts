@@ -26,6 +26,7 @@ export interface Checks {
   readonly message?: {
     readonly dkim: typeof Event.DkimResults.Type
     readonly dmarc: typeof Event.DmarcResult.Type | undefined
+    readonly arc: typeof Event.ArcResult.Type | undefined
   } | undefined
   /** At data: the start of the body (see `Headers.collector`). */
   readonly body?: Body | undefined
@@ -69,7 +70,8 @@ export const make = (
     spf: checks.spf,
     spfHelo: checks.spfHelo,
     dkim: decision.stage === "data" ? checks.message?.dkim : undefined,
-    dmarc: decision.stage === "data" ? checks.message?.dmarc : undefined
+    dmarc: decision.stage === "data" ? checks.message?.dmarc : undefined,
+    arc: decision.stage === "data" ? arcView(checks.message?.arc) : undefined
   }
 }
 
@@ -101,7 +103,8 @@ export const origin = (connection: Connection, state: Machine.State, checks: Che
   ...(checks.spf === undefined ? {} : { spf: spfFacts(checks.spf) }),
   ...(checks.spfHelo === undefined ? {} : { spfHelo: spfFacts(checks.spfHelo) }),
   ...(checks.message?.dkim === undefined ? {} : { dkim: checks.message.dkim }),
-  ...(checks.message?.dmarc === undefined ? {} : { dmarc: checks.message.dmarc })
+  ...(checks.message?.dmarc === undefined ? {} : { dmarc: checks.message.dmarc }),
+  ...(checks.message?.arc === undefined ? {} : { arc: checks.message.arc })
 })
 
 const spfFacts = (view: Rule.SpfView) => ({
@@ -115,6 +118,9 @@ export const spfView = (
   facts: { readonly result: Rule.SpfView["result"]; readonly domain: string; readonly comment?: string | undefined } | undefined
 ): Rule.SpfView | undefined =>
   facts === undefined ? undefined : { result: facts.result, domain: facts.domain, comment: facts.comment }
+
+const arcView = (facts: typeof Event.ArcResult.Type | undefined): Rule.Context["arc"] =>
+  facts === undefined ? undefined : { result: facts.result, instance: facts.instance, sealer: facts.sealer }
 
 /** A recipient's delivery attempt, as the delivery stage's context gives it. */
 export interface Delivery {
@@ -157,7 +163,8 @@ export const queued = (
     spf: spfView(from?.spf),
     spfHelo: spfView(from?.spfHelo),
     dkim: from?.dkim,
-    dmarc: from?.dmarc
+    dmarc: from?.dmarc,
+    arc: arcView(from?.arc)
   }
 }
 

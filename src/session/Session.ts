@@ -341,7 +341,7 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
       // The same view replay builds from SpfChecked, so rules see the same thing in both.
       spf: PolicyContext.spfView(spfOutcome),
       spfHelo: PolicyContext.spfView(spfHeloOutcome),
-      message: messageOutcome === undefined ? undefined : { dkim: messageOutcome.dkim, dmarc: messageOutcome.dmarc },
+      message: messageOutcome === undefined ? undefined : { dkim: messageOutcome.dkim, dmarc: messageOutcome.dmarc, arc: messageOutcome.arc },
       body: messageBody
     }
 

@@ -8,7 +8,7 @@
 import * as ChildProcess from "node:child_process"
 import * as Crypto from "node:crypto"
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
-import { dkimSign } from "mailauth"
+import { dkimSign, sealMessage } from "mailauth"
 import type * as Event from "../../src/log/Event.ts"
 import { type Daemon, readLog, startDaemon, uniqueToken, waitForEvent, waitForMail } from "../support/Daemon.ts"
 import { type DnsServer, serveZone } from "../support/DnsServer.ts"
@@ -40,6 +40,18 @@ const send = (port: number, sender: string, data: string) =>
     })
   })
 
+/** A message as a forwarder passes it on: its ARC set (RFC 8617) added by `sealer`, with `arc._domainkey.<sealer>`. */
+const sealedBy = async (sealer: string, message: string): Promise<string> => {
+  const seal = await sealMessage(Buffer.from(message), {
+    signingDomain: sealer,
+    selector: "arc",
+    privateKey,
+    cv: "none",
+    authResults: `${sealer}; spf=pass smtp.mailfrom=spoofed.test; dkim=pass header.d=spoofed.test`
+  })
+  return `${seal.toString()}${message}`
+}
+
 const signed = async (message: string): Promise<string> => {
   // mailauth signs with the entries of signatureData (the fields beside it are their defaults).
   const signature = { signingDomain: "signed.test", selector: "s1", privateKey, canonicalization: "relaxed/relaxed" }
@@ -59,13 +71,17 @@ describe("DKIM and DMARC at data, through a DNS zone on loopback", () => {
       "other.test": { TXT: ["v=spf1 ip4:127.0.0.0/8 -all"] },
       "_dmarc.spoofed.test": { TXT: ["v=DMARC1; p=reject"] },
       "spoofed.test": { TXT: ["v=spf1 -all"] },
-      "bank.test": { TXT: ["v=spf1 ip4:127.0.0.0/8 -all"] }
+      "bank.test": { TXT: ["v=spf1 ip4:127.0.0.0/8 -all"] },
+      "lists.test": { TXT: ["v=spf1 ip4:127.0.0.0/8 -all"] },
+      "arc._domainkey.lists.test": { TXT: [`v=DKIM1; k=rsa; p=${publicKey}`] },
+      "elsewhere.test": { TXT: ["v=spf1 ip4:127.0.0.0/8 -all"] },
+      "arc._domainkey.elsewhere.test": { TXT: [`v=DKIM1; k=rsa; p=${publicKey}`] }
     })
     daemon = await startDaemon({
       spf: { check: true },
       dkim: { verify: true },
       dns: { servers: [dns.address], timeout: "2s" },
-      policySource: `{ rules: { data: [dkimVerify({ required: ["bank.test"] }), dmarc()] } }`
+      policySource: `{ rules: { data: [dkimVerify({ required: ["bank.test"] }), dmarc({ trustedArcSealers: ["lists.test"] })] } }`
     })
   })
 
@@ -82,7 +98,8 @@ describe("DKIM and DMARC at data, through a DNS zone on loopback", () => {
     const mail = await waitForMail(daemon, "example.test", "alice", token)
     const unfolded = mail.text.replace(/\r\n[ \t]+/g, " ")
     assert.match(unfolded, /^Authentication-Results: mx\.postern\.test; dkim=pass [^\r\n]*header\.d=signed\.test/)
-    assert.match(unfolded, /dmarc=pass \(p=REJECT\)/)
+    // ARC is validated too: this message has no chain.
+    assert.match(unfolded, /dmarc=pass \(p=REJECT arc=none\)/)
     const authenticated = (await readLog(daemon.logDir)).filter((e): e is Event.MessageAuthenticated => e._tag === "MessageAuthenticated").at(-1)
     assert.deepStrictEqual(authenticated?.dkim, [{ domain: "signed.test", selector: "s1", result: "pass" }])
     assert.deepStrictEqual(authenticated?.dmarc, { result: "pass", domain: "signed.test", policy: "reject" })
@@ -111,6 +128,20 @@ describe("DKIM and DMARC at data, through a DNS zone on loopback", () => {
     assert.deepStrictEqual([code, text], [550, "5.7.20 No passing DKIM signature of the sender's domain"])
     const decided = await waitForEvent(daemon.logDir, "the dkim verify decision", (e): e is Event.PolicyDecided => e._tag === "PolicyDecided" && e.rule === "dkim verify")
     assert.deepStrictEqual(decided.because, { dkim: "none", required: "bank.test" })
+  })
+
+  it("ARC (RFC 8617): a p=reject failure forwarded by a list whose seal is trusted is delivered, arc=pass in Authentication-Results; sealed by anyone else it is refused", async () => {
+    const token = uniqueToken("arc-list")
+    const message = `From: ceo@spoofed.test\r\nTo: list@lists.test\r\nDate: ${new Date().toUTCString()}\r\nSubject: ${token}\r\n\r\n[list] ${token}\r\n`
+    const [code] = await send(daemon.ports.smtp, "list-bounces@lists.test", await sealedBy("lists.test", message))
+    assert.strictEqual(code, 250)
+    const mail = await waitForMail(daemon, "example.test", "alice", token)
+    assert.match(mail.text.replace(/\r\n[ \t]+/g, " "), /^Authentication-Results: [^\r\n]* arc=pass \(i=1/)
+    const authenticated = await waitForEvent(daemon.logDir, "the ARC result", (e): e is Event.MessageAuthenticated =>
+      e._tag === "MessageAuthenticated" && e.arc?.sealer === "lists.test")
+    assert.deepStrictEqual([authenticated.arc, authenticated.dmarc?.result], [{ result: "pass", instance: 1, sealer: "lists.test" }, "fail"])
+    const [refused, text] = await send(daemon.ports.smtp, "bounces@elsewhere.test", await sealedBy("elsewhere.test", message.replace(token, `${token}-untrusted`)))
+    assert.deepStrictEqual([refused, text], [550, "5.7.1 DMARC policy of the sender's domain refuses this message"])
   })
 
   it("replay --verify reproduces these sessions; the transcript shows DKIM and DMARC", async () => {

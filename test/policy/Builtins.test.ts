@@ -642,6 +642,28 @@ describe("Builtins.dkimVerify", () => {
   })
 })
 
+describe("Builtins.dmarc: trusted ARC sealers (RFC 8617 7.2)", () => {
+  const at = (arc: Rule.Context["arc"]): Rule.Context =>
+    context({ stage: "data", dmarc: { result: "fail", domain: "from.test", policy: "reject" }, arc })
+  const rule = Builtins.dmarc({ trustedArcSealers: ["Lists.test"] })
+  const refused = Rule.because(Rule.deny(550, "5.7.1", "DMARC policy of the sender's domain refuses this message"), { dmarc: "fail", domain: "from.test", policy: "reject" })
+  const cases: ReadonlyArray<readonly [string, Rule.Context["arc"], Rule.Verdict]> = [
+    ["a passing chain sealed by a trusted forwarder lets the DMARC failure through", { result: "pass", instance: 1, sealer: "lists.test" }, Rule.next],
+    ["a failing chain does not", { result: "fail", instance: 2, sealer: "lists.test" }, refused],
+    ["a passing chain sealed by anyone else does not", { result: "pass", instance: 1, sealer: "other.test" }, refused],
+    ["no chain does not", { result: "none", instance: 0, sealer: undefined }, refused],
+    ["no ARC result (verification off) does not", undefined, refused]
+  ]
+  for (const [name, arc, verdict] of cases) {
+    it(name, () => {
+      assert.deepStrictEqual(verdictOf(rule, at(arc)), verdict)
+    })
+  }
+  it("without trusted sealers a passing chain changes nothing", () => {
+    assert.deepStrictEqual(verdictOf(Builtins.dmarc(), at({ result: "pass", instance: 1, sealer: "lists.test" })), refused)
+  })
+})
+
 describe("Builtins.rateLimit: bounded memory (review finding)", () => {
   it("counts at most maxKeys keys; the oldest window is forgotten first", () => {
     const limited = Builtins.rateLimit({ limit: 1, per: "1d", maxKeys: 3, key: (c) => c.from ?? "" })

@@ -24,6 +24,7 @@ export const context = (overrides: Partial<Rule.Context> = {}): Rule.Context => 
   spfHelo: undefined,
   dkim: undefined,
   dmarc: undefined,
+  arc: undefined,
   ...overrides
 })
 
