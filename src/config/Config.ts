@@ -358,8 +358,9 @@ const NameServer = text("a name server address such as \"192.0.2.53\" or \"[2001
 
 const DkimSection = Schema.Struct({
   /**
-   * Verify DKIM signatures and evaluate DMARC (with SPF) of each message at the data stage:
-   * ctx.dkim and ctx.dmarc for rules, the dmarc() rule, an Authentication-Results field.
+   * Verify DKIM signatures, validate ARC chains and evaluate DMARC (with SPF) of each message at
+   * the data stage: ctx.dkim, ctx.arc and ctx.dmarc for rules, the dkimVerify() and dmarc()
+   * rules, an Authentication-Results field.
    */
   verify: orDefault(Bool, false),
   /**
