@@ -16,7 +16,7 @@ const base: Rule.Context = {
   stage: "rcpt",
   session: "bench",
   at: Date.now(),
-  client: { address: "203.0.113.9", port: 40000, name: undefined },
+  client: { address: "203.0.113.9", ip: "203.0.113.9", port: 40000, name: undefined },
   listener: { role: "smtp", address: "0.0.0.0", port: 25 },
   isSecured: true,
   tls: undefined,
@@ -38,9 +38,9 @@ const base: Rule.Context = {
 }
 
 const cases: ReadonlyArray<readonly [string, Rule.Context, string]> = [
-  ["local recipient, all ten rules run", { ...base, client: { ...base.client, address: "198.18.0.1" } }, "Accept"],
-  ["remote recipient from an internal network", { ...base, client: { ...base.client, address: "10.1.2.3" }, recipient: "bob@elsewhere.example", recipientIsLocal: false }, "Accept"],
-  ["remote recipient from outside (denied)", { ...base, client: { ...base.client, address: "198.18.0.1" }, recipient: "bob@elsewhere.example", recipientIsLocal: false }, "Deny"]
+  ["local recipient, all ten rules run", { ...base, client: { ...base.client, address: "198.18.0.1", ip: "198.18.0.1" } }, "Accept"],
+  ["remote recipient from an internal network", { ...base, client: { ...base.client, address: "10.1.2.3", ip: "10.1.2.3" }, recipient: "bob@elsewhere.example", recipientIsLocal: false }, "Accept"],
+  ["remote recipient from outside (denied)", { ...base, client: { ...base.client, address: "198.18.0.1", ip: "198.18.0.1" }, recipient: "bob@elsewhere.example", recipientIsLocal: false }, "Deny"]
 ]
 
 const iterations = 1_000_000

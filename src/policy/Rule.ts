@@ -150,7 +150,8 @@ export interface Context {
    * that re-running a recorded day gives the answers that day would have had.
    */
   readonly at: number
-  readonly client: { readonly address: string; readonly port: number; readonly name: string | undefined }
+  /** The client: its IP address (`address`, also as `ip`), port, and reverse DNS name when looked up. */
+  readonly client: { readonly address: string; readonly ip: string; readonly port: number; readonly name: string | undefined }
   readonly listener: { readonly role: Event.Role; readonly address: string; readonly port: number }
   /** STARTTLS done, or an implicit TLS listener. */
   readonly isSecured: boolean

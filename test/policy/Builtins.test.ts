@@ -8,7 +8,7 @@ import { context, thrown } from "../support/RuleContext.ts"
 // Contexts
 
 
-const from = (address: string): Pick<Rule.Context, "client"> => ({ client: { address, port: 40000, name: undefined } })
+const from = (address: string): Pick<Rule.Context, "client"> => ({ client: { address, ip: address, port: 40000, name: undefined } })
 
 /** A recipient outside the local domains, at rcpt. */
 const remote = (overrides: Partial<Rule.Context> = {}): Rule.Context =>
@@ -180,6 +180,15 @@ describe("Builtins.inNetwork", () => {
       assert.strictEqual(Builtins.inNetwork(address, Builtins.networks(...texts)), expected)
     })
   }
+
+  it("the issue's example rule: ctx.client.ip is the client's address, for inNetwork", () => {
+    const internal = Builtins.networks("10.0.0.0/8")
+    const unencrypted = Rule.rule("deny unencrypted", (ctx) =>
+      ctx.isSecured || Builtins.inNetwork(ctx.client.ip, internal) ? Rule.next : Rule.deny(451, "4.7.3", "Must issue a STARTTLS command first"))
+    assert.deepStrictEqual(verdictOf(unencrypted, context({ stage: "mail", ...from("10.9.8.7") })), Rule.next)
+    assert.deepStrictEqual(verdictOf(unencrypted, context({ stage: "mail", isSecured: true })), Rule.next)
+    assert.deepStrictEqual(verdictOf(unencrypted, context({ stage: "mail" })), Rule.deny(451, "4.7.3", "Must issue a STARTTLS command first"))
+  })
 
   it("throws a RangeError on a bad CIDR text", () => {
     const error = thrown(() => Builtins.inNetwork("10.1.2.3", ["10.0.0.0/40"]))

@@ -58,7 +58,7 @@ describe("Queue: postq", () => {
       assert.strictEqual(context?.stage, "postq")
       assert.strictEqual(context?.queueId, queueId)
       assert.strictEqual(context?.session, "session-1")
-      assert.deepStrictEqual(context?.client, { address: "198.51.100.7", port: 40123, name: undefined })
+      assert.deepStrictEqual(context?.client, { address: "198.51.100.7", ip: "198.51.100.7", port: 40123, name: undefined })
       assert.strictEqual(context?.helo, "client.test")
       assert.deepStrictEqual(context?.spf, { result: "pass", domain: "remote.test", comment: undefined })
       assert.isFalse(context?.isSecured)

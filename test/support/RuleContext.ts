@@ -6,7 +6,7 @@ export const context = (overrides: Partial<Rule.Context> = {}): Rule.Context => 
   stage: "rcpt",
   session: "S1",
   at: 1_700_000_000_000,
-  client: { address: "203.0.113.5", port: 40000, name: undefined },
+  client: { address: "203.0.113.5", ip: "203.0.113.5", port: 40000, name: undefined },
   listener: { role: "smtp", address: "0.0.0.0", port: 25 },
   isSecured: false,
   tls: undefined,
