@@ -403,13 +403,15 @@ export const DmarcResult = Schema.Struct({
 })
 
 /**
- * The message's ARC chain (RFC 8617): its validation, the newest instance, and the domain that
- * added that set (its ARC-Message-Signature's d=); `none` and 0 when it has no chain.
+ * The message's ARC chain (RFC 8617): its validation and newest instance (`none` and 0 without
+ * a chain); for a passing chain, the domain that sealed the newest set (its ARC-Seal's d=) and
+ * what that set's ARC-Authentication-Results recorded of DMARC (result, From domain).
  */
 export const ArcResult = Schema.Struct({
   result: Schema.Literals(["pass", "fail", "none", "temperror", "permerror"]),
   instance: Schema.Number,
-  sealer: Schema.optionalKey(Schema.String)
+  sealer: Schema.optionalKey(Schema.String),
+  recorded: Schema.optionalKey(Schema.Struct({ dmarc: Schema.optionalKey(Schema.String), from: Schema.optionalKey(Schema.String) }))
 })
 
 export const MessageAuthenticated = Schema.TaggedStruct("MessageAuthenticated", {

@@ -184,7 +184,8 @@ export const dkimVerify = (options: DkimVerifyOptions = {}): Rule.Rule => {
     const results = context.dkim
     if (results === undefined) return Rule.next
     const best = results.map((r) => r.result).sort((a, b) => dkimOrder.indexOf(a) - dkimOrder.indexOf(b))[0] ?? "none"
-    const fromDomain = Headers.addressDomain(context.message?.header("from"))
+    // The From the verifier read when the header fields rules see have none (DMARC's domain).
+    const fromDomain = Headers.addressDomain(context.message?.header("from")) ?? context.dmarc?.domain
     if (fromDomain !== undefined && required.names.has(fromDomain) &&
       !results.some((r) => r.result === "pass" && r.domain.toLowerCase() === fromDomain)) {
       return unsigned._tag === "Next" ? unsigned : Rule.because(unsigned, { dkim: best, required: fromDomain })
@@ -204,8 +205,9 @@ export interface DmarcOptions {
   readonly temperror?: Rule.Verdict
   /**
    * Forwarders (mailing lists) whose ARC seal you trust (RFC 8617 7.2): a message failing DMARC
-   * with a passing ARC chain whose newest set one of them added is let through, as mail that
-   * was authenticated before they changed it. Needs `dkim.verify` (which validates ARC).
+   * is let through when its ARC chain passes, one of them sealed the newest set, and that set
+   * recorded DMARC passing for the same From domain: mail that was authenticated before they
+   * changed it. Needs `dkim.verify` (which validates ARC).
    */
   readonly trustedArcSealers?: ReadonlyArray<string>
 }
@@ -224,7 +226,11 @@ export const dmarc = (options: DmarcOptions = {}): Rule.Rule => {
     const result = context.dmarc
     if (result === undefined) return Rule.next
     const arc = context.arc
-    if (result.result === "fail" && arc?.result === "pass" && arc.sealer !== undefined && trusted.names.has(arc.sealer)) {
+    if (
+      result.result === "fail" && arc?.result === "pass" && arc.sealer !== undefined && trusted.names.has(arc.sealer) &&
+      arc.recorded?.dmarc === "pass" && arc.recorded.from !== undefined &&
+      (arc.recorded.from === Headers.addressDomain(context.message?.header("from")) || arc.recorded.from === result.domain)
+    ) {
       return Rule.next
     }
     const verdict = result.result === "temperror"

@@ -27,6 +27,34 @@ const authenticationResults = (headers: string): string => {
   return fields.filter((field) => /^Authentication-Results:/i.test(field)).join("\r\n").replace(/\r?\n/g, "\r\n").replace(/\r\n$/, "")
 }
 
+type ArcResult = Exclude<Awaited<ReturnType<typeof authenticate>>["arc"], false>
+
+const text = (value: unknown): string | undefined => (typeof value === "string" && value !== "" ? value.toLowerCase() : undefined)
+
+/**
+ * The ARC outcome. The sealer is the newest ARC-Seal's d=, the domain whose key vouches for that
+ * set (the ARC-Message-Signature beside it is checked with a key of its own d=, which need not
+ * be the same); it and what that set recorded are given only for a chain that passes.
+ */
+const arcOutcome = (arc: ArcResult): NonNullable<Outcome["arc"]> => {
+  const result = oneOf(arcResults, arc.status.result, "permerror")
+  const instance = arc.i === false ? 0 : arc.i
+  if (result !== "pass") return { result, instance }
+  const chain = arc.chain ?? []
+  const sealer = text(chain[chain.length - 1]?.["arc-seal"]?.parsed?.["d"]?.value)
+  const recorded: unknown = arc.authenticationResults
+  const dmarc: unknown = typeof recorded === "object" && recorded !== null ? Reflect.get(recorded, "dmarc") : undefined
+  const dmarcResult = typeof dmarc === "object" && dmarc !== null ? text(Reflect.get(dmarc, "result")) : undefined
+  const header: unknown = typeof dmarc === "object" && dmarc !== null ? Reflect.get(dmarc, "header") : undefined
+  const from = typeof header === "object" && header !== null ? text(Reflect.get(header, "from")) : undefined
+  return {
+    result,
+    instance,
+    ...(sealer === undefined ? {} : { sealer }),
+    recorded: { ...(dmarcResult === undefined ? {} : { dmarc: dmarcResult }), ...(from === undefined ? {} : { from }) }
+  }
+}
+
 /** Starts verifying a message that is about to stream in. */
 export const start = (options: {
   readonly sender: string
@@ -60,17 +88,7 @@ export const start = (options: {
             policy: result.dmarc.policy ?? "none"
           }
         }),
-      ...(result.arc === false
-        ? {}
-        : {
-          arc: {
-            result: oneOf(arcResults, result.arc.status.result, "permerror"),
-            instance: result.arc.i === false ? 0 : result.arc.i,
-            ...(result.arc.signature === false || result.arc.signature?.signingDomain === undefined
-              ? {}
-              : { sealer: result.arc.signature.signingDomain.toLowerCase() })
-          }
-        }),
+      ...(result.arc === false ? {} : { arc: arcOutcome(result.arc) }),
       header: authenticationResults(result.headers)
     }),
     (error: unknown): Outcome => ({

@@ -187,9 +187,15 @@ export interface Context {
   readonly dkim: ReadonlyArray<{ readonly domain: string; readonly selector: string; readonly result: string }> | undefined
   /**
    * From data on, when DKIM verification is on: the message's ARC chain (RFC 8617): its
-   * validation, newest instance (0 without a chain) and the domain that added that set.
+   * validation and newest instance (0 without a chain); for a passing chain, the domain that
+   * sealed the newest set and the DMARC result and From domain that set recorded.
    */
-  readonly arc: { readonly result: string; readonly instance: number; readonly sealer: string | undefined } | undefined
+  readonly arc: {
+    readonly result: string
+    readonly instance: number
+    readonly sealer: string | undefined
+    readonly recorded: { readonly dmarc: string | undefined; readonly from: string | undefined } | undefined
+  } | undefined
   /** At data, when DKIM verification is on: DMARC's result for the From domain, and its policy. */
   readonly dmarc: { readonly result: string; readonly domain: string; readonly policy: string } | undefined
 }

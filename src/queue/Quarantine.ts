@@ -43,6 +43,9 @@ export interface Held {
 export const recipientOf = (directory: string): string =>
   directory.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(Number.parseInt(octal, 8)))
 
+const isMissing = (error: unknown): boolean =>
+  typeof error === "object" && error !== null && "code" in error && error.code === "ENOENT"
+
 const names = (directory: string): Promise<Array<string>> =>
   Fs.readdir(directory).then((entries) => entries.sort(), () => [])
 
@@ -60,17 +63,19 @@ const headersOf = async (path: string): Promise<ReadonlyArray<Headers.Header>> =
   }
 }
 
-/** Every held message (of `only` the named quarantine), oldest first. */
+/** Every held message (of `only` the named quarantine, as rules name it), oldest first. */
 export const list = (root: string, only?: string): Effect.Effect<ReadonlyArray<Held>> =>
   Effect.promise(async () => {
     const held: Array<Held> = []
-    for (const quarantine of only === undefined ? await names(root) : [only]) {
+    // The quarantine's directory, as Queue names it: a name that could leave the root cannot.
+    const named = only === undefined ? undefined : Maildir.directoryName(only)
+    for (const quarantine of named === undefined ? (only === undefined ? await names(root) : []) : [named]) {
       for (const recipient of await names(Path.join(root, quarantine))) {
         for (const sub of ["new", "cur"]) {
           const directory = Path.join(root, quarantine, recipient, sub)
           for (const file of await names(directory)) {
             const path = Path.join(directory, file)
-            const stat = await Fs.stat(path).catch(() => undefined)
+            const stat = await Fs.lstat(path).catch(() => undefined)
             if (stat === undefined || !stat.isFile()) continue
             const headers = await headersOf(path).catch(() => [])
             held.push({
@@ -101,10 +106,15 @@ const find = (root: string, id: string): Effect.Effect<{ readonly path: string; 
     }
     for (const sub of ["new", "cur"]) {
       const path = Path.join(root, quarantine, recipient, sub, file)
-      const found = yield* Effect.promise(() => Fs.stat(path).then((s) => s.isFile(), () => false))
-      if (found) return { path, recipient: recipientOf(recipient), file }
+      // lstat: a link planted in a quarantine is never followed (release may run as root).
+      const found = yield* Effect.tryPromise({
+        try: () => Fs.lstat(path).then((s) => s.isFile(), (error: unknown) => (isMissing(error) ? false : Promise.reject(error))),
+        catch: (error) => new QuarantineError({ id, message: `cannot read ${path}: ${String(error)}` })
+      })
+      // A reader's flags (":2,S") stay behind: the copy is new to the recipient.
+      if (found) return { path, recipient: recipientOf(recipient), file: file.replace(/:.*$/, "") }
     }
-    return yield* new QuarantineError({ id, message: "no such held message" })
+    return yield* new QuarantineError({ id, message: "no such held message (released or deleted already?)" })
   })
 
 const removeHeld = (id: string, path: string) =>
@@ -114,6 +124,32 @@ const removeHeld = (id: string, path: string) =>
       await Fsync.directory(Path.dirname(path))
     },
     catch: (error) => new QuarantineError({ id, message: `could not remove ${path}: ${String(error)}` })
+  })
+
+/**
+ * Release writes mailboxes as the user it runs as: run by another user than the one who owns the
+ * Maildir root (root, through sudo), it would leave directories and files the daemon and mail
+ * readers cannot use. It refuses instead.
+ */
+const sameOwner = (id: string, maildirRoot: string): Effect.Effect<void, QuarantineError> =>
+  Effect.gen(function*() {
+    const euid = process.geteuid?.()
+    if (euid === undefined) return
+    // The Maildir root, or the first of its parents that exists yet.
+    let directory = maildirRoot
+    for (;;) {
+      const owner = yield* Effect.promise(() => Fs.stat(directory).then((s) => s.uid, () => undefined))
+      if (owner !== undefined) {
+        if (owner === euid) return
+        return yield* new QuarantineError({
+          id,
+          message: `${directory} belongs to uid ${owner}, and this runs as uid ${euid}: release as the user that owns the mailboxes (the daemon's)`
+        })
+      }
+      const parent = Path.dirname(directory)
+      if (parent === directory) return
+      directory = parent
+    }
   })
 
 /** Where a released message goes: the recipient's mailbox, or nowhere (a discard domain). */
@@ -133,13 +169,18 @@ export const release = (
 ): Effect.Effect<string, QuarantineError> =>
   Effect.gen(function*() {
     const held = yield* find(root, id)
+    yield* sameOwner(id, options.maildirRoot)
     const destination = options.route(held.recipient)
     if (destination._tag === "Refused") return yield* new QuarantineError({ id, message: destination.reason })
     if (destination._tag === "Discard") {
       yield* removeHeld(id, held.path)
       return "discarded"
     }
-    const content = yield* Effect.promise(() => Fs.readFile(held.path))
+    const content = yield* Effect.tryPromise({
+      try: () => Fs.readFile(held.path),
+      catch: (error) =>
+        new QuarantineError({ id, message: isMissing(error) ? "no such held message (released or deleted already?)" : `cannot read ${held.path}: ${String(error)}` })
+    })
     const outcome = yield* Maildir.deliver({
       root: options.maildirRoot,
       domain: destination.domain,

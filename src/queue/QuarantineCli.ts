@@ -25,6 +25,10 @@ const ids = Argument.String("id").pipe(Argument.withDescription("A held message:
 const loaded = (file: Option.Option<string>) =>
   Config.load(Option.getOrUndefined(file)).pipe(Effect.tapError((error) => Console.error(`postern quarantine: ${error.message}`)))
 
+/** A header's text for a terminal: control characters (a spoofing Subject's CR or escapes) shown, not obeyed. */
+const visible = (text: string): string =>
+  text.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`)
+
 const time = (at: number): string => new Date(at).toISOString().replace("T", " ").replace(/\.\d+Z$/, "")
 
 const list = Command.make(
@@ -41,7 +45,7 @@ const list = Command.make(
       yield* Console.log(
         args.json
           ? JSON.stringify(message)
-          : `${time(message.at)}  ${message.id}  ${message.size} bytes  from ${message.from ?? "-"}  subject ${message.subject ?? "-"}`
+          : `${time(message.at)}  ${visible(message.id)}  ${message.size} bytes  from ${visible(message.from ?? "-")}  subject ${visible(message.subject ?? "-")}`
       )
     }
     if (!args.json) yield* Console.log(`${held.length} held`)

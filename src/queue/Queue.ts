@@ -444,7 +444,7 @@ export const make = Effect.fnUntraced(function*(
       }
       const postq = entry.pending.postq
       if (postq?.verdict === "deny") return yield* failed(true, refusal(postq))
-      let held = queued.envelope.quarantine ?? postq?.quarantine
+      let held = queued.envelope.quarantine ?? postq?.quarantine ?? entry.pending.held[recipient.recipient]
       const policy = options.policy
       if (held === undefined && target._tag !== "Rejected" && policy !== undefined && policy.asks("delivery")) {
         const view = yield* Effect.result(viewOf(entry, policy.bodyLimit))
@@ -462,6 +462,8 @@ export const make = Effect.fnUntraced(function*(
         if (decided.verdict !== "quarantine") yield* log.append(decided)
         else if ((yield* Effect.result(log.appendDurable(decided)))._tag === "Failure") {
           return yield* failed(false, "the delivery decision could not be logged")
+        } else {
+          entry.pending = QueueState.step(entry.pending, decided) ?? entry.pending
         }
         if (decided.verdict === "deny") return yield* failed(true, refusal(decided))
         if (decided.verdict === "tempfail") return yield* failed(false, refusal(decided))

@@ -37,6 +37,11 @@ export interface Pending {
    * message. A tempfail is no decision: the stage is asked again at the next attempt.
    */
   readonly postq: Event.PolicyDecided | undefined
+  /**
+   * Recipients whose copy a delivery decision sent to a quarantine, by recipient: after a crash
+   * the copy goes where the decision said, without asking again.
+   */
+  readonly held: Readonly<Record<string, string>>
 }
 
 const nextAttemptAt = (queued: Event.MessageQueued, remaining: ReadonlyArray<Recipient>): number =>
@@ -51,7 +56,7 @@ export const queued = (event: Event.MessageQueued): Pending => {
     seen.add(recipient)
     remaining.push({ recipient, index, attempts: 0, retryAt: event.at, lastError: undefined })
   })
-  return { queued: event, remaining, nextAttemptAt: nextAttemptAt(event, remaining), postq: undefined }
+  return { queued: event, remaining, nextAttemptAt: nextAttemptAt(event, remaining), postq: undefined, held: {} }
 }
 
 /** The events that change a queued message. */
@@ -70,7 +75,11 @@ export const step = (pending: Pending, event: DeliveryEvent): Pending | undefine
     case "MessageCompleted":
       return undefined
     case "PolicyDecided":
-      return settlesPostq(event) && pending.postq === undefined ? { ...pending, postq: event } : pending
+      if (settlesPostq(event) && pending.postq === undefined) return { ...pending, postq: event }
+      if (event.stage === "delivery" && event.recipient !== undefined && event.quarantine !== undefined) {
+        return { ...pending, held: { ...pending.held, [event.recipient]: event.quarantine } }
+      }
+      return pending
     case "MessageDelivered":
       return without(pending, event.recipient)
     case "DeliveryFailed": {

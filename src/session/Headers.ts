@@ -14,11 +14,12 @@ export interface Header {
 }
 
 export const maxBytes = 64 * 1024
-export const maxHeaders = 500
+/** Fields kept: `maxBytes` bounds memory; this bounds the work of looking one up. */
+export const maxHeaders = 4096
 
 const decoder = new TextDecoder("utf-8")
 
-/** Unfolded fields of a header block (CRLF or LF line ends); a line without a colon ends it. */
+/** Unfolded fields of a header block (CRLF or LF line ends) up to its empty line; lines that are no field are skipped. */
 export const parse = (text: string): Array<Header> => {
   const headers: Array<Header> = []
   for (const line of text.split(/\r?\n/)) {
@@ -29,7 +30,7 @@ export const parse = (text: string): Array<Header> => {
       continue
     }
     const colon = line.indexOf(":")
-    if (colon <= 0) break
+    if (colon <= 0) continue
     if (headers.length >= maxHeaders) break
     headers.push({ name: line.slice(0, colon).trim(), value: line.slice(colon + 1).trim() })
   }
@@ -64,36 +65,56 @@ export interface Collector {
   readonly body: () => { readonly bytes: Uint8Array; readonly truncated: boolean }
 }
 
-/** Whether a complete header line (CRLF or LF ended) continues the section: a field or a fold. */
-const isHeaderLine = (line: Uint8Array): boolean => {
-  const first = line[0]
-  if (first === 0x20 || first === 0x09) return true
-  // A field name: printable US-ASCII but the colon (RFC 5322 2.2), then the colon.
-  for (let i = 0; i < line.length; i++) {
-    const byte = line[i] ?? 0
-    if (byte === 0x3a) return i > 0
-    if (byte < 0x21 || byte > 0x7e) return false
-  }
-  return false
-}
-
-const isEmptyLine = (line: Uint8Array): boolean =>
-  line.length === 1 ? line[0] === 0x0a : line.length === 2 && line[0] === 0x0d && line[1] === 0x0a
+const SP = 0x20
+const HT = 0x09
+const CR = 0x0d
+const LF = 0x0a
+const COLON = 0x3a
 
 /**
- * A collector keeping the header section and up to `bodyLimit` bytes of the body. The header
- * section ends at the empty line, or (as mail readers take it) at the first line that is neither
- * a field nor a fold, which is then the body's first line. A header section longer than
- * `maxBytes` is cut there, and what follows counts as body: a rule looking at the body sees
- * what a padded header section tried to push out of its reach.
+ * Whether `bytes[start, end)`, a line, is a field (RFC 5322 2.2: a name of printable US-ASCII
+ * but the colon, then the colon; 4.5.3 allows white space before it) or a fold of one.
+ */
+const isFieldLine = (bytes: Uint8Array, start: number, end: number): boolean => {
+  const first = bytes[start]
+  if (first === SP || first === HT) return true
+  let i = start
+  while (i < end) {
+    const byte = bytes[i] ?? 0
+    if (byte === COLON || byte < 0x21 || byte > 0x7e) break
+    i++
+  }
+  if (i === start) return false
+  while (i < end && (bytes[i] === SP || bytes[i] === HT)) i++
+  return i < end && bytes[i] === COLON
+}
+
+const isEmptyLine = (bytes: Uint8Array, start: number, end: number): boolean =>
+  end - start === 1 ? bytes[start] === LF : end - start === 2 && bytes[start] === CR && bytes[start + 1] === LF
+
+/**
+ * A collector of the header section and up to `bodyLimit` bytes of the body, read as
+ * generously as either a mail reader or a verifier might:
+ *
+ * - the header section runs to the empty line, and header rules see every field in it, as
+ *   mailauth (DKIM, DMARC) does;
+ * - the body starts at the empty line, or at the first line before it that is neither a field
+ *   nor a fold, which mail readers show as the body's first line: body rules see from there;
+ * - a header section longer than `maxBytes` ends there for header rules, and what follows is
+ *   body to body rules, so padding cannot push content out of their reach.
+ *
+ * Header bytes are copied into one buffer that grows as needed (to `maxBytes`); nothing is
+ * kept per line.
  */
 export const collector = (bodyLimit = 0): Collector => {
-  const chunks: Array<Uint8Array> = []
-  let kept = 0
-  let inBody = false
-  // The header line being received, in pieces (copies: read buffers are reused and large).
-  let line: Array<Uint8Array> = []
-  let lineLength = 0
+  let head = new Uint8Array(0)
+  let length = 0
+  // Where the line being received starts in `head`.
+  let lineStart = 0
+  /** Past the empty line (or `maxBytes`): everything is body. */
+  let headerDone = false
+  /** A line that is not a field came: body rules see from it on. */
+  let bodyStarted = false
   const bodyChunks: Array<Uint8Array> = []
   let bodyKept = 0
   let truncated = false
@@ -106,52 +127,57 @@ export const collector = (bodyLimit = 0): Collector => {
     bodyChunks.push(slice)
     bodyKept += slice.length
   }
-  const startBody = (first: Uint8Array): void => {
-    inBody = true
-    line = []
-    lineLength = 0
-    keepBody(first)
+  const append = (bytes: Uint8Array, from: number, end: number): void => {
+    const needed = length + end - from
+    if (needed > head.length) {
+      const grown = new Uint8Array(Math.min(maxBytes, Math.max(needed, head.length * 2, 4096)))
+      grown.set(head.subarray(0, length))
+      head = grown
+    }
+    head.set(bytes.subarray(from, end), length)
+    length = needed
   }
   return {
     push: (bytes) => {
       let from = 0
-      while (from < bytes.length && !inBody) {
-        const newline = bytes.indexOf(0x0a, from)
+      while (from < bytes.length && !headerDone) {
+        const newline = bytes.indexOf(LF, from)
         const end = newline < 0 ? bytes.length : newline + 1
-        const piece = bytes.slice(from, end)
+        if (length + end - from > maxBytes) {
+          // Too long a header section: it ends here; the line in progress and the rest are body.
+          keepBody(head.subarray(lineStart, length))
+          keepBody(bytes.subarray(from))
+          length = lineStart
+          headerDone = true
+          bodyStarted = true
+          return
+        }
+        append(bytes, from, end)
         from = end
-        if (kept + lineLength + piece.length > maxBytes) {
-          // Too long a header section: it ends here, and the line in progress starts the body.
-          startBody(Bytes.concat([...line, piece]))
-          break
-        }
-        if (newline < 0) {
-          line.push(piece)
-          lineLength += piece.length
-          break
-        }
-        // Most lines arrive whole: no joining then.
-        const complete = line.length === 0 ? piece : Bytes.concat([...line, piece])
-        line = []
-        lineLength = 0
-        if (isEmptyLine(complete)) {
-          chunks.push(complete)
-          kept += complete.length
-          inBody = true
-        } else if (isHeaderLine(complete)) {
-          chunks.push(complete)
-          kept += complete.length
-        } else {
-          startBody(complete)
+        if (newline < 0) return
+        const start = lineStart
+        lineStart = length
+        if (isEmptyLine(head, start, length)) {
+          if (bodyStarted) keepBody(head.subarray(start, length))
+          headerDone = true
+          bodyStarted = true
+        } else if (!isFieldLine(head, start, length)) {
+          // Not a field: the body (as a reader shows it) starts here; the header section goes on
+          // to the empty line for header rules, without this line.
+          if (!bodyStarted) bodyStarted = true
+          keepBody(head.subarray(start, length))
+          length = start
+          lineStart = start
+        } else if (bodyStarted) {
+          keepBody(head.subarray(start, length))
         }
       }
-      if (inBody && from < bytes.length) keepBody(bytes.subarray(from))
+      if (from < bytes.length) keepBody(bytes.subarray(from))
     },
     headers: () => {
       // A last field without its line end (the content ended on it) still counts.
-      const pending = inBody ? undefined : Bytes.concat(line)
-      const all = pending !== undefined && pending.length > 0 && isHeaderLine(pending) ? [...chunks, pending] : chunks
-      return parse(decoder.decode(Bytes.concat(all)))
+      const end = !headerDone && lineStart < length && !isFieldLine(head, lineStart, length) ? lineStart : length
+      return parse(decoder.decode(head.subarray(0, end)))
     },
     body: () => ({ bytes: Bytes.concat(bodyChunks), truncated })
   }

@@ -120,7 +120,12 @@ export const spfView = (
   facts === undefined ? undefined : { result: facts.result, domain: facts.domain, comment: facts.comment }
 
 const arcView = (facts: typeof Event.ArcResult.Type | undefined): Rule.Context["arc"] =>
-  facts === undefined ? undefined : { result: facts.result, instance: facts.instance, sealer: facts.sealer }
+  facts === undefined ? undefined : {
+    result: facts.result,
+    instance: facts.instance,
+    sealer: facts.sealer,
+    recorded: facts.recorded === undefined ? undefined : { dmarc: facts.recorded.dmarc, from: facts.recorded.from }
+  }
 
 /** A recipient's delivery attempt, as the delivery stage's context gives it. */
 export interface Delivery {

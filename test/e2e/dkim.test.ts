@@ -40,14 +40,17 @@ const send = (port: number, sender: string, data: string) =>
     })
   })
 
-/** A message as a forwarder passes it on: its ARC set (RFC 8617) added by `sealer`, with `arc._domainkey.<sealer>`. */
-const sealedBy = async (sealer: string, message: string): Promise<string> => {
+/**
+ * A message as a forwarder passes it on: its ARC set (RFC 8617) added by `sealer` (key
+ * `arc._domainkey.<sealer>`), recording what the forwarder found of DMARC for spoofed.test.
+ */
+const sealedBy = async (sealer: string, message: string, dmarc: "pass" | "fail" = "pass"): Promise<string> => {
   const seal = await sealMessage(Buffer.from(message), {
     signingDomain: sealer,
     selector: "arc",
     privateKey,
     cv: "none",
-    authResults: `${sealer}; spf=pass smtp.mailfrom=spoofed.test; dkim=pass header.d=spoofed.test`
+    authResults: `${sealer}; spf=pass smtp.mailfrom=spoofed.test; dkim=pass header.d=spoofed.test; dmarc=${dmarc} header.from=spoofed.test`
   })
   return `${seal.toString()}${message}`
 }
@@ -130,7 +133,7 @@ describe("DKIM and DMARC at data, through a DNS zone on loopback", () => {
     assert.deepStrictEqual(decided.because, { dkim: "none", required: "bank.test" })
   })
 
-  it("ARC (RFC 8617): a p=reject failure forwarded by a list whose seal is trusted is delivered, arc=pass in Authentication-Results; sealed by anyone else it is refused", async () => {
+  it("ARC (RFC 8617): a p=reject failure forwarded by a trusted list that found DMARC passing is delivered, arc=pass in Authentication-Results; sealed by anyone else, or by the list after DMARC failed there, it is refused", async () => {
     const token = uniqueToken("arc-list")
     const message = `From: ceo@spoofed.test\r\nTo: list@lists.test\r\nDate: ${new Date().toUTCString()}\r\nSubject: ${token}\r\n\r\n[list] ${token}\r\n`
     const [code] = await send(daemon.ports.smtp, "list-bounces@lists.test", await sealedBy("lists.test", message))
@@ -139,9 +142,16 @@ describe("DKIM and DMARC at data, through a DNS zone on loopback", () => {
     assert.match(mail.text.replace(/\r\n[ \t]+/g, " "), /^Authentication-Results: [^\r\n]* arc=pass \(i=1/)
     const authenticated = await waitForEvent(daemon.logDir, "the ARC result", (e): e is Event.MessageAuthenticated =>
       e._tag === "MessageAuthenticated" && e.arc?.sealer === "lists.test")
-    assert.deepStrictEqual([authenticated.arc, authenticated.dmarc?.result], [{ result: "pass", instance: 1, sealer: "lists.test" }, "fail"])
-    const [refused, text] = await send(daemon.ports.smtp, "bounces@elsewhere.test", await sealedBy("elsewhere.test", message.replace(token, `${token}-untrusted`)))
-    assert.deepStrictEqual([refused, text], [550, "5.7.1 DMARC policy of the sender's domain refuses this message"])
+    assert.deepStrictEqual([authenticated.arc, authenticated.dmarc?.result], [
+      { result: "pass", instance: 1, sealer: "lists.test", recorded: { dmarc: "pass", from: "spoofed.test" } },
+      "fail"
+    ])
+    const refusal = [550, "5.7.1 DMARC policy of the sender's domain refuses this message"]
+    const untrusted = await send(daemon.ports.smtp, "bounces@elsewhere.test", await sealedBy("elsewhere.test", message.replace(token, `${token}-untrusted`)))
+    assert.deepStrictEqual(untrusted, refusal)
+    // The trusted list saw a forgery too (it recorded DMARC failing): no reason to let it through.
+    const forged = await send(daemon.ports.smtp, "list-bounces@lists.test", await sealedBy("lists.test", message.replace(token, `${token}-forged`), "fail"))
+    assert.deepStrictEqual(forged, refusal)
   })
 
   it("replay --verify reproduces these sessions; the transcript shows DKIM and DMARC", async () => {

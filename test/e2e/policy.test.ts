@@ -355,7 +355,7 @@ describe("policy rules through real SMTP sessions", () => {
     assert.isFalse(jsonLines(after.stdout).some((m) => m["id"] === held["id"]))
     const unknown = await runPostern(["quarantine", "release", "spam/alice@example.test/nothing", "--config", daemon.configFile])
     assert.strictEqual(unknown.code, 1)
-    assert.include(unknown.stderr, "postern quarantine release: spam/alice@example.test/nothing: no such held message")
+    assert.include(unknown.stderr, "postern quarantine release: spam/alice@example.test/nothing: no such held message (released or deleted already?)")
   })
 
   it("data: a rule reads the message's headers (folded Subject) and refuses it; nothing is delivered", async () => {

@@ -653,15 +653,25 @@ describe("Builtins.dkimVerify", () => {
 
 describe("Builtins.dmarc: trusted ARC sealers (RFC 8617 7.2)", () => {
   const at = (arc: Rule.Context["arc"]): Rule.Context =>
-    context({ stage: "data", dmarc: { result: "fail", domain: "from.test", policy: "reject" }, arc })
+    context({
+      stage: "data",
+      dmarc: { result: "fail", domain: "from.test", policy: "reject" },
+      arc,
+      message: { headers: [], header: (name) => (name === "from" ? "CEO <ceo@from.test>" : undefined), body: undefined, content: undefined }
+    })
   const rule = Builtins.dmarc({ trustedArcSealers: ["Lists.test"] })
   const refused = Rule.because(Rule.deny(550, "5.7.1", "DMARC policy of the sender's domain refuses this message"), { dmarc: "fail", domain: "from.test", policy: "reject" })
+  const sealed = (sealer: string | undefined, dmarc: string | undefined, from: string | undefined, result = "pass") =>
+    ({ result, instance: 1, sealer, recorded: { dmarc, from } })
   const cases: ReadonlyArray<readonly [string, Rule.Context["arc"], Rule.Verdict]> = [
-    ["a passing chain sealed by a trusted forwarder lets the DMARC failure through", { result: "pass", instance: 1, sealer: "lists.test" }, Rule.next],
-    ["a failing chain does not", { result: "fail", instance: 2, sealer: "lists.test" }, refused],
-    ["a passing chain sealed by anyone else does not", { result: "pass", instance: 1, sealer: "other.test" }, refused],
-    ["no chain does not", { result: "none", instance: 0, sealer: undefined }, refused],
-    ["no ARC result (verification off) does not", undefined, refused]
+    ["a passing chain, sealed by a trusted forwarder that recorded DMARC passing for the From domain, lets the failure through", sealed("lists.test", "pass", "from.test"), Rule.next],
+    ["not when the forwarder recorded DMARC failing: it saw a forgery too (review finding)", sealed("lists.test", "fail", "from.test"), refused],
+    ["not when it recorded no DMARC result", sealed("lists.test", undefined, "from.test"), refused],
+    ["not when it recorded DMARC for another From domain", sealed("lists.test", "pass", "other.test"), refused],
+    ["not for a failing chain", sealed("lists.test", "pass", "from.test", "fail"), refused],
+    ["not for a chain sealed by anyone else", sealed("other.test", "pass", "from.test"), refused],
+    ["not without a chain", { result: "none", instance: 0, sealer: undefined, recorded: undefined }, refused],
+    ["not without an ARC result (verification off)", undefined, refused]
   ]
   for (const [name, arc, verdict] of cases) {
     it(name, () => {
@@ -669,7 +679,7 @@ describe("Builtins.dmarc: trusted ARC sealers (RFC 8617 7.2)", () => {
     })
   }
   it("without trusted sealers a passing chain changes nothing", () => {
-    assert.deepStrictEqual(verdictOf(Builtins.dmarc(), at({ result: "pass", instance: 1, sealer: "lists.test" })), refused)
+    assert.deepStrictEqual(verdictOf(Builtins.dmarc(), at(sealed("lists.test", "pass", "from.test"))), refused)
   })
 })
 

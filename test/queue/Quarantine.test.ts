@@ -92,7 +92,7 @@ describe("Quarantine", () => {
       const { root, maildirRoot, state } = yield* setUp
       yield* Effect.promise(() => Fs.writeFile(Path.join(state, "secret"), "x"))
       const cases: ReadonlyArray<readonly [string, string]> = [
-        ["spam/alice@mail.test/absent", "no such held message"],
+        ["spam/alice@mail.test/absent", "no such held message (released or deleted already?)"],
         ["../../secret", "not a held message's id (<quarantine>/<recipient>/<file>, as `postern quarantine list` shows)"],
         ["spam/../../secret", "not a held message's id (<quarantine>/<recipient>/<file>, as `postern quarantine list` shows)"],
         ["spam/alice@mail.test/..", "not a held message's id (<quarantine>/<recipient>/<file>, as `postern quarantine list` shows)"],
@@ -103,6 +103,51 @@ describe("Quarantine", () => {
         assert.strictEqual((yield* Effect.flip(Quarantine.remove(root, id))).message, message, id)
       }
       assert.isTrue(yield* exists(Path.join(state, "secret")))
+    }))
+
+  it.live("a link planted in a quarantine is never followed: not listed, not released (review finding)", () =>
+    Effect.gen(function*() {
+      const { root, maildirRoot, state } = yield* setUp
+      yield* hold(root, "spam", "alice@mail.test", "1.Q1_0.mx", "real")
+      const secret = Path.join(state, "secret")
+      yield* Effect.promise(() => Fs.writeFile(secret, "root only"))
+      yield* Effect.promise(() => Fs.symlink(secret, Path.join(root, "spam", "alice@mail.test", "new", "2.link")))
+      assert.deepStrictEqual((yield* Quarantine.list(root)).map((h) => h.id), ["spam/alice@mail.test/1.Q1_0.mx"])
+      const refused = yield* Effect.flip(Quarantine.release(root, "spam/alice@mail.test/2.link", { maildirRoot, route }))
+      assert.strictEqual(refused.message, "no such held message (released or deleted already?)")
+      assert.deepStrictEqual(yield* list(Path.join(maildirRoot, "mail.test", "alice", "new")), [])
+    }))
+
+  it.live("--name is a quarantine's name, never a path: it cannot list the mailboxes beside the quarantines (review finding)", () =>
+    Effect.gen(function*() {
+      const { root, maildirRoot } = yield* setUp
+      yield* hold(root, "spam", "alice@mail.test", "1.Q1_0.mx", "held")
+      yield* Maildir.deliver({ root: maildirRoot, domain: "mail.test", user: "bob", name: "9.Q9_0.mx", content: [encoder.encode("Subject: private\r\n\r\nx\r\n")] })
+      assert.deepStrictEqual(yield* Quarantine.list(root, "../mail"), [])
+      assert.deepStrictEqual((yield* Quarantine.list(root, "Spam")).map((h) => h.id), ["spam/alice@mail.test/1.Q1_0.mx"])
+    }))
+
+  it.live("a held copy a mail reader marked seen (cur/, :2,S) is released as new mail, without the flags (review finding)", () =>
+    Effect.gen(function*() {
+      const { root, maildirRoot } = yield* setUp
+      yield* hold(root, "spam", "alice@mail.test", "1.Q1_0.mx", "read by the admin")
+      const box = Path.join(root, "spam", "alice@mail.test")
+      yield* Effect.promise(() => Fs.rename(Path.join(box, "new", "1.Q1_0.mx"), Path.join(box, "cur", "1.Q1_0.mx:2,S")))
+      const path = yield* Quarantine.release(root, "spam/alice@mail.test/1.Q1_0.mx:2,S", { maildirRoot, route })
+      assert.strictEqual(path, Path.join(maildirRoot, "mail.test", "alice", "new", "1.Q1_0.mx"))
+      assert.deepStrictEqual(yield* Quarantine.list(root), [])
+    }))
+
+  it.live("release refuses to write mailboxes that belong to another user (sudo would leave them unusable to the daemon) (review finding)", () =>
+    Effect.gen(function*() {
+      assert.strictEqual(process.geteuid?.(), 0, "this test changes a directory's owner: run as root (TESTING.md)")
+      const { root, maildirRoot } = yield* setUp
+      yield* hold(root, "spam", "alice@mail.test", "1.Q1_0.mx", "held")
+      yield* Effect.promise(() => Fs.mkdir(maildirRoot, { recursive: true }))
+      yield* Effect.promise(() => Fs.chown(maildirRoot, 65534, 65534))
+      const refused = yield* Effect.flip(Quarantine.release(root, "spam/alice@mail.test/1.Q1_0.mx", { maildirRoot, route }))
+      assert.strictEqual(refused.message, `${maildirRoot} belongs to uid 65534, and this runs as uid 0: release as the user that owns the mailboxes (the daemon's)`)
+      assert.strictEqual((yield* Quarantine.list(root)).length, 1)
     }))
 
   it.live("delete removes a held message for good", () =>

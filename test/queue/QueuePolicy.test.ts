@@ -348,6 +348,25 @@ describe("Queue: recovery and the postq decision", () => {
       assert.deepStrictEqual(yield* mailFiles(root, "mail.test", "alice"), [])
     }))
 
+  it.live("a recorded quarantine at delivery is followed after a restart, without asking again: the copy never lands in the mailbox too (review finding)", () =>
+    Effect.gen(function*() {
+      const root = yield* tempDirectory("queue-recovery")
+      const hold = policyWith({ delivery: [Rule.rule("hold alice", (c) => (c.recipient === "alice@mail.test" ? Rule.quarantine("held") : Rule.next))] })
+      // The crash came after alice's decision was on disk, before her copy's delivery was logged.
+      const recovered = yield* firstRun(root, hold, (events) =>
+        events.findIndex((e) => e._tag === "PolicyDecided" && e.recipient === "alice@mail.test") + 1)
+      let asked = 0
+      const open = policyWith({ delivery: [Rule.rule("open", () => (asked++, Rule.next))] })
+      const sink: Array<Event.Event> = []
+      const queue = yield* start({ ...optionsFor(root, recovered), policy: open }, makeMemory(sink))
+      yield* queue.drain
+      assert.deepStrictEqual(yield* mailFiles(root, "mail.test", "alice"), [])
+      assert.strictEqual((yield* quarantined(root, "held", "alice@mail.test")).length, 1)
+      // Only bob, whose delivery was never decided, was asked.
+      assert.strictEqual(asked, 1)
+      assert.strictEqual((yield* mailFiles(root, "mail.test", "bob")).length, 1)
+    }))
+
   it.live("a message queued but not yet decided is asked after a restart, with the origin recorded at queueing", () =>
     Effect.gen(function*() {
       const root = yield* tempDirectory("queue-recovery")

@@ -14,8 +14,12 @@ describe("Headers.parse", () => {
       { name: "To", value: "x@y.test" }
     ]],
     ["a message without headers", "\r\nbody only\r\n", []],
-    ["a line without a colon ends the block", "From: a@b.test\r\nnot a header\r\nTo: x@y.test\r\n\r\n", [{ name: "From", value: "a@b.test" }]],
-    ["a continuation before any field ends the block", " folded\r\nFrom: a@b.test\r\n\r\n", []],
+    // As verifiers read them (mailauth): fields up to the empty line, whatever is between.
+    ["a line without a colon is skipped, the fields after it count", "From: a@b.test\r\nnot a header\r\nTo: x@y.test\r\n\r\n", [
+      { name: "From", value: "a@b.test" },
+      { name: "To", value: "x@y.test" }
+    ]],
+    ["a continuation before any field is skipped", " folded\r\nFrom: a@b.test\r\n\r\n", [{ name: "From", value: "a@b.test" }]],
     ["LF line ends (as BINARYMIME may carry)", "From: a@b.test\nSubject: hi\n\n", [
       { name: "From", value: "a@b.test" },
       { name: "Subject", value: "hi" }
@@ -140,6 +144,31 @@ describe("Headers.collector", () => {
       collector.push(bytes("From: a@b.test\r\nNot A Field: x\r\n\r\n"))
       assert.deepStrictEqual(collector.headers(), [{ name: "From", value: "a@b.test" }])
       assert.strictEqual(text(collector.body()), "Not A Field: x\r\n\r\n")
+    })
+
+    it("white space before the colon is a field (RFC 5322 4.5.3), not the body's start (review finding)", () => {
+      const collector = Headers.collector(1000)
+      collector.push(bytes("X-Mailer : foo\r\nFrom: ceo@bank.test\r\n\r\nbody\r\n"))
+      assert.deepStrictEqual(collector.headers(), [{ name: "X-Mailer", value: "foo" }, { name: "From", value: "ceo@bank.test" }])
+      assert.strictEqual(text(collector.body()), "body\r\n")
+    })
+
+    it("a line that is no field before the empty line: body rules see from it on, header rules still see the fields after it (review finding)", () => {
+      const all = bytes("Subject: hi\r\nBuy cheap pills\r\nFrom: ceo@bank.test\r\n\r\nmore\r\n")
+      for (let split = 0; split <= all.length; split++) {
+        const collector = Headers.collector(1000)
+        collector.push(all.subarray(0, split))
+        collector.push(all.subarray(split))
+        assert.deepStrictEqual(collector.headers(), [{ name: "Subject", value: "hi" }, { name: "From", value: "ceo@bank.test" }], `split at ${split}`)
+        assert.strictEqual(text(collector.body()), "Buy cheap pills\r\nFrom: ceo@bank.test\r\n\r\nmore\r\n", `split at ${split}`)
+      }
+    })
+
+    it("more fields than the old limit of 500: a From after 600 fields is still seen (review finding)", () => {
+      const collector = Headers.collector()
+      for (let i = 0; i < 600; i++) collector.push(bytes(`X-Pad-${i}: x\r\n`))
+      collector.push(bytes("From: ceo@bank.test\r\n\r\n"))
+      assert.strictEqual(Headers.first(collector.headers(), "from"), "ceo@bank.test")
     })
 
     it("a last field without its line end still counts; LF-only lines are lines too", () => {
