@@ -130,7 +130,7 @@ export const collector = (bodyLimit = 0): Collector => {
   const append = (bytes: Uint8Array, from: number, end: number): void => {
     const needed = length + end - from
     if (needed > head.length) {
-      const grown = new Uint8Array(Math.min(maxBytes, Math.max(needed, head.length * 2, 4096)))
+      const grown = new Uint8Array(Math.min(maxBytes, Math.max(needed, head.length * 2, 1024)))
       grown.set(head.subarray(0, length))
       head = grown
     }
