@@ -15,10 +15,10 @@ import * as Config from "./config/Config.ts"
 import * as Primary from "./daemon/Primary.ts"
 import * as Worker from "./daemon/Worker.ts"
 import * as ReplayCli from "./log/ReplayCli.ts"
+import { setExitCode } from "./Cli.ts"
 
 const entry = fileURLToPath(import.meta.url)
 
-const setExitCode = (code: number) => Effect.sync(() => void (process.exitCode = code))
 
 const failWith = (error: Config.ConfigError) => Effect.andThen(Console.error(error.message), setExitCode(2))
 

@@ -34,6 +34,7 @@ import * as Fs from "node:fs/promises"
 import * as Path from "node:path"
 import { Schema } from "effect"
 import * as Fsync from "../log/Fsync.ts"
+import { describe, errorCode } from "../log/SystemError.ts"
 
 /** Why a change to the users file was refused or failed. */
 export class UsersError extends Schema.TaggedError<UsersError>()("UsersError", {
@@ -49,13 +50,13 @@ export interface Problem {
 }
 
 /** The cost of new hashes. */
-export const scryptParameters = { ln: 14, r: 8, p: 1, saltBytes: 16, keyBytes: 32 } as const
+const scryptParameters = { ln: 14, r: 8, p: 1, saltBytes: 16, keyBytes: 32 } as const
 
 /** Permissions of the users file. */
-export const fileMode = 0o600
+const fileMode = 0o600
 
 /** The longest name, in characters. */
-export const maxNameLength = 64
+const maxNameLength = 64
 
 // Bounds on what a line may ask of scrypt, so that a hand-edited or damaged line cannot make a
 // verification take minutes or gigabytes.
@@ -264,13 +265,6 @@ export interface Store {
  */
 const dummyHash = "$scrypt$ln=14,r=8,p=1$i7LpbSHLeFifjxGUogAykQ$uxeVX1+FzhGqcIMay+S/1CP2MQRutBYCtQaTlYNtSCA"
 
-const errorCode = (error: unknown): string | undefined => {
-  if (typeof error !== "object" || error === null) return undefined
-  const code: unknown = Reflect.get(error, "code")
-  return typeof code === "string" ? code : undefined
-}
-
-const errorMessage = (error: unknown): string => (error instanceof Error ? error.message : String(error))
 
 /**
  * What identifies a version of the file: inode (an atomic replace makes a new one), size,
@@ -281,7 +275,7 @@ const versionOf = async (file: string): Promise<string> => {
     const stats = await Fs.stat(file, { bigint: true })
     return `${stats.dev}:${stats.ino}:${stats.size}:${stats.mtimeNs}:${stats.ctimeNs}`
   } catch (error) {
-    return errorCode(error) === "ENOENT" ? "missing" : `error:${errorCode(error) ?? errorMessage(error)}`
+    return errorCode(error) === "ENOENT" ? "missing" : `error:${errorCode(error) ?? describe(error)}`
   }
 }
 
@@ -319,7 +313,7 @@ export const makeStore = (
       report({ users: users.size, problems, error: undefined })
       return users
     } catch (error) {
-      report({ users: 0, problems: [], error: errorMessage(error) })
+      report({ users: 0, problems: [], error: describe(error) })
       return noUsers
     }
   }
@@ -392,7 +386,7 @@ const readForEdit = async (file: string): Promise<Parsed> => {
     text = await Fs.readFile(file, "utf8")
   } catch (error) {
     if (errorCode(error) !== "ENOENT") {
-      throw new UsersError({ reason: "Io", file, message: `cannot read ${file}: ${errorMessage(error)}` })
+      throw new UsersError({ reason: "Io", file, message: `cannot read ${file}: ${describe(error)}` })
     }
     text = ""
   }
@@ -414,7 +408,7 @@ const write = async (file: string, lines: ReadonlyArray<Line>): Promise<void> =>
     await Fs.mkdir(Path.dirname(file), { recursive: true })
     await Fsync.replaceFile(file, render(lines), fileMode)
   } catch (error) {
-    throw new UsersError({ reason: "Io", file, message: `cannot write ${file}: ${errorMessage(error)}` })
+    throw new UsersError({ reason: "Io", file, message: `cannot write ${file}: ${describe(error)}` })
   }
 }
 

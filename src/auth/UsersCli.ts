@@ -21,8 +21,8 @@ import { Console, Effect, Option, Redacted, Schema, Stdio, Stream } from "effect
 import { Argument, Command, Flag, Prompt } from "effect/cli"
 import * as Config from "../config/Config.ts"
 import * as Users from "./Users.ts"
+import { setExitCode } from "../Cli.ts"
 
-const setExitCode = (code: number) => Effect.sync(() => void (process.exitCode = code))
 
 /** A failure of this command, with the line to print. */
 class Refused extends Schema.TaggedError<Refused>()("Refused", {

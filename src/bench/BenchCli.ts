@@ -15,6 +15,7 @@ import { Console, Effect, Option } from "effect"
 import { Command, Flag } from "effect/cli"
 import * as LoadGenerator from "./LoadGenerator.ts"
 import * as LoadOptions from "./LoadOptions.ts"
+import { setExitCode } from "../Cli.ts"
 
 const fixed = (value: number, digits = 0) => value.toFixed(digits)
 
@@ -126,7 +127,7 @@ export const command = Command.make(
   },
   Effect.fnUntraced(function*(flags) {
     const usageError = (message: string) =>
-      Effect.andThen(Console.error(`postern bench: ${message}`), Effect.sync(() => void (process.exitCode = 2)))
+      Effect.andThen(Console.error(`postern bench: ${message}`), setExitCode(2))
     const target = LoadOptions.parseTarget(flags.target)
     if (target === undefined) return yield* usageError(`--target must be HOST:PORT, got "${flags.target}"`)
     const ca = Option.getOrUndefined(flags.ca)
@@ -161,10 +162,10 @@ export const command = Command.make(
     )
     if (result._tag === "Failure") {
       yield* Console.error(`postern bench: ${result.failure.message}`)
-      return yield* Effect.sync(() => void (process.exitCode = 1))
+      return yield* setExitCode(1)
     }
     const report = result.success
     yield* flags.json ? Console.log(JSON.stringify(report)) : Console.log(summary(report))
-    if (report.errors.total > 0 || report.connections === 0) yield* Effect.sync(() => void (process.exitCode = 1))
+    if (report.errors.total > 0 || report.connections === 0) yield* setExitCode(1)
   })
 ).pipe(Command.withDescription("Load an SMTP server (plaintext, STARTTLS or implicit TLS) and report its throughput"))

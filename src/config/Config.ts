@@ -799,14 +799,7 @@ export const ruleSet = (policy: PolicySettings): Policy.RuleSet => ({
 
 /** The shadow rule set, if the policy section has one. */
 export const shadowRuleSet = (policy: PolicySettings): Policy.RuleSet | undefined =>
-  policy.shadow === undefined
-    ? undefined
-    : {
-      rules: policy.shadow.rules,
-      defaults: policy.shadow.defaults,
-      ruleTimeout: EffectDuration.millis(policy.ruleTimeout),
-      bodyLimit: policy.bodyLimit
-    }
+  policy.shadow === undefined ? undefined : ruleSet({ ...policy, ...policy.shadow })
 
 /** The settings the session machine's replies depend on, as recorded in the event log. */
 export const machineSettings = (config: ConfigShape): Event.MachineSettings => ({
@@ -963,11 +956,14 @@ export const warnings = (config: ConfigShape): Array<string> => {
         }
       }
       const list = rules[stage] ?? []
-      const blocking = list.findIndex((rule, index) => index < list.length - 1 && alwaysDecides(rule) !== undefined)
-      const blocker = list[blocking]
-      if (blocker !== undefined) {
-        const skipped = list.slice(blocking + 1).map((r) => `'${r.name}'`).join(", ")
-        out.push(`${path}.${stage}: rule '${blocker.name}' always answers ${alwaysDecides(blocker)}, so ${skipped} never run`)
+      // Each rule is asked at most once: the check runs the administrator's code.
+      for (let index = 0; index < list.length - 1; index++) {
+        const blocker = list[index]
+        const answer = blocker === undefined ? undefined : alwaysDecides(blocker)
+        if (blocker === undefined || answer === undefined) continue
+        const skipped = list.slice(index + 1).map((r) => `'${r.name}'`).join(", ")
+        out.push(`${path}.${stage}: rule '${blocker.name}' always answers ${answer}, so ${skipped} never run`)
+        break
       }
     }
   }

@@ -13,6 +13,7 @@ import type * as Event from "./Event.ts"
 import { LogError } from "./EventLog.ts"
 import * as LogCodec from "./LogCodec.ts"
 import * as LogRecord from "./LogRecord.ts"
+import { describe, errorCode } from "./SystemError.ts"
 
 /** One event and where it is stored (`offset` is the start of its record's frame). */
 export interface Entry {
@@ -51,12 +52,6 @@ export const parseFileName = (name: string): number | undefined => {
   return match?.[1] === undefined ? undefined : Number(match[1])
 }
 
-const errorCode = (error: unknown): string | undefined =>
-  typeof error === "object" && error !== null && "code" in error && typeof error.code === "string"
-    ? error.code
-    : undefined
-
-const describe = (error: unknown): string => (error instanceof Error ? error.message : String(error))
 
 const io = <A>(operation: string, thunk: () => Promise<A>): Effect.Effect<A, LogError> =>
   Effect.tryPromise({ try: thunk, catch: (error) => new LogError({ operation, message: describe(error) }) })

@@ -22,6 +22,7 @@ import { EventLog, type EventLogShape, LogError } from "./EventLog.ts"
 import * as LogCodec from "./LogCodec.ts"
 import * as LogReader from "./LogReader.ts"
 import * as LogRecord from "./LogRecord.ts"
+import { describe, errorCode } from "./SystemError.ts"
 
 /** When ordinary batches are fsynced. `appendDurable` and `sync` always fsync. */
 export type FsyncPolicy = "always" | "interval" | "never"
@@ -104,12 +105,6 @@ export interface Writer extends EventLogShape {
 /** The writer behind the EventLog provided by `layer`, for its recovery report and counters. */
 export class LogWriter extends Context.Service<LogWriter, Writer>()("postern/log/LogWriter") {}
 
-const describe = (error: unknown): string => (error instanceof Error ? error.message : String(error))
-
-const errorCode = (error: unknown): string | undefined =>
-  typeof error === "object" && error !== null && "code" in error && typeof error.code === "string"
-    ? error.code
-    : undefined
 
 const io = <A>(operation: string, thunk: () => Promise<A>): Effect.Effect<A, LogError> =>
   Effect.tryPromise({ try: thunk, catch: (error) => new LogError({ operation, message: describe(error) }) })

@@ -6,6 +6,7 @@
 import { Effect } from "effect"
 import type * as Policy from "../policy/Policy.ts"
 import * as Rule from "../policy/Rule.ts"
+import * as Route from "../queue/Route.ts"
 import * as Headers from "../session/Headers.ts"
 import * as Machine from "../session/Machine.ts"
 import * as PolicyContext from "../session/PolicyContext.ts"
@@ -249,7 +250,7 @@ export const reevaluate = (
     let receivedSize = 0
     const queueContext = Effect.fnUntraced(function*(event: Event.PolicyDecided) {
       const recorded = event.queueId === undefined ? undefined : queued.get(event.queueId)
-      if (recorded === undefined || (event.stage !== "postq" && event.stage !== "delivery")) return undefined
+      if (recorded === undefined || !Rule.queueStages.has(event.stage)) return undefined
       const added = addedAtPostq.get(recorded.queueId)
       const message = added === undefined ? recorded : { ...recorded, prepend: Headers.format(added) + (recorded.prepend ?? "") }
       const view = viewed.get(message.queueId) ?? (yield* content.view(message)) ??
@@ -260,7 +261,7 @@ export const reevaluate = (
       const key = `${message.queueId}\u0000${recipient}`
       const attempts = deliveries.get(key) ?? 0
       deliveries.set(key, attempts + 1)
-      const local = isLocal(settings.localDomains, recipient)
+      const local = Route.route(settings.localDomains, recipient)._tag !== "Remote"
       return PolicyContext.queued(message, "delivery", event.at, view, { recipient, local, attempts })
     })
     for (const [index, event] of session.events.entries()) {
@@ -390,11 +391,6 @@ const queuedAfter = (events: ReadonlyArray<Event.Event>, index: number): Event.M
  */
 const receivedView = (message: Event.MessageQueued, received: ReadonlyArray<Headers.Header>): ReadonlyArray<Headers.Header> =>
   message.prepend === undefined ? received : [...Headers.parse(message.prepend), ...received]
-
-const isLocal = (localDomains: ReadonlyArray<Event.LocalDomain>, recipient: string): boolean => {
-  const domain = recipient.slice(recipient.lastIndexOf("@") + 1).toLowerCase()
-  return localDomains.some((d) => d.domain.toLowerCase() === domain)
-}
 
 /** A stage where the shadow rules decided otherwise than the live ones. */
 export interface ShadowDifference {

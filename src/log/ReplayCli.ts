@@ -51,7 +51,7 @@ const spoolContent = (directory: string, entries: ReadonlyArray<LogReader.Partit
 }
 
 /** The epoch milliseconds `--since` names, or undefined when it is neither a time nor a duration. */
-export const parseSince = (text: string, now: number): number | undefined => {
+const parseSince = (text: string, now: number): number | undefined => {
   // A bare number could be either: ask for a unit or a date.
   if (/^\s*\d+(\.\d+)?\s*$/.test(text)) return undefined
   const ago = Duration.toMillis(text)

@@ -8,6 +8,7 @@
 import * as Duration from "../config/Duration.ts"
 import * as Headers from "../session/Headers.ts"
 import * as Network from "./Network.ts"
+import * as Policy from "./Policy.ts"
 import * as Rule from "./Rule.ts"
 
 /** A set of networks, parsed once. */
@@ -70,27 +71,21 @@ export interface RelayOptions {
 export const relay = (options: RelayOptions = {}): Rule.Rule => {
   const internal = networks(...(options.internalNetworks ?? []))
   const authenticated = options.authenticated ?? true
-  return decidingAt(["rcpt"], Rule.rule("relay", (context) => {
+  const evaluate = (context: Rule.Context): Rule.Verdict => {
     if (context.stage !== "rcpt" || context.recipientIsLocal) return Rule.next
     if (authenticated && context.authenticated !== undefined) {
       return Rule.because(Rule.acceptRelay, { authenticated: context.authenticated })
     }
     const network = internal.match(context.client.address)
     if (network !== undefined) return Rule.because(Rule.acceptRelay, { network })
-    // Built as a literal: the code is known good, and this runs for every refused recipient.
-    return {
-      _tag: "Deny",
-      answer: { code: 554, enhanced: "5.7.1", text: `<${context.recipient ?? ""}>: Relay access denied` },
-      because: { client: context.client.address, recipient: "not in a local domain" }
-    }
-  }))
+    return Policy.relayDenied(context.recipient ?? "", { client: context.client.address, recipient: "not in a local domain" })
+  }
+  return { ...Rule.rule("relay", evaluate), decidesAt: ["rcpt"] }
 }
 
 /** The stages from which the session's checks are known: SPF from mail on, the message's from data on. */
 const fromMail: ReadonlyArray<Rule.Stage> = ["mail", "rcpt", "data", "postq", "delivery"]
-const fromData: ReadonlyArray<Rule.Stage> = ["data", "postq", "delivery"]
-
-const decidingAt = (stages: ReadonlyArray<Rule.Stage>, rule: Rule.Rule): Rule.Rule => ({ ...rule, decidesAt: stages })
+const fromData: ReadonlyArray<Rule.Stage> = [...Rule.messageStages]
 
 export interface RequireTlsOptions {
   /** Clients allowed in plaintext. */
@@ -190,7 +185,7 @@ export const dkimVerify = (options: DkimVerifyOptions = {}): Rule.Rule => {
       !results.some((r) => r.result === "pass" && r.domain.toLowerCase() === fromDomain)) {
       return unsigned._tag === "Next" ? unsigned : Rule.because(unsigned, { dkim: best, required: fromDomain })
     }
-    const verdict = verdicts[best as DkimResult] ?? Rule.next
+    const verdict = verdicts[best] ?? Rule.next
     return verdict._tag === "Next" ? verdict : Rule.because(verdict, { dkim: best })
   }
   return { ...Rule.rule("dkim verify", evaluate), requires: ["dkim.verify"], decidesAt: fromData }

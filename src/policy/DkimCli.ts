@@ -9,11 +9,11 @@ import { Console, Effect, Option } from "effect"
 import { Command, Flag } from "effect/cli"
 import * as Fsync from "../log/Fsync.ts"
 import * as DkimSign from "./DkimSign.ts"
+import { setExitCode } from "../Cli.ts"
 
-const setExitCode = (code: number) => Effect.sync(() => void (process.exitCode = code))
 
 /** A TXT record's text as zone-file strings: at most 255 characters each (RFC 1035 3.3.14). */
-export const zoneStrings = (text: string): string => {
+const zoneStrings = (text: string): string => {
   const parts: Array<string> = []
   for (let i = 0; i < text.length; i += 255) parts.push(`"${text.slice(i, i + 255)}"`)
   return parts.length === 1 ? (parts[0] ?? "\"\"") : `( ${parts.join(" ")} )`

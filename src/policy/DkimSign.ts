@@ -9,6 +9,7 @@ import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
 import { Effect, Schema } from "effect"
 import { dkimSign } from "mailauth"
+import { describe } from "../log/SystemError.ts"
 import * as Headers from "../session/Headers.ts"
 import * as Rule from "./Rule.ts"
 import * as Streamed from "./Streamed.ts"
@@ -55,6 +56,14 @@ const sign = (key: SigningKey, input: Parameters<typeof dkimSign>[0]): Promise<s
   return dkimSign(input, { ...signature, signatureData: [signature] }).then((result) => result.signatures)
 }
 
+/** A signing key from its file (PEM); throws when the file cannot be read or holds another kind of key. */
+const readKey = (domain: string, selector: string, file: string): SigningKey => {
+  const privateKey = Fs.readFileSync(file, "utf8")
+  const algorithm = algorithmOf(privateKey)
+  if (algorithm === undefined) throw new Error("not an RSA or Ed25519 private key")
+  return { domain, selector, privateKey, algorithm }
+}
+
 export const start = (key: SigningKey): Signer => ({
   key,
   ...Streamed.start((input) =>
@@ -87,15 +96,12 @@ export interface RuleOptions {
  */
 export const rule = (options: RuleOptions): Rule.Rule => {
   const domain = options.domain.toLowerCase()
-  let privateKey: string
+  let key: SigningKey
   try {
-    privateKey = Fs.readFileSync(options.key, "utf8")
+    key = readKey(domain, options.selector, options.key)
   } catch (error) {
-    throw new RangeError(`dkimSign: key ${options.key}: ${error instanceof Error ? error.message : String(error)}`)
+    throw new RangeError(`dkimSign: key ${options.key}: ${describe(error)}`)
   }
-  const algorithm = algorithmOf(privateKey)
-  if (algorithm === undefined) throw new RangeError(`dkimSign: key ${options.key}: not an RSA or Ed25519 private key`)
-  const key: SigningKey = { domain, selector: options.selector, privateKey, algorithm }
   const when = options.when ??
     ((context: Rule.Context) =>
       context.authenticated !== undefined &&
@@ -134,17 +140,11 @@ export class DkimKeyError extends Schema.TaggedError<DkimKeyError>()("DkimKeyErr
 export const loadKeys = (
   keys: ReadonlyArray<{ readonly domain: string; readonly selector: string; readonly key: string }>
 ): Effect.Effect<ReadonlyMap<string, SigningKey>, DkimKeyError> =>
-  Effect.try({
-    try: () =>
-      new Map(keys.map((k) => {
-        const privateKey = Fs.readFileSync(k.key, "utf8")
-        const algorithm = algorithmOf(privateKey)
-        if (algorithm === undefined) throw new Error(`${k.key}: not an RSA or Ed25519 private key`)
-        return [k.domain.toLowerCase(), { domain: k.domain.toLowerCase(), selector: k.selector, privateKey, algorithm }] as const
+  Effect.map(
+    Effect.forEach(keys, (k) =>
+      Effect.try({
+        try: () => readKey(k.domain.toLowerCase(), k.selector, k.key),
+        catch: (error) => new DkimKeyError({ file: k.key, reason: describe(error) })
       })),
-    catch: (error) => {
-      const text = error instanceof Error ? error.message : String(error)
-      const file = keys.find((k) => text.includes(k.key))?.key ?? keys[0]?.key ?? ""
-      return new DkimKeyError({ file, reason: text })
-    }
-  })
+    (loaded) => new Map(loaded.map((key) => [key.domain, key] as const))
+  )

@@ -5,6 +5,7 @@
  * as they did, whatever the DNS says today. Pure: the live resolver is in DnsLive.ts.
  */
 import type * as Event from "../log/Event.ts"
+import { errorCode } from "../log/SystemError.ts"
 
 /** A question and its answer, as recorded (DnsAnswered without session and time). */
 export interface Answer {
@@ -22,13 +23,7 @@ export interface Answer {
  */
 export type Resolve = (name: string, type: string) => Promise<unknown>
 
-const errorCode = (error: unknown): string => {
-  if (typeof error === "object" && error !== null) {
-    const code: unknown = Reflect.get(error, "code")
-    if (typeof code === "string") return code
-  }
-  return "ESERVFAIL"
-}
+
 
 const failure = (answer: Answer): Error => Object.assign(new Error(`${answer.error} ${answer.type} ${answer.name}`), { code: answer.error })
 
@@ -48,7 +43,7 @@ export const recording = (resolve: Resolve, record: (answer: Answer) => void): R
     record({ name, type, records: asRecords(answer) })
     return answer
   } catch (error) {
-    const answer = { name, type, error: errorCode(error) }
+    const answer = { name, type, error: errorCode(error) ?? "ESERVFAIL" }
     record(answer)
     throw failure(answer)
   }

@@ -52,7 +52,9 @@ export interface PolicyShape {
   readonly shadow: (context: Rule.Context) => Rule.Decision | Effect.Effect<Rule.Decision> | undefined
   /**
    * Whether asking about `stage` can matter: it has rules (live or shadow), or a default other
-   * than accept. Where it cannot, the session and the queue skip the stage (and its event).
+   * than accept; with a shadow rule set, every session stage too, so that each live decision
+   * has its shadow to compare with. Where it cannot, the session accepts without building the
+   * rules' context, and the queue skips the stage (and its event).
    */
   readonly asks: (stage: Rule.Stage) => boolean
   /** How much of the body to keep for rules at data, postq and delivery; 0 when none of them can look. */
@@ -64,14 +66,21 @@ export class Policy extends Context.Service<Policy, PolicyShape>()("postern/poli
   static readonly layer = (ruleSet: RuleSet): Layer.Layer<Policy> => Layer.succeed(Policy, Policy.of(make(ruleSet)))
 }
 
-/** The reply to a recipient outside the local domains that no rule accepted. */
-export const relayDenied = (recipient: string): Rule.Verdict => ({
+/**
+ * The reply to a recipient outside the local domains that nothing let relay (Postfix's text).
+ * Built as a literal: the code is known good, and this runs for every refused recipient.
+ */
+export const relayDenied = (
+  recipient: string,
+  because: Readonly<Record<string, string>> = { recipient: "not in a local domain" }
+): Extract<Rule.Verdict, { readonly answer: Rule.Answer }> => ({
   _tag: "Deny",
   answer: { code: 554, enhanced: "5.7.1", text: `<${recipient}>: Relay access denied` },
-  because: { recipient: "not in a local domain" }
+  because
 })
 
-const acceptedByDefault: Rule.Decision = { verdict: { _tag: "Accept" }, rule: undefined }
+/** A stage's decision when nothing could refuse it: the default accept, shared. */
+export const acceptedByDefault: Rule.Decision = { verdict: { _tag: "Accept" }, rule: undefined }
 
 const defaultDecision = (stage: Rule.Stage, setting: StageDefault): Rule.Decision => {
   switch (setting) {
@@ -94,9 +103,12 @@ const defaultDecision = (stage: Rule.Stage, setting: StageDefault): Rule.Decisio
 export const make = (ruleSet: RuleSet, shadow?: RuleSet): PolicyShape => {
   const sets = shadow === undefined ? [ruleSet] : [ruleSet, shadow]
   const asked = new Set(
-    stages.filter((stage) => sets.some((set) => (set.rules[stage] ?? []).length > 0 || set.defaults[stage] !== "accept"))
+    stages.filter((stage) =>
+      (shadow !== undefined && !Rule.queueStages.has(stage)) ||
+      sets.some((set) => (set.rules[stage] ?? []).length > 0 || set.defaults[stage] !== "accept")
+    )
   )
-  const bodyLimit = ["data", "postq", "delivery"].some((stage) => sets.some((set) => (set.rules[stage as Rule.Stage] ?? []).length > 0))
+  const bodyLimit = [...Rule.messageStages].some((stage) => sets.some((set) => (set.rules[stage] ?? []).length > 0))
     ? ruleSet.bodyLimit ?? defaultBodyLimit
     : 0
   return {
@@ -110,13 +122,10 @@ export const make = (ruleSet: RuleSet, shadow?: RuleSet): PolicyShape => {
 const decider = (ruleSet: RuleSet): PolicyShape["decide"] => {
   const rules = new Map(stages.map((stage) => [stage, ruleSet.rules[stage] ?? []]))
   const defaults = new Map(stages.map((stage) => [stage, defaultDecision(stage, ruleSet.defaults[stage])]))
-  const fallback = (context: Rule.Context): Rule.Decision => {
-    if (context.stage === "rcpt" && !context.recipientIsLocal) {
-      const verdict = relayDenied(context.recipient ?? "")
-      if (verdict._tag !== "Next") return { verdict, rule: undefined }
-    }
-    return defaults.get(context.stage) ?? acceptedByDefault
-  }
+  const fallback = (context: Rule.Context): Rule.Decision =>
+    context.stage === "rcpt" && !context.recipientIsLocal
+      ? { verdict: relayDenied(context.recipient ?? ""), rule: undefined }
+      : defaults.get(context.stage) ?? acceptedByDefault
   return (context) => {
     const decision = Rule.evaluate(rules.get(context.stage) ?? [], context, fallback, ruleSet.ruleTimeout)
     if (context.stage !== "rcpt" || context.recipientIsLocal) return decision
@@ -130,15 +139,8 @@ const decider = (ruleSet: RuleSet): PolicyShape["decide"] => {
  */
 const relayGuard = (decision: Rule.Decision, context: Rule.Context): Rule.Decision => {
   if (decision.verdict._tag !== "Accept" || decision.verdict.relay === true) return decision
-  const denied = relayDenied(context.recipient ?? "")
-  return denied._tag === "Next" ? decision : {
-    verdict: {
-      ...denied,
-      because: {
-        recipient: "not in a local domain",
-        ...(decision.rule === undefined ? {} : { accepted: `by rule '${decision.rule}', which does not relay (use acceptRelay)` })
-      }
-    },
-    rule: decision.rule
-  }
+  const because = decision.rule === undefined
+    ? undefined
+    : { recipient: "not in a local domain", accepted: `by rule '${decision.rule}', which does not relay (use acceptRelay)` }
+  return { verdict: relayDenied(context.recipient ?? "", because), rule: decision.rule }
 }

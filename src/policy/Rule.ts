@@ -26,15 +26,15 @@ export interface Answer {
   readonly text: string
 }
 
-/** A header field a rule adds to the message (data stage). */
+/** A header field a rule adds to the message (data and postq stages). */
 export interface AddedHeader {
   readonly name: string
   readonly value: string
 }
 
 /**
- * What a rule says. `because` records what mattered, for the decision's event. At data, `next`
- * and `accept` may carry header fields to add to the message (see `withHeaders`).
+ * What a rule says. `because` records what mattered, for the decision's event. At data and
+ * postq, `next` and `accept` may carry header fields to add to the message (see `withHeaders`).
  */
 export type Verdict =
   | { readonly _tag: "Next"; readonly headers?: ReadonlyArray<AddedHeader> | undefined }
@@ -49,7 +49,7 @@ export type Verdict =
      */
     readonly relay?: boolean | undefined
   }
-  /** At data: accept the message but hold it in the named quarantine instead of delivering it. */
+  /** At data, postq and delivery: hold the message (or a recipient's copy) in the named quarantine instead of delivering it. */
   | { readonly _tag: "Quarantine"; readonly name: string; readonly because?: Readonly<Record<string, string>> | undefined }
   | {
     readonly _tag: "Deny" | "Tempfail" | "Disconnect"
@@ -62,19 +62,31 @@ export const accept: Extract<Verdict, { readonly _tag: "Accept" }> = { _tag: "Ac
 /** Accepts at rcpt even a recipient outside the local domains: relaying, on purpose. */
 export const acceptRelay: Extract<Verdict, { readonly _tag: "Accept" }> = { _tag: "Accept", relay: true }
 
-const answer = (code: number, enhanced: string, text: string, range: readonly [number, number], what: string): Answer => {
-  if (!Number.isInteger(code) || code < range[0] || code > range[1]) {
-    throw new RangeError(`${what}: reply code ${code} is not in ${range[0]}-${range[1]}`)
-  }
+type Refusal = "Deny" | "Tempfail" | "Disconnect"
+
+/**
+ * What is wrong with a refusal's reply, if anything: the one set of checks for `deny`,
+ * `tempfail` and `disconnect` (which throw it) and for verdicts a rule wrote as plain objects
+ * (which then count as no verdict). Builds nothing for a good reply: this runs for every refusal.
+ */
+const answerProblem = (tag: Refusal, code: number, enhanced: string, text: string): string | undefined => {
+  const highest = tag === "Tempfail" ? 499 : 599
+  if (!Number.isInteger(code) || code < 400 || code > highest) return `reply code ${code} is not in 400-${highest}`
   // 421 tells the client the connection is closing (RFC 5321 3.8): only disconnect may say it.
-  if (code === 421 && what !== "disconnect") throw new RangeError(`${what}: 421 closes the connection; use disconnect`)
-  if (!isEnhancedCode(enhanced)) throw new RangeError(`${what}: "${enhanced}" is not an enhanced status code`)
+  if (code === 421 && tag !== "Disconnect") return "421 closes the connection; use disconnect"
+  if (!isEnhancedCode(enhanced)) return `"${enhanced}" is not an enhanced status code`
   // RFC 3463 section 3: the class of the enhanced code is the class of the reply.
   if (enhanced.charCodeAt(0) - 48 !== Math.floor(code / 100)) {
-    throw new RangeError(`${what}: enhanced code ${enhanced} does not match reply code ${code} (RFC 3463: same class)`)
+    return `enhanced code ${enhanced} does not match reply code ${code} (RFC 3463: same class)`
   }
-  if (text.indexOf("\r") >= 0 || text.indexOf("\n") >= 0) throw new RangeError(`${what}: the text must be one line`)
-  return { code, enhanced, text }
+  if (text.indexOf("\r") >= 0 || text.indexOf("\n") >= 0) return "the text must be one line"
+  return undefined
+}
+
+const refusal = (tag: Refusal, code: number, enhanced: string, text: string): Verdict => {
+  const problem = answerProblem(tag, code, enhanced, text)
+  if (problem !== undefined) throw new RangeError(`${tag.toLowerCase()}: ${problem}`)
+  return { _tag: tag, answer: { code, enhanced, text } }
 }
 
 // Checked on every refusal a rule builds; the few codes in use are remembered.
@@ -100,37 +112,34 @@ export const quarantine = (name: string): Verdict => {
 }
 
 /** Refuses what the stage is about (a 4xx or 5xx reply; the session goes on). */
-export const deny = (code = 550, enhanced = "5.7.1", text = "Rejected by policy"): Verdict => ({
-  _tag: "Deny",
-  answer: answer(code, enhanced, text, [400, 599], "deny")
-})
+export const deny = (code = 550, enhanced = "5.7.1", text = "Rejected by policy"): Verdict => refusal("Deny", code, enhanced, text)
 
 /** Asks the client to try again later (a 4xx reply; the session goes on). */
-export const tempfail = (code = 451, enhanced = "4.7.1", text = "Try again later"): Verdict => ({
-  _tag: "Tempfail",
-  answer: answer(code, enhanced, text, [400, 499], "tempfail")
-})
+export const tempfail = (code = 451, enhanced = "4.7.1", text = "Try again later"): Verdict =>
+  refusal("Tempfail", code, enhanced, text)
 
 /** Answers and closes the connection. */
-export const disconnect = (code = 421, enhanced = "4.7.0", text = "Closing connection"): Verdict => ({
-  _tag: "Disconnect",
-  answer: answer(code, enhanced, text, [400, 599], "disconnect")
-})
+export const disconnect = (code = 421, enhanced = "4.7.0", text = "Closing connection"): Verdict =>
+  refusal("Disconnect", code, enhanced, text)
 
 const fieldName = /^[!-9;-~]+$/
 
+/** What is wrong with a header field a rule adds, if anything: a name of RFC 5322 ftext, a one-line value. */
+const headerProblem = (name: string, value: string): string | undefined =>
+  !fieldName.test(name) ? `"${name}" is not a header field name` : /[\r\n]/.test(value) ? `the value of ${name} must be one line` : undefined
+
 /**
  * `next` or `accept` that also adds header fields to the message, above the trace fields this
- * server writes (a spam score, a tag). Only at the data stage, and only if the message is
- * accepted; field names are RFC 5322 ftext, values one line.
+ * server writes (a spam score, a tag). Only at the data and postq stages, and only if the
+ * message is accepted; field names are RFC 5322 ftext, values one line.
  */
 export const withHeaders = <V extends Extract<Verdict, { readonly _tag: "Next" | "Accept" }>>(
   verdict: V,
   headers: Readonly<Record<string, string>>
 ): V => {
   const added = Object.entries(headers).map(([name, value]) => {
-    if (!fieldName.test(name)) throw new RangeError(`withHeaders: "${name}" is not a header field name`)
-    if (/[\r\n]/.test(value)) throw new RangeError(`withHeaders: the value of ${name} must be one line`)
+    const problem = headerProblem(name, value)
+    if (problem !== undefined) throw new RangeError(`withHeaders: ${problem}`)
     return { name, value }
   })
   return { ...verdict, headers: [...(verdict.headers ?? []), ...added] }
@@ -249,8 +258,8 @@ export interface Rule {
 /** A named rule. */
 export const rule = (name: string, evaluate: (context: Context) => Result): Rule => ({ name, evaluate })
 
-/** The stages a message can be held at: where it is whole. */
-const holdingStages: ReadonlySet<Stage> = new Set(["data", "postq", "delivery"])
+/** The stages where the message is whole: rules there may hold it, and read its body. */
+export const messageStages: ReadonlySet<Stage> = new Set(["data", "postq", "delivery"])
 /** The stages whose verdicts may add header fields (`withHeaders`). */
 const headerStages: ReadonlySet<Stage> = new Set(["data", "postq"])
 /** The stages the queue asks about, after the session has given its 250. */
@@ -285,20 +294,14 @@ const describe = (value: unknown): string => {
   }
 }
 
-/**
- * The checks of `deny`, `tempfail` and `disconnect`, for verdicts a rule wrote as plain
- * objects (without building anything: this runs for every refusal).
- */
-const isAnswer = (value: unknown, tag: "Deny" | "Tempfail" | "Disconnect"): value is Answer => {
+/** The checks of `deny`, `tempfail` and `disconnect`, for a reply a rule wrote as a plain object. */
+const isAnswer = (value: unknown, tag: Refusal): value is Answer => {
   if (typeof value !== "object" || value === null || !("code" in value) || !("enhanced" in value) || !("text" in value)) {
     return false
   }
   const { code, enhanced, text } = value
-  if (typeof code !== "number" || typeof enhanced !== "string" || typeof text !== "string") return false
-  if (!Number.isInteger(code) || code < 400 || code > (tag === "Tempfail" ? 499 : 599)) return false
-  if (code === 421 && tag !== "Disconnect") return false
-  return isEnhancedCode(enhanced) && enhanced.charCodeAt(0) - 48 === Math.floor(code / 100) &&
-    text.indexOf("\r") < 0 && text.indexOf("\n") < 0
+  return typeof code === "number" && typeof enhanced === "string" && typeof text === "string" &&
+    answerProblem(tag, code, enhanced, text) === undefined
 }
 
 const areHeaders = (value: unknown): boolean =>
@@ -308,7 +311,7 @@ const areHeaders = (value: unknown): boolean =>
       if (typeof h !== "object" || h === null) return false
       const name: unknown = Reflect.get(h, "name")
       const text: unknown = Reflect.get(h, "value")
-      return typeof name === "string" && fieldName.test(name) && typeof text === "string" && !/[\r\n]/.test(text)
+      return typeof name === "string" && typeof text === "string" && headerProblem(name, text) === undefined
     }))
 
 const isVerdict = (value: unknown): value is Verdict => {
@@ -381,7 +384,7 @@ export const evaluate = (
  * rule. The header fields of verdicts that go on or accept are collected in `added`.
  */
 const decisionOf = (verdict: Verdict, rule: Rule, context: Context, added: Array<AddedHeader>): Decision | undefined => {
-  if (verdict._tag === "Quarantine" && !holdingStages.has(context.stage)) {
+  if (verdict._tag === "Quarantine" && !messageStages.has(context.stage)) {
     return failure(rule, "quarantine is only for the data, postq and delivery stages")
   }
   if (verdict._tag === "Disconnect" && queueStages.has(context.stage)) {

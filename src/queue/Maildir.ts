@@ -18,6 +18,7 @@ import * as Fs from "node:fs/promises"
 import * as Path from "node:path"
 import { Effect, Schema, Stream } from "effect"
 import * as Fsync from "../log/Fsync.ts"
+import { isMissing } from "../log/SystemError.ts"
 
 /** A mailbox could not be resolved, read or written; `operation` names the step. */
 export class MaildirError extends Schema.TaggedError<MaildirError>()("MaildirError", {
@@ -42,6 +43,10 @@ export const directoryName = (text: string): string | undefined => {
   const escaped = text.toLowerCase().replace(/[\\/\u0000]/g, octal)
   return escaped.startsWith(".") ? octal(".") + escaped.slice(1) : escaped
 }
+
+/** The text a directory name stands for: `directoryName`'s escapes undone (its lower case stays). */
+export const fromDirectoryName = (directory: string): string =>
+  directory.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(Number.parseInt(octal, 8)))
 
 /** The host part of a Maildir file name: the spec's escapes for `/` and `:`. */
 export const hostPart = (hostname: string): string => hostname.replace(/\//g, "\\057").replace(/:/g, "\\072")
@@ -106,9 +111,6 @@ const failure = (operation: string, path: string) => (error: unknown): MaildirEr
 
 const attempt = <A>(operation: string, path: string, run: () => Promise<A>): Effect.Effect<A, MaildirError> =>
   Effect.tryPromise({ try: run, catch: failure(operation, path) })
-
-const isMissing = (error: unknown): boolean =>
-  typeof error === "object" && error !== null && "code" in error && error.code === "ENOENT"
 
 /** Whether `file` in `cur/` is `name` itself or `name` followed by an info suffix (`:2,S`, `,S=123`). */
 const isCopyOf = (file: string, name: string): boolean => {

@@ -13,9 +13,10 @@ import * as Fs from "node:fs/promises"
 import * as Path from "node:path"
 import { Effect, Schema } from "effect"
 import * as Fsync from "../log/Fsync.ts"
+import { isMissing } from "../log/SystemError.ts"
 import * as Headers from "../session/Headers.ts"
 import * as Maildir from "./Maildir.ts"
-import type * as Queue from "./Queue.ts"
+import type * as Route from "./Route.ts"
 
 /** Where the quarantines are by default: `quarantine` beside the Maildir root. */
 export const defaultRoot = (maildirRoot: string): string => Path.join(Path.dirname(maildirRoot), "quarantine")
@@ -38,13 +39,6 @@ export interface Held {
   readonly from: string | undefined
   readonly subject: string | undefined
 }
-
-/** The address a recipient directory stands for: Maildir.directoryName's escapes undone. */
-export const recipientOf = (directory: string): string =>
-  directory.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(Number.parseInt(octal, 8)))
-
-const isMissing = (error: unknown): boolean =>
-  typeof error === "object" && error !== null && "code" in error && error.code === "ENOENT"
 
 const names = (directory: string): Promise<Array<string>> =>
   Fs.readdir(directory).then((entries) => entries.sort(), () => [])
@@ -69,7 +63,8 @@ export const list = (root: string, only?: string): Effect.Effect<ReadonlyArray<H
     const held: Array<Held> = []
     // The quarantine's directory, as Queue names it: a name that could leave the root cannot.
     const named = only === undefined ? undefined : Maildir.directoryName(only)
-    for (const quarantine of named === undefined ? (only === undefined ? await names(root) : []) : [named]) {
+    const quarantines = only === undefined ? await names(root) : named === undefined ? [] : [named]
+    for (const quarantine of quarantines) {
       for (const recipient of await names(Path.join(root, quarantine))) {
         for (const sub of ["new", "cur"]) {
           const directory = Path.join(root, quarantine, recipient, sub)
@@ -81,7 +76,7 @@ export const list = (root: string, only?: string): Effect.Effect<ReadonlyArray<H
             held.push({
               id: `${quarantine}/${recipient}/${file}`,
               quarantine,
-              recipient: recipientOf(recipient),
+              recipient: Maildir.fromDirectoryName(recipient),
               path,
               size: stat.size,
               at: stat.mtimeMs,
@@ -112,7 +107,7 @@ const find = (root: string, id: string): Effect.Effect<{ readonly path: string; 
         catch: (error) => new QuarantineError({ id, message: `cannot read ${path}: ${String(error)}` })
       })
       // A reader's flags (":2,S") stay behind: the copy is new to the recipient.
-      if (found) return { path, recipient: recipientOf(recipient), file: file.replace(/:.*$/, "") }
+      if (found) return { path, recipient: Maildir.fromDirectoryName(recipient), file: file.replace(/:.*$/, "") }
     }
     return yield* new QuarantineError({ id, message: "no such held message (released or deleted already?)" })
   })
@@ -197,7 +192,7 @@ export const remove = (root: string, id: string): Effect.Effect<void, Quarantine
   Effect.flatMap(find(root, id), (held) => removeHeld(id, held.path))
 
 /** A destination from the queue's routing of a recipient. */
-export const destinationOf = (route: Queue.Route): Destination =>
+export const destinationOf = (route: Route.Route): Destination =>
   route._tag === "Remote"
     ? { _tag: "Refused", reason: `${route.domain} is not a local domain, and outbound delivery is not implemented` }
     : route._tag === "Rejected"

@@ -14,7 +14,8 @@ import { Console, Effect, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import * as Config from "../config/Config.ts"
 import * as Quarantine from "./Quarantine.ts"
-import * as Queue from "./Queue.ts"
+import * as Route from "./Route.ts"
+import { setExitCode } from "../Cli.ts"
 
 const config = Flag.String("config").pipe(
   Flag.withDescription("Configuration file whose Maildir root and local domains to use (default: the embedded default's)"),
@@ -60,7 +61,7 @@ const each = (verb: string, targets: ReadonlyArray<string>, act: (id: string) =>
         ? Console.log(`${id}: ${result.success}`)
         : Effect.andThen(
           Console.error(`postern quarantine ${verb}: ${id}: ${result.failure.message}`),
-          Effect.sync(() => void (process.exitCode = 1))
+          setExitCode(1)
         )
     )), { discard: true })
 
@@ -69,7 +70,7 @@ const release = Command.make(
   { config, ids },
   Effect.fnUntraced(function*(args) {
     const settings = yield* loaded(args.config)
-    const route = (recipient: string) => Quarantine.destinationOf(Queue.route(settings.localDomains, recipient))
+    const route = (recipient: string) => Quarantine.destinationOf(Route.route(settings.localDomains, recipient))
     yield* each("release", args.ids, (id) =>
       Effect.map(
         Quarantine.release(Quarantine.defaultRoot(settings.maildirRoot), id, { maildirRoot: settings.maildirRoot, route }),

@@ -39,6 +39,7 @@ import * as Maildir from "./Maildir.ts"
 import * as Quarantine from "./Quarantine.ts"
 import * as QueueId from "./QueueId.ts"
 import * as QueueState from "./QueueState.ts"
+import { route } from "./Route.ts"
 import * as Spool from "./Spool.ts"
 
 /** Acceptance failed: the session must not send 250 (it answers 451). */
@@ -77,12 +78,6 @@ export interface Options {
   readonly recordSize?: number | undefined
   /** Root of the Maildir tree: `<maildirRoot>/<domain>/<user>/`. */
   readonly maildirRoot: string
-  /**
-   * Where quarantined messages go instead of their recipients: a Maildir per quarantine and
-   * recipient, `<quarantineRoot>/<quarantine>/<recipient>/`. Default: `quarantine` beside the
-   * Maildir root.
-   */
-  readonly quarantineRoot?: string | undefined
   /** Host name in Maildir file names. */
   readonly hostname: string
   /**
@@ -149,29 +144,7 @@ export interface QueueShape {
   readonly pending: () => Effect.Effect<number>
 }
 
-/** Where a recipient's copy goes. */
-export type Route =
-  | { readonly _tag: "Maildir"; readonly domain: string; readonly user: string }
-  | { readonly _tag: "Discard" }
-  /** Not a local domain: for outbound delivery. */
-  | { readonly _tag: "Remote"; readonly domain: string }
-  /** Cannot be delivered, ever. */
-  | { readonly _tag: "Rejected"; readonly reason: string }
-
-/** Routes `recipient` (`local@domain`) by the local domains; domains match case-insensitively. */
-export const route = (localDomains: ReadonlyArray<Event.LocalDomain>, recipient: string): Route => {
-  const at = recipient.lastIndexOf("@")
-  if (at <= 0 || at === recipient.length - 1) return { _tag: "Rejected", reason: `invalid recipient ${recipient}` }
-  const local = recipient.slice(0, at)
-  const domain = recipient.slice(at + 1).toLowerCase()
-  const config = localDomains.find((d) => d.domain.toLowerCase() === domain)
-  if (config === undefined) return { _tag: "Remote", domain }
-  const user = local.toLowerCase()
-  if (config.users !== "*" && user !== "postmaster" && !config.users.includes(user)) {
-    return { _tag: "Rejected", reason: `5.1.1 no such user ${local} in ${domain}` }
-  }
-  return config.transport === "discard" ? { _tag: "Discard" } : { _tag: "Maildir", domain, user }
-}
+export { type Route, route } from "./Route.ts"
 
 /** The reason given to recipients whose content is unreadable. */
 export const contentLost = "spool content lost"
@@ -473,7 +446,8 @@ export const make = Effect.fnUntraced(function*(
         // Held, not delivered: one copy per recipient in the quarantine's Maildirs.
         const quarantined = yield* Effect.result(Maildir.deliver({
           ...maildirTarget(held, recipient.recipient),
-          root: options.quarantineRoot ?? Quarantine.defaultRoot(options.maildirRoot),
+          // Held copies: a Maildir per quarantine and recipient, beside the Maildir root.
+          root: Quarantine.defaultRoot(options.maildirRoot),
           content: contentOf(entry.pending),
           scanCur: !entry.fresh
         }))

@@ -4,13 +4,14 @@
  * here, tells the machine only what it meant (`answer`, `cancel`, `malformed`), and keeps the
  * name and password to check them. Pure.
  */
-import type * as Event from "../log/Event.ts"
+import * as Event from "../log/Event.ts"
 
 export type Mechanism = Event.AuthMechanism
 
-export const mechanisms: ReadonlyArray<Mechanism> = ["PLAIN", "LOGIN"]
+/** The mechanisms offered, as the event schema names them. */
+export const mechanisms: ReadonlyArray<Mechanism> = Event.AuthMechanism.literals
 
-export const isMechanism = (name: string): name is Mechanism => name === "PLAIN" || name === "LOGIN"
+export const isMechanism = (name: string): name is Mechanism => mechanisms.some((mechanism) => mechanism === name)
 
 /** Where an exchange is: PLAIN takes one response; LOGIN a name, then a password. */
 export type Step = "plain" | "login-username" | "login-password"

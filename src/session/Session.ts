@@ -9,7 +9,7 @@
 import { Clock, Effect } from "effect"
 import * as Event from "../log/Event.ts"
 import { EventLog } from "../log/EventLog.ts"
-import { Policy } from "../policy/Policy.ts"
+import { acceptedByDefault, Policy } from "../policy/Policy.ts"
 import type * as Rule from "../policy/Rule.ts"
 import { Queue, type QueueTxn } from "../queue/Queue.ts"
 import * as Connection from "../tls/Connection.ts"
@@ -347,6 +347,9 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
 
   /** Asks the rules (and the shadow rules) about a stage, with the context as it stands now. */
   const ask = (decision: Machine.Deciding) => {
+    // A stage nothing can refuse (no rules, an accepting default, no relaying to decide) is
+    // accepted without building the rules' context: the common case, on every command.
+    if (!policy.asks(decision.stage) && (decision.stage !== "rcpt" || decision.local)) return acceptedByDefault
     const context = PolicyContext.make(connectionFacts, state, decision, now(), currentChecks())
     shadow(decision.stage, context)
     return policy.decide(context)
@@ -602,7 +605,8 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
         const fields = whole ? headers?.headers() : undefined
         messageBody = whole && policy.bodyLimit > 0 ? headers?.body() : undefined
         if (whole) headers = undefined
-        if (fields !== undefined) fromDomain = Headers.addressDomain(Headers.first(fields, "from"))
+        // Only a message being signed needs its From domain.
+        if (fields !== undefined && signer !== undefined) fromDomain = Headers.addressDomain(Headers.first(fields, "from"))
         const event = Event.make("ContentReceived", {
           session,
           at: now(),

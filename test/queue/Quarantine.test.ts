@@ -161,7 +161,7 @@ describe("Quarantine", () => {
   it("a recipient directory name is the address with Maildir's escapes undone", () => {
     for (const address of ["alice@mail.test", "a/b@mail.test", ".dot@mail.test", "back\\slash@mail.test"]) {
       const directory = Maildir.directoryName(address) ?? ""
-      assert.strictEqual(Quarantine.recipientOf(directory), address)
+      assert.strictEqual(Maildir.fromDirectoryName(directory), address)
     }
   })
 })
