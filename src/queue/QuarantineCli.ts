@@ -37,7 +37,7 @@ const list = Command.make(
   {
     config,
     name: Flag.String("name").pipe(Flag.withDescription("Only this quarantine"), Flag.optional),
-    json: Flag.Boolean("json").pipe(Flag.withDescription("One JSON object per message"))
+    json: Flag.Boolean("json").pipe(Flag.withDescription("One JSON object per message"), Flag.withDefault(false))
   },
   Effect.fnUntraced(function*(args) {
     const settings = yield* loaded(args.config)

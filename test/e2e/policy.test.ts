@@ -347,6 +347,12 @@ describe("policy rules through real SMTP sessions", () => {
       return jsonLines(listed.stdout).find((m) => String(m["subject"]).includes(token))
     })
     assert.deepStrictEqual([held["quarantine"], held["recipient"], held["from"]], ["spam", "alice@example.test", "sender@client.test"])
+    // The same as text, for a person: one line per message and a count (review finding: the
+    // command refused to run without --json).
+    const text = await runPostern(["quarantine", "list", "--config", daemon.configFile])
+    assert.strictEqual(text.code, 0, text.stderr)
+    assert.include(text.stdout, `${String(held["id"])}  `)
+    assert.match(text.stdout, /\n\d+ held\n$/)
     const released = await runPostern(["quarantine", "release", String(held["id"]), "--config", daemon.configFile])
     assert.strictEqual(released.code, 0, released.stderr)
     assert.match(released.stdout, /: released to .*\/example\.test\/alice\/new\//)
