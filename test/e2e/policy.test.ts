@@ -11,7 +11,7 @@ import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
 import type * as Event from "../../src/log/Event.ts"
-import { type Daemon, jsonLines, readLog, readMailbox, runPostern, sleep, startDaemon, uniqueToken, waitForMail } from "../support/Daemon.ts"
+import { type Daemon, jsonLines, readLog, readMailbox, runPostern, startDaemon, uniqueToken, waitFor, waitForMail } from "../support/Daemon.ts"
 
 const policySource = `{
   rules: {
@@ -124,17 +124,6 @@ const codes = (outcome: Outcome): Array<string> =>
 
 const message = (token: string, bodyBytes = 0) =>
   `From: sender@client.test\r\nSubject: ${token}\r\n\r\n${token}\r\n${"x".repeat(bodyBytes)}\r\n`
-
-/** Polls `check` until it gives a value (the log is written a few milliseconds after the reply). */
-const waitFor = async <A>(what: string, check: () => Promise<A | undefined>, timeout = 10_000): Promise<A> => {
-  const deadline = Date.now() + timeout
-  for (;;) {
-    const value = await check()
-    if (value !== undefined) return value
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await sleep(50)
-  }
-}
 
 const decisions = async (daemon: Daemon): Promise<Array<Event.PolicyDecided>> =>
   (await readLog(daemon.logDir)).filter((e): e is Event.PolicyDecided => e._tag === "PolicyDecided")
@@ -507,7 +496,7 @@ describe("replay --rules: yesterday's sessions under other rules", () => {
     const file = otherRules(`{ rules: { rcpt: [rule("no alice", (ctx) => ctx.recipient === "alice@example.test" ? deny(550, "5.7.1", "Alice is away") : next)] } }`)
     const result = await daemon.replay([daemon.logDir, "--rules", file, "--json"])
     assert.strictEqual(result.code, 0, result.stderr)
-    const lines = result.stdout.trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>)
+    const lines = jsonLines(result.stdout)
     const changes = lines.filter((l) => "stage" in l)
     // Alice's recipient is refused now; carol from the internal network loses relay's accept
     // (no relay rule in the other set); dave's relay denial stays a denial but by the default.
@@ -538,7 +527,7 @@ describe("replay --rules: yesterday's sessions under other rules", () => {
     // The spool beside the log directory, as the default configuration lays them out.
     const result = await daemon.replay([daemon.logDir, "--rules", file, "--json"])
     assert.strictEqual(result.code, 0, result.stderr)
-    const changes = result.stdout.trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => "stage" in l)
+    const changes = jsonLines(result.stdout).filter((l) => "stage" in l)
     assert.deepStrictEqual(
       changes.map((c) => [c["session"], c["stage"], (c["recorded"] as Record<string, unknown>)["verdict"], (c["now"] as Record<string, unknown>)["verdict"], (c["now"] as Record<string, unknown>)["rule"]]),
       [[carolSession, "data", "accept", "deny", "prize body"]]
@@ -606,7 +595,7 @@ describe("shadow rules: evaluated beside the live ones, recorded, never enforced
     assert.include(transcript.stdout, "shadow: mail denied by rule 'blocked sender' (550 5.7.1)")
     const report = await daemon.replay([daemon.logDir, "--shadow-report", "--json"])
     assert.strictEqual(report.code, 0, report.stderr)
-    const lines = report.stdout.trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>)
+    const lines = jsonLines(report.stdout)
     const differences = lines.filter((l) => "stage" in l)
     assert.deepStrictEqual(differences.map((d) => [d["stage"], (d["live"] as Record<string, unknown>)["verdict"], (d["shadow"] as Record<string, unknown>)["verdict"]]), [["mail", "accept", "deny"]])
     const summary = lines.at(-1)

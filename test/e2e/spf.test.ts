@@ -8,7 +8,7 @@ import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
 import type * as Event from "../../src/log/Event.ts"
-import { type Daemon, readLog, startDaemon, uniqueToken, waitForEvent, waitForMail } from "../support/Daemon.ts"
+import { type Daemon, jsonLines, readLog, startDaemon, uniqueToken, waitForEvent, waitForMail } from "../support/Daemon.ts"
 import { type DnsServer, serveZone } from "../support/DnsServer.ts"
 
 const script = String.raw`
@@ -126,7 +126,7 @@ s.quit()
     )
     const result = await daemon.replay([daemon.logDir, "--rules", other, "--json"])
     assert.strictEqual(result.code, 0, result.stderr)
-    const changes = result.stdout.trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => "stage" in l)
+    const changes = jsonLines(result.stdout).filter((l) => "stage" in l)
     // The softfail sender of the third test and the five MAILs of the repeated-sender test are
     // now refused; the HELO test's sender passes, and these rules look at the sender only.
     assert.deepStrictEqual(

@@ -13,10 +13,9 @@ import { Effect } from "effect"
 import type * as Event from "../../src/log/Event.ts"
 import { makeMemory } from "../../src/log/EventLog.ts"
 import * as DkimSign from "../../src/policy/DkimSign.ts"
-import type * as Dns from "../../src/policy/Dns.ts"
-import * as MessageAuth from "../../src/policy/MessageAuth.ts"
 import * as Policy from "../../src/policy/Policy.ts"
 import { accept, mailFiles, ofTag, optionsFor, start, tempDirectory } from "../queue/QueueFixtures.ts"
+import { dkimResults } from "../support/DnsTable.ts"
 import { thrown } from "../support/RuleContext.ts"
 
 const encoder = new TextEncoder()
@@ -40,15 +39,7 @@ const origin = (authenticated: string | undefined): Event.MessageOrigin => ({
 })
 
 /** mailauth's DKIM results for a delivered message, the selector's record given instead of DNS. */
-const verified = async (message: Uint8Array, record: string) => {
-  const resolve: Dns.Resolve = async (name, type) => {
-    if (name === "s1._domainkey.mail.test" && type === "TXT") return [[record]]
-    throw Object.assign(new Error("not found"), { code: "ENOTFOUND" })
-  }
-  const verifier = MessageAuth.start({ sender: "alice@mail.test", ip: "192.0.2.10", helo: "client.test", hostname: "check.test", resolve })
-  verifier.write(message)
-  return (await verifier.end()).dkim
-}
+const verified = (message: Uint8Array, record: string) => dkimResults(message, "s1._domainkey.mail.test", record, "alice@mail.test")
 
 describe("dkimSign rule at postq", () => {
   for (const type of ["rsa", "ed25519"] as const) {

@@ -2,6 +2,7 @@ import { assert, describe, it } from "@effect/vitest"
 import * as Event from "../../src/log/Event.ts"
 import * as Dns from "../../src/policy/Dns.ts"
 import * as Spf from "../../src/policy/Spf.ts"
+import { table } from "../support/DnsTable.ts"
 
 const codeOf = async (promise: Promise<unknown>): Promise<string | undefined> => {
   try {
@@ -13,12 +14,6 @@ const codeOf = async (promise: Promise<unknown>): Promise<string | undefined> =>
   }
 }
 
-/** A resolver over a fixed table; names absent from it are ENOTFOUND. */
-const table = (answers: Readonly<Record<string, ReadonlyArray<unknown>>>): Dns.Resolve => async (name, type) => {
-  const found = answers[`${type} ${name}`]
-  if (found === undefined) throw Object.assign(new Error("not found"), { code: "ENOTFOUND" })
-  return found
-}
 
 describe("Dns.recording", () => {
   it("passes answers and errors through, and records each", async () => {

@@ -3,6 +3,7 @@ import * as Crypto from "node:crypto"
 import { dkimSign } from "mailauth"
 import * as Dns from "../../src/policy/Dns.ts"
 import * as MessageAuth from "../../src/policy/MessageAuth.ts"
+import { table } from "../support/DnsTable.ts"
 
 const keys = Crypto.generateKeyPairSync("rsa", { modulusLength: 2048 })
 const zone: Readonly<Record<string, Array<Array<string>>>> = {
@@ -10,11 +11,7 @@ const zone: Readonly<Record<string, Array<Array<string>>>> = {
   "TXT _dmarc.signed.test": [["v=DMARC1; p=reject"]],
   "TXT signed.test": [["v=spf1 -all"]]
 }
-const resolve: Dns.Resolve = async (name, type) => {
-  const found = zone[`${type} ${name}`]
-  if (found === undefined) throw Object.assign(new Error("not found"), { code: "ENOTFOUND" })
-  return found
-}
+const resolve = table(zone)
 
 const sign = async (message: string): Promise<string> => {
   const signature = { signingDomain: "signed.test", selector: "s1", privateKey: keys.privateKey.export({ type: "pkcs8", format: "pem" }).toString() }

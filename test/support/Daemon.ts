@@ -402,11 +402,16 @@ export const startDaemon = async (overrides: Overrides = {}): Promise<Daemon> =>
 export const readLog = (directory: string): Promise<Array<Event.Event>> =>
   Effect.runPromise(LogReader.readAll(directory)).then((read) => read.entries.map((entry) => entry.event))
 
-/** Polls until `check` returns a value other than undefined, or fails after `timeout` ms. */
-export const waitFor = async <A>(what: string, check: () => A | undefined, timeout = 10_000, interval = 50): Promise<A> => {
+/** Polls until `check` gives a value other than undefined, or fails after `timeout` ms. */
+export const waitFor = async <A>(
+  what: string,
+  check: () => A | undefined | Promise<A | undefined>,
+  timeout = 10_000,
+  interval = 50
+): Promise<A> => {
   const deadline = Date.now() + timeout
   while (true) {
-    const value = check()
+    const value = await check()
     if (value !== undefined) return value
     if (Date.now() > deadline) throw new DaemonError({ message: `timed out after ${timeout} ms waiting for ${what}` })
     await sleep(interval)
@@ -422,15 +427,7 @@ export const waitForEvent = async <E extends Event.Event>(
   what: string,
   matches: (event: Event.Event) => event is E,
   timeout = 10_000
-): Promise<E> => {
-  const deadline = Date.now() + timeout
-  while (true) {
-    const found = (await readLog(logDir)).filter(matches).at(-1)
-    if (found !== undefined) return found
-    if (Date.now() > deadline) throw new DaemonError({ message: `timed out after ${timeout} ms waiting for ${what}` })
-    await sleep(50)
-  }
-}
+): Promise<E> => waitFor(what, async () => (await readLog(logDir)).filter(matches).at(-1), timeout)
 
 /** The text of every delivered file of a mailbox. */
 export const readMailbox = (daemon: Daemon, domain: string, user: string): Array<{ readonly file: string; readonly text: string }> =>
