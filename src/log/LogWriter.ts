@@ -293,13 +293,12 @@ export const make = (options: Options): Effect.Effect<Writer, LogError, Scope.Sc
         })
       ))
 
-    const syncFile = (file: OpenFile): Effect.Effect<void, LogError> =>
-      Effect.gen(function*() {
-        yield* io(`fsync ${file.path}`, () => file.handle.sync())
-        file.dirty = false
-        stats.fsyncs++
-        lastSyncAt = yield* Clock.currentTimeMillis
-      })
+    const syncFile = Effect.fnUntraced(function*(file: OpenFile) {
+      yield* io(`fsync ${file.path}`, () => file.handle.sync())
+      file.dirty = false
+      stats.fsyncs++
+      lastSyncAt = yield* Clock.currentTimeMillis
+    })
 
     const closeFile = (file: OpenFile): Effect.Effect<void> =>
       io(`close ${file.path}`, () => file.handle.close()).pipe(
@@ -356,11 +355,8 @@ export const make = (options: Options): Effect.Effect<Writer, LogError, Scope.Sc
       Effect.andThen(Effect.sync(() => stats.failures++), Effect.logError(`event log: ${error.message}`))
 
     /** Writes one batch; on failure decides what happens to its payloads and returns the error. */
-    const writeBatch = (
-      payloads: Array<Uint8Array>,
-      durable: boolean
-    ): Effect.Effect<LogError | undefined> =>
-      Effect.gen(function*() {
+    const writeBatch = Effect.fnUntraced(
+      function*(payloads: Array<Uint8Array>, durable: boolean): Effect.fn.Return<LogError | undefined> {
         if (current === undefined) {
           const opened = yield* Effect.result(openNext)
           if (opened._tag === "Failure") {
@@ -391,11 +387,11 @@ export const make = (options: Options): Effect.Effect<Writer, LogError, Scope.Sc
           }
         }
         return undefined
-      }).pipe(
-        Effect.catchDefect((defect) =>
-          Effect.succeed(new LogError({ operation: "write batch", message: `defect: ${describe(defect)}` }))
-        )
+      },
+      Effect.catchDefect((defect) =>
+        Effect.succeed(new LogError({ operation: "write batch", message: `defect: ${describe(defect)}` }))
       )
+    )
 
     /** Finishes the current file and starts the next once it is long enough. */
     const rotateIfFull: Effect.Effect<void> = Effect.suspend(() => {

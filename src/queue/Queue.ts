@@ -348,24 +348,23 @@ export const make = Effect.fnUntraced(function*(
    * for the caller to record, and the shadow rules beside them (recorded only; one that needs
    * I/O runs on its own, as in the session, so it never holds up a delivery).
    */
-  const decideQueued = (
+  const decideQueued = Effect.fnUntraced(function*(
     policy: Policy.PolicyShape,
     context: Rule.Context,
     subject: { readonly queueId: string; readonly recipient?: string }
-  ) =>
-    Effect.gen(function*() {
-      const stage = context.stage
-      const asked = yield* Clock.currentTimeMillis
-      const shadowed = policy.shadow(context)
-      const recordShadow = (decision: Rule.Decision) =>
-        log.appendUnsafe(Event.make("ShadowDecided", { ...PolicyContext.eventFields(context.session, asked, stage, decision), ...subject }))
-      if (Effect.isEffect(shadowed)) Effect.runFork(Effect.map(shadowed, recordShadow))
-      else if (shadowed !== undefined) recordShadow(shadowed)
-      const outcome = policy.decide(context)
-      const decision = Effect.isEffect(outcome) ? yield* outcome : outcome
-      const at = yield* Clock.currentTimeMillis
-      return Event.make("PolicyDecided", { ...PolicyContext.eventFields(context.session, at, stage, decision), ...subject })
-    })
+  ) {
+    const stage = context.stage
+    const asked = yield* Clock.currentTimeMillis
+    const shadowed = policy.shadow(context)
+    const recordShadow = (decision: Rule.Decision) =>
+      log.appendUnsafe(Event.make("ShadowDecided", { ...PolicyContext.eventFields(context.session, asked, stage, decision), ...subject }))
+    if (Effect.isEffect(shadowed)) Effect.runFork(Effect.map(shadowed, recordShadow))
+    else if (shadowed !== undefined) recordShadow(shadowed)
+    const outcome = policy.decide(context)
+    const decision = Effect.isEffect(outcome) ? yield* outcome : outcome
+    const at = yield* Clock.currentTimeMillis
+    return Event.make("PolicyDecided", { ...PolicyContext.eventFields(context.session, at, stage, decision), ...subject })
+  })
 
   /** A refusal at postq or delivery as a delivery failure's reason. */
   const refusal = (decided: Event.PolicyDecided): string =>
@@ -373,174 +372,172 @@ export const make = Effect.fnUntraced(function*(
       decided.rule === undefined ? "default" : `rule '${decided.rule}'`
     })`
 
-  const deliverOne = (entry: Entry, recipient: QueueState.Recipient) =>
-    Effect.gen(function*() {
-      const queued = entry.pending.queued
-      const target = route(options.localDomains(), recipient.recipient)
-      const maildirTarget = (domain: string, user: string): Maildir.Target => ({
-        root: options.maildirRoot,
-        domain,
-        user,
-        name: Maildir.messageName({
-          at: queued.at,
-          queueId: queued.queueId,
-          index: recipient.index,
-          hostname: options.hostname
-        })
+  const deliverOne = Effect.fnUntraced(function*(entry: Entry, recipient: QueueState.Recipient) {
+    const queued = entry.pending.queued
+    const target = route(options.localDomains(), recipient.recipient)
+    const maildirTarget = (domain: string, user: string): Maildir.Target => ({
+      root: options.maildirRoot,
+      domain,
+      user,
+      name: Maildir.messageName({
+        at: queued.at,
+        queueId: queued.queueId,
+        index: recipient.index,
+        hostname: options.hostname
       })
-      const delivered = (destination: string) =>
-        Effect.map(
-          Clock.currentTimeMillis,
-          (at) => Event.make("MessageDelivered", { at, queueId: queued.queueId, recipient: recipient.recipient, destination })
-        )
-      const failed = (permanent: boolean, reason: string) =>
-        Effect.map(Clock.currentTimeMillis, (at) =>
-          Event.make("DeliveryFailed", {
-            at,
-            queueId: queued.queueId,
-            recipient: recipient.recipient,
-            permanent,
-            reason,
-            ...(permanent
-              ? {}
-              : { retryAt: at + QueueState.retryDelay(recipient.attempts + 1, options.retryBase, retryMax) })
-          }))
+    })
+    const delivered = (destination: string) =>
+      Effect.map(
+        Clock.currentTimeMillis,
+        (at) => Event.make("MessageDelivered", { at, queueId: queued.queueId, recipient: recipient.recipient, destination })
+      )
+    const failed = (permanent: boolean, reason: string) =>
+      Effect.map(Clock.currentTimeMillis, (at) =>
+        Event.make("DeliveryFailed", {
+          at,
+          queueId: queued.queueId,
+          recipient: recipient.recipient,
+          permanent,
+          reason,
+          ...(permanent
+            ? {}
+            : { retryAt: at + QueueState.retryDelay(recipient.attempts + 1, options.retryBase, retryMax) })
+        }))
 
-      if (entry.lost !== undefined) {
-        if (target._tag === "Maildir") {
-          const found = yield* Maildir.find(maildirTarget(target.domain, target.user)).pipe(
-            Effect.orElseSucceed(() => undefined)
-          )
-          if (found !== undefined) return yield* delivered(found)
-        }
-        return yield* failed(true, `${contentLost}: ${entry.lost}`)
-      }
-      const postq = entry.pending.postq
-      if (postq?.verdict === "deny") return yield* failed(true, refusal(postq))
-      let held = queued.envelope.quarantine ?? postq?.quarantine ?? entry.pending.held[recipient.recipient]
-      const policy = options.policy
-      if (held === undefined && target._tag !== "Rejected" && policy !== undefined && policy.asks("delivery")) {
-        const view = yield* Effect.result(viewOf(entry, policy.bodyLimit))
-        if (view._tag === "Failure") return yield* failed(false, `spool read: ${view.failure.message}`)
-        const context = PolicyContext.queued(
-          queued,
-          "delivery",
-          yield* Clock.currentTimeMillis,
-          view.success,
-          { recipient: recipient.recipient, local: target._tag !== "Remote", attempts: recipient.attempts }
+    if (entry.lost !== undefined) {
+      if (target._tag === "Maildir") {
+        const found = yield* Maildir.find(maildirTarget(target.domain, target.user)).pipe(
+          Effect.orElseSucceed(() => undefined)
         )
-        const decided = yield* decideQueued(policy, context, { queueId: queued.queueId, recipient: recipient.recipient })
-        // A copy held in a quarantine must never meet a different answer after a crash (and a
-        // copy in the mailbox too): that decision is on disk before the copy is made.
-        if (decided.verdict !== "quarantine") yield* log.append(decided)
-        else if ((yield* Effect.result(log.appendDurable(decided)))._tag === "Failure") {
-          return yield* failed(false, "the delivery decision could not be logged")
-        } else {
-          entry.pending = QueueState.step(entry.pending, decided) ?? entry.pending
-        }
-        if (decided.verdict === "deny") return yield* failed(true, refusal(decided))
-        if (decided.verdict === "tempfail") return yield* failed(false, refusal(decided))
-        held = decided.quarantine
+        if (found !== undefined) return yield* delivered(found)
       }
-      if (held !== undefined) {
-        // Held, not delivered: one copy per recipient in the quarantine's Maildirs.
-        const quarantined = yield* Effect.result(Maildir.deliver({
-          ...maildirTarget(held, recipient.recipient),
-          // Held copies: a Maildir per quarantine and recipient, beside the Maildir root.
-          root: Quarantine.defaultRoot(options.maildirRoot),
+      return yield* failed(true, `${contentLost}: ${entry.lost}`)
+    }
+    const postq = entry.pending.postq
+    if (postq?.verdict === "deny") return yield* failed(true, refusal(postq))
+    let held = queued.envelope.quarantine ?? postq?.quarantine ?? entry.pending.held[recipient.recipient]
+    const policy = options.policy
+    if (held === undefined && target._tag !== "Rejected" && policy !== undefined && policy.asks("delivery")) {
+      const view = yield* Effect.result(viewOf(entry, policy.bodyLimit))
+      if (view._tag === "Failure") return yield* failed(false, `spool read: ${view.failure.message}`)
+      const context = PolicyContext.queued(
+        queued,
+        "delivery",
+        yield* Clock.currentTimeMillis,
+        view.success,
+        { recipient: recipient.recipient, local: target._tag !== "Remote", attempts: recipient.attempts }
+      )
+      const decided = yield* decideQueued(policy, context, { queueId: queued.queueId, recipient: recipient.recipient })
+      // A copy held in a quarantine must never meet a different answer after a crash (and a
+      // copy in the mailbox too): that decision is on disk before the copy is made.
+      if (decided.verdict !== "quarantine") yield* log.append(decided)
+      else if ((yield* Effect.result(log.appendDurable(decided)))._tag === "Failure") {
+        return yield* failed(false, "the delivery decision could not be logged")
+      } else {
+        entry.pending = QueueState.step(entry.pending, decided) ?? entry.pending
+      }
+      if (decided.verdict === "deny") return yield* failed(true, refusal(decided))
+      if (decided.verdict === "tempfail") return yield* failed(false, refusal(decided))
+      held = decided.quarantine
+    }
+    if (held !== undefined) {
+      // Held, not delivered: one copy per recipient in the quarantine's Maildirs.
+      const quarantined = yield* Effect.result(Maildir.deliver({
+        ...maildirTarget(held, recipient.recipient),
+        // Held copies: a Maildir per quarantine and recipient, beside the Maildir root.
+        root: Quarantine.defaultRoot(options.maildirRoot),
+        content: contentOf(entry.pending),
+        scanCur: !entry.fresh
+      }))
+      if (quarantined._tag === "Success") return yield* delivered(quarantined.success.path)
+      return yield* failed(false, `quarantine ${held}: ${quarantined.failure.message}`)
+    }
+    switch (target._tag) {
+      case "Discard":
+        return yield* delivered("discard")
+      case "Rejected":
+        return yield* failed(true, target.reason)
+      case "Remote":
+        return yield* failed(false, `no route to ${target.domain}: outbound delivery is not implemented`)
+      case "Maildir": {
+        const outcome = yield* Effect.result(Maildir.deliver({
+          ...maildirTarget(target.domain, target.user),
           content: contentOf(entry.pending),
           scanCur: !entry.fresh
         }))
-        if (quarantined._tag === "Success") return yield* delivered(quarantined.success.path)
-        return yield* failed(false, `quarantine ${held}: ${quarantined.failure.message}`)
-      }
-      switch (target._tag) {
-        case "Discard":
-          return yield* delivered("discard")
-        case "Rejected":
-          return yield* failed(true, target.reason)
-        case "Remote":
-          return yield* failed(false, `no route to ${target.domain}: outbound delivery is not implemented`)
-        case "Maildir": {
-          const outcome = yield* Effect.result(Maildir.deliver({
-            ...maildirTarget(target.domain, target.user),
-            content: contentOf(entry.pending),
-            scanCur: !entry.fresh
-          }))
-          if (outcome._tag === "Success") return yield* delivered(outcome.success.path)
-          const error = outcome.failure
-          if (error._tag === "MaildirError") {
-            return yield* failed(error.operation === "resolve", `maildir ${error.operation}: ${error.message}`)
-          }
-          if (error.reason === "io") return yield* failed(false, `spool read: ${error.message}`)
-          entry.lost = error.message
-          return yield* failed(true, `${contentLost}: ${error.message}`)
+        if (outcome._tag === "Success") return yield* delivered(outcome.success.path)
+        const error = outcome.failure
+        if (error._tag === "MaildirError") {
+          return yield* failed(error.operation === "resolve", `maildir ${error.operation}: ${error.message}`)
         }
+        if (error.reason === "io") return yield* failed(false, `spool read: ${error.message}`)
+        entry.lost = error.message
+        return yield* failed(true, `${contentLost}: ${error.message}`)
       }
-    })
+    }
+  })
 
-  const attempt = (queueId: string) =>
-    Effect.gen(function*() {
-      const entry = messages.get(queueId)
-      if (entry === undefined) return
-      const now = yield* Clock.currentTimeMillis
-      const due = entry.pending.remaining.filter((r) => r.retryAt <= now)
-      if (due.length > 0 && !entry.checked && entry.lost === undefined) {
-        const queued = entry.pending.queued
-        const verified = yield* Effect.result(spool.verify(queued.spool, { size: queued.size, digest: queued.digest }))
-        if (verified._tag === "Failure" && verified.failure.reason === "io") {
-          yield* Effect.logWarning(`queue ${queueId}: spool unreadable, will retry: ${verified.failure.message}`)
-          return schedule(queueId, now + options.retryBase, now)
-        }
-        entry.checked = true
-        if (verified._tag === "Failure") entry.lost = verified.failure.message
+  const attempt = Effect.fnUntraced(function*(queueId: string) {
+    const entry = messages.get(queueId)
+    if (entry === undefined) return
+    const now = yield* Clock.currentTimeMillis
+    const due = entry.pending.remaining.filter((r) => r.retryAt <= now)
+    if (due.length > 0 && !entry.checked && entry.lost === undefined) {
+      const queued = entry.pending.queued
+      const verified = yield* Effect.result(spool.verify(queued.spool, { size: queued.size, digest: queued.digest }))
+      if (verified._tag === "Failure" && verified.failure.reason === "io") {
+        yield* Effect.logWarning(`queue ${queueId}: spool unreadable, will retry: ${verified.failure.message}`)
+        return schedule(queueId, now + options.retryBase, now)
       }
-      // After queueing, before any recipient was tried: what becomes of the whole message. Rules
-      // added later (a reload) do not reach a message whose delivery has begun.
-      const policy = options.policy
-      const untried = entry.pending.remaining.length === new Set(entry.pending.queued.envelope.to).size &&
-        entry.pending.remaining.every((r) => r.attempts === 0)
-      if (due.length > 0 && untried && entry.lost === undefined && entry.pending.postq === undefined && policy?.asks("postq") === true) {
-        const later = (reason: string) =>
-          Effect.gen(function*() {
-            entry.postqDeferrals += 1
-            entry.view = undefined
-            const at = yield* Clock.currentTimeMillis
-            yield* Effect.logWarning(`queue ${queueId}: postq deferred (${entry.postqDeferrals} times): ${reason}`)
-            return schedule(queueId, at + QueueState.retryDelay(entry.postqDeferrals, options.retryBase, retryMax), at)
-          })
-        const view = yield* Effect.result(viewOf(entry, policy.bodyLimit))
-        if (view._tag === "Failure") return yield* later(`spool read: ${view.failure.message}`)
-        const decided = yield* decideQueued(policy, PolicyContext.queued(entry.pending.queued, "postq", now, view.success, undefined), { queueId })
-        // Durable before any delivery it governs, so that a crash never asks again a question
-        // whose answer already put copies somewhere.
-        const written = yield* Effect.result(log.appendDurable(decided))
-        if (written._tag === "Failure") return yield* later(`decision not logged: ${written.failure.message}`)
-        entry.pending = QueueState.step(entry.pending, decided) ?? entry.pending
-        if (decided.verdict === "tempfail") return yield* later(refusal(decided) + (decided.error === undefined ? "" : `: ${decided.error}`))
-        // Delivery rules see the fields postq added.
-        entry.view = undefined
-      }
-      for (const recipient of due) {
-        const event = yield* deliverOne(entry, recipient)
-        yield* record(entry, event)
-      }
-      entry.fresh = false
-      // Nothing of the message stays in memory while it waits.
+      entry.checked = true
+      if (verified._tag === "Failure") entry.lost = verified.failure.message
+    }
+    // After queueing, before any recipient was tried: what becomes of the whole message. Rules
+    // added later (a reload) do not reach a message whose delivery has begun.
+    const policy = options.policy
+    const untried = entry.pending.remaining.length === new Set(entry.pending.queued.envelope.to).size &&
+      entry.pending.remaining.every((r) => r.attempts === 0)
+    if (due.length > 0 && untried && entry.lost === undefined && entry.pending.postq === undefined && policy?.asks("postq") === true) {
+      const later = (reason: string) =>
+        Effect.gen(function*() {
+          entry.postqDeferrals += 1
+          entry.view = undefined
+          const at = yield* Clock.currentTimeMillis
+          yield* Effect.logWarning(`queue ${queueId}: postq deferred (${entry.postqDeferrals} times): ${reason}`)
+          return schedule(queueId, at + QueueState.retryDelay(entry.postqDeferrals, options.retryBase, retryMax), at)
+        })
+      const view = yield* Effect.result(viewOf(entry, policy.bodyLimit))
+      if (view._tag === "Failure") return yield* later(`spool read: ${view.failure.message}`)
+      const decided = yield* decideQueued(policy, PolicyContext.queued(entry.pending.queued, "postq", now, view.success, undefined), { queueId })
+      // Durable before any delivery it governs, so that a crash never asks again a question
+      // whose answer already put copies somewhere.
+      const written = yield* Effect.result(log.appendDurable(decided))
+      if (written._tag === "Failure") return yield* later(`decision not logged: ${written.failure.message}`)
+      entry.pending = QueueState.step(entry.pending, decided) ?? entry.pending
+      if (decided.verdict === "tempfail") return yield* later(refusal(decided) + (decided.error === undefined ? "" : `: ${decided.error}`))
+      // Delivery rules see the fields postq added.
       entry.view = undefined
-      const after = yield* Clock.currentTimeMillis
-      if (entry.pending.remaining.length > 0) return schedule(queueId, entry.pending.nextAttemptAt, after)
-      const completed = yield* Effect.result(
-        log.appendDurable(Event.make("MessageCompleted", { at: after, queueId }))
-      )
-      if (completed._tag === "Failure") {
-        yield* Effect.logWarning(`queue ${queueId}: completion not logged, will retry: ${completed.failure.message}`)
-        return schedule(queueId, after + options.retryBase, after)
-      }
-      messages.delete(queueId)
-      logFiles.delete(queueId)
-      yield* spool.release(entry.pending.queued.spool)
-    })
+    }
+    for (const recipient of due) {
+      const event = yield* deliverOne(entry, recipient)
+      yield* record(entry, event)
+    }
+    entry.fresh = false
+    // Nothing of the message stays in memory while it waits.
+    entry.view = undefined
+    const after = yield* Clock.currentTimeMillis
+    if (entry.pending.remaining.length > 0) return schedule(queueId, entry.pending.nextAttemptAt, after)
+    const completed = yield* Effect.result(
+      log.appendDurable(Event.make("MessageCompleted", { at: after, queueId }))
+    )
+    if (completed._tag === "Failure") {
+      yield* Effect.logWarning(`queue ${queueId}: completion not logged, will retry: ${completed.failure.message}`)
+      return schedule(queueId, after + options.retryBase, after)
+    }
+    messages.delete(queueId)
+    logFiles.delete(queueId)
+    yield* spool.release(entry.pending.queued.spool)
+  })
 
   const worker = Effect.forever(
     Effect.gen(function*() {
@@ -610,25 +607,24 @@ export const make = Effect.fnUntraced(function*(
 
   const txns = new WeakMap<Txn, Spool.Txn>()
 
-  const begin = () =>
-    Effect.gen(function*() {
-      const spoolTxn = yield* Effect.mapError(spool.begin, spoolFailure)
-      const queueId = ids.next(yield* Clock.currentTimeMillis)
-      lastId = queueId
-      const txn: Txn = {
-        queueId,
-        write: (bytes) => Effect.mapError(spoolTxn.write(bytes), spoolFailure),
-        abort: Effect.suspend(() => {
-          if (!txns.delete(txn)) return Effect.void
-          return spoolTxn.abort
-        })
-      }
-      txns.set(txn, spoolTxn)
-      return txn
-    })
+  const begin = Effect.fnUntraced(function*() {
+    const spoolTxn = yield* Effect.mapError(spool.begin, spoolFailure)
+    const queueId = ids.next(yield* Clock.currentTimeMillis)
+    lastId = queueId
+    const txn: Txn = {
+      queueId,
+      write: (bytes) => Effect.mapError(spoolTxn.write(bytes), spoolFailure),
+      abort: Effect.suspend(() => {
+        if (!txns.delete(txn)) return Effect.void
+        return spoolTxn.abort
+      })
+    }
+    txns.set(txn, spoolTxn)
+    return txn
+  })
 
-  const commit = (txn: Txn, envelope: Event.Envelope, session: string, prepend?: string, origin?: Event.MessageOrigin) =>
-    Effect.uninterruptible(Effect.gen(function*() {
+  const commit = Effect.fnUntraced(
+    function*(txn: Txn, envelope: Event.Envelope, session: string, prepend?: string, origin?: Event.MessageOrigin) {
       const spoolTxn = txns.get(txn)
       if (spoolTxn === undefined) {
         return yield* new QueueError({ reason: "closed", message: `transaction ${txn.queueId} is not open` })
@@ -677,7 +673,9 @@ export const make = Effect.fnUntraced(function*(
       })
       enqueue(txn.queueId)
       return { queueId: txn.queueId }
-    }))
+    },
+    Effect.uninterruptible
+  )
 
   const drain = Effect.gen(function*() {
     releaseDue(yield* Clock.currentTimeMillis)

@@ -111,23 +111,26 @@ const listen = (server: Net.Server, spec: ListenerSpec): Effect.Effect<number, L
   })
 
 /** Reads the PROXY header from the start of the connection; fails on garbage or silence. */
-const readProxyHeader = (connection: Connection.Connection, timeout: number) =>
-  Effect.gen(function*() {
-    const deadline = Date.now() + timeout
-    let bytes = new Uint8Array(0)
-    while (true) {
-      const result = ProxyProtocol.parse(bytes)
-      if (result._tag === "Header") return { header: result.header, rest: bytes.subarray(result.consumed) }
-      if (result._tag === "Invalid") return yield* Effect.fail(result.reason)
-      const chunk = yield* connection.readWithin(Math.max(0, deadline - Date.now()))
-      if (chunk === Connection.TimedOut) return yield* Effect.fail("timeout")
-      if (chunk === undefined || chunk === Connection.Signalled) return yield* Effect.fail("connection closed")
+const readProxyHeader = (
+  connection: Connection.Connection,
+  timeout: number
+): Effect.Effect<{ readonly header: ProxyProtocol.ProxyHeader; readonly rest: Uint8Array }, string> => {
+  const deadline = Date.now() + timeout
+  const readFrom = (bytes: Uint8Array): Effect.Effect<{ readonly header: ProxyProtocol.ProxyHeader; readonly rest: Uint8Array }, string> => {
+    const result = ProxyProtocol.parse(bytes)
+    if (result._tag === "Header") return Effect.succeed({ header: result.header, rest: bytes.subarray(result.consumed) })
+    if (result._tag === "Invalid") return Effect.fail(result.reason)
+    return Effect.flatMap(connection.readWithin(Math.max(0, deadline - Date.now())), (chunk) => {
+      if (chunk === Connection.TimedOut) return Effect.fail("timeout")
+      if (chunk === undefined || chunk === Connection.Signalled) return Effect.fail("connection closed")
       const joined = new Uint8Array(bytes.length + chunk.length)
       joined.set(bytes)
       joined.set(chunk, bytes.length)
-      bytes = joined
-    }
-  })
+      return readFrom(joined)
+    })
+  }
+  return Effect.suspend(() => readFrom(new Uint8Array(0)))
+}
 
 export const serve = Effect.fnUntraced(function*(
   options: ListenerOptions
@@ -152,55 +155,60 @@ export const serve = Effect.fnUntraced(function*(
     // PROXY header and the global limit counts them.
     live.add(connection)
 
-    const session = Effect.gen(function*() {
-      let peer = tcpPeer
-      let proxiedBy: Event.Endpoint | undefined
-      let initial: Uint8Array | undefined
-      if (expectProxy) {
-        if (live.size > options.maxConnections) return yield* connection.close
-        const proxied = yield* Effect.result(readProxyHeader(connection, options.proxyHeaderTimeout))
-        if (proxied._tag === "Failure") return yield* connection.close
-        const source = proxied.success.header.source
-        if (source !== undefined) {
-          peer = { address: normalizeAddress(source.address), port: source.port }
-          proxiedBy = tcpPeer
-        }
-        initial = proxied.success.rest
-      }
-      const admission: Event.Admission = shuttingDown ? "shutdown" : admissions.admit(peer.address)
-      const admitted = admission === "ok"
-      yield* Effect.gen(function*() {
+    /** The session once the client is known: admitted or refused, then served. */
+    const sessionFor = (peer: Event.Endpoint, proxiedBy: Event.Endpoint | undefined, initial: Uint8Array | undefined) =>
+      Effect.suspend(() => {
+        const admission: Event.Admission = shuttingDown ? "shutdown" : admissions.admit(peer.address)
+        const admitted = admission === "ok"
         const clientName = admitted && options.resolveName !== undefined
-          ? yield* options.resolveName(peer.address)
-          : undefined
-        const { settings, digest } = options.current()
-        yield* Session.run(connection, {
-          id: sessionId(),
-          role: spec.role,
-          peer,
-          local,
-          proxiedBy,
-          clientName,
-          admission,
-          security: options.tls === undefined ? "none" : spec.security,
-          auth: { ...options.auth, offered: spec.auth },
-          spf: options.spf,
-          messageAuth: options.messageAuth,
-          dkimKeys: options.dkimKeys,
-          tls: options.tls,
-          initial,
-          settings,
-          settingsDigest: digest,
-          limits: options.framing,
-          timeouts: options.timeouts,
-          shuttingDown: () => shuttingDown
+          ? options.resolveName(peer.address)
+          : Effect.succeed(undefined)
+        return Effect.flatMap(clientName, (clientName) => {
+          const { settings, digest } = options.current()
+          return Session.run(connection, {
+            id: sessionId(),
+            role: spec.role,
+            peer,
+            local,
+            proxiedBy,
+            clientName,
+            admission,
+            security: options.tls === undefined ? "none" : spec.security,
+            auth: { ...options.auth, offered: spec.auth },
+            spf: options.spf,
+            messageAuth: options.messageAuth,
+            dkimKeys: options.dkimKeys,
+            tls: options.tls,
+            initial,
+            settings,
+            settingsDigest: digest,
+            limits: options.framing,
+            timeouts: options.timeouts,
+            shuttingDown: () => shuttingDown
+          })
+        }).pipe(Effect.ensuring(Effect.sync(() => {
+          if (admitted) admissions.release(peer.address)
+        })))
+      })
+
+    // Combinators, not generators: see Session.serve on why nothing per connection is a generator.
+    const session = expectProxy
+      ? Effect.suspend(() => {
+        if (live.size > options.maxConnections) return connection.close
+        return Effect.flatMap(Effect.result(readProxyHeader(connection, options.proxyHeaderTimeout)), (proxied) => {
+          if (proxied._tag === "Failure") return connection.close
+          const source = proxied.success.header.source
+          return source === undefined
+            ? sessionFor(tcpPeer, undefined, proxied.success.rest)
+            : sessionFor({ address: normalizeAddress(source.address), port: source.port }, tcpPeer, proxied.success.rest)
         })
-      }).pipe(Effect.ensuring(Effect.sync(() => {
-        if (admitted) admissions.release(peer.address)
-      })))
-    }).pipe(Effect.ensuring(Effect.sync(() => live.delete(connection))))
+      })
+      : sessionFor(tcpPeer, undefined, undefined)
     // A session never fails by design; a defect ends that session only, never the listener.
-    run(session.pipe(Effect.catchCause((cause) => Effect.andThen(Effect.logError("session defect", cause), connection.close))))
+    run(session.pipe(
+      Effect.ensuring(Effect.sync(() => live.delete(connection))),
+      Effect.catchCause((cause) => Effect.andThen(Effect.logError("session defect", cause), connection.close))
+    ))
   }
 
   for (const spec of options.listeners) {

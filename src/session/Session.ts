@@ -6,7 +6,7 @@
  * can be replayed. Replies are collected and written when the framer needs more input, so a
  * pipelined group (RFC 2920) gets all its replies in one write.
  */
-import { Clock, Effect } from "effect"
+import { Clock, Effect, Result } from "effect"
 import * as Event from "../log/Event.ts"
 import { EventLog } from "../log/EventLog.ts"
 import { acceptedByDefault, Policy } from "../policy/Policy.ts"
@@ -14,6 +14,7 @@ import type * as Rule from "../policy/Rule.ts"
 import { Queue, type QueueTxn } from "../queue/Queue.ts"
 import * as Connection from "../tls/Connection.ts"
 import * as Handshake from "../tls/Handshake.ts"
+import type * as HandshakeFailure from "../tls/HandshakeFailure.ts"
 import * as DkimSign from "../policy/DkimSign.ts"
 import * as Dns from "../policy/Dns.ts"
 import * as MessageAuth from "../policy/MessageAuth.ts"
@@ -109,6 +110,11 @@ const timeoutOf = (options: SessionOptions, phase: Event.TimeoutPhase): number =
   }
 }
 
+/** How a commit ended, for the machine's Queued or QueueFailed input. */
+type CommitResult =
+  | { readonly _tag: "Success"; readonly queueId: string }
+  | { readonly _tag: "Failure"; readonly reason: string }
+
 /** RFC 3848's protocol names: ESMTP, plus S once the session is encrypted, plus A once authenticated. */
 const protocolOf = (state: Machine.State): string =>
   `${state.helo?.extended === true ? "ESMTP" : "SMTP"}${state.tls === undefined ? "" : "S"}${
@@ -172,26 +178,26 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
     return open === undefined ? Effect.void : open.abort
   })
 
-  const openTransaction = Effect.gen(function*() {
-    const opened = yield* queue.begin()
-    txn = opened
-    contentBytes = 0
-    const recipients = state.transaction?.recipients ?? []
-    const header = Received.format({
-      helo: state.helo?.domain,
-      clientName: options.clientName,
-      clientAddress: options.peer.address,
-      hostname: options.settings.hostname,
-      protocol: protocolOf(state),
-      tlsComment: state.tls === undefined ? undefined : Handshake.receivedComment(state.tls),
-      queueId: opened.queueId,
-      recipient: recipients.length === 1 ? recipients[0] : undefined,
-      at: now()
-    })
-    // RFC 7208 9.1: Received-SPF goes above the Received field this server adds.
-    const spfHeader = spfOutcome === undefined ? "" : `${spfOutcome.header}\r\n`
-    yield* opened.write(encoder.encode(spfHeader + header))
-  }).pipe(
+  const openTransaction = Effect.suspend(() => queue.begin()).pipe(
+    Effect.flatMap((opened) => {
+      txn = opened
+      contentBytes = 0
+      const recipients = state.transaction?.recipients ?? []
+      const header = Received.format({
+        helo: state.helo?.domain,
+        clientName: options.clientName,
+        clientAddress: options.peer.address,
+        hostname: options.settings.hostname,
+        protocol: protocolOf(state),
+        tlsComment: state.tls === undefined ? undefined : Handshake.receivedComment(state.tls),
+        queueId: opened.queueId,
+        recipient: recipients.length === 1 ? recipients[0] : undefined,
+        at: now()
+      })
+      // RFC 7208 9.1: Received-SPF goes above the Received field this server adds.
+      const spfHeader = spfOutcome === undefined ? "" : `${spfOutcome.header}\r\n`
+      return opened.write(encoder.encode(spfHeader + header))
+    }),
     // Without its trace header the content must not be committed: drop the transaction, and
     // the commit at the content's end answers 451.
     Effect.catch(() => Effect.andThen(abortTransaction, Effect.sync(() => (keepContent = false))))
@@ -207,23 +213,26 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
    * would send it again.
    */
   const commit = (envelope: Event.Envelope, headers: ReadonlyArray<Headers.Header> | undefined) =>
-    Effect.uninterruptible(Effect.gen(function*() {
+    Effect.uninterruptible(Effect.suspend(() => {
       const open = txn
       txn = undefined
-      const result = open === undefined
-        ? ({ _tag: "Failure", reason: "content could not be spooled" } as const)
-        : yield* queue.commit(open, envelope, session, (yield* signature) + authenticationResults() + Headers.format(headers ?? []), origin()).pipe(
-          Effect.map(({ queueId }) => ({ _tag: "Success", queueId }) as const),
-          Effect.catch((error) => Effect.succeed({ _tag: "Failure", reason: error.message } as const))
-        )
-      // The queue recorded MessageQueued (durably) on success; it is the Queued input's event.
-      const followUp = result._tag === "Success"
-        ? feed({ _tag: "Queued", queueId: result.queueId }, undefined)
-        : feed(
-          { _tag: "QueueFailed", reason: result.reason },
-          Event.make("QueueFailed", { session, at: now(), reason: result.reason })
-        )
-      if (followUp.length > 0) yield* perform(followUp)
+      const committed: Effect.Effect<CommitResult> = open === undefined
+        ? Effect.succeed({ _tag: "Failure", reason: "content could not be spooled" })
+        : Effect.flatMap(signature, (signed) =>
+          queue.commit(open, envelope, session, signed + authenticationResults() + Headers.format(headers ?? []), origin()).pipe(
+            Effect.map(({ queueId }): CommitResult => ({ _tag: "Success", queueId })),
+            Effect.catch((error) => Effect.succeed<CommitResult>({ _tag: "Failure", reason: error.message }))
+          ))
+      return Effect.flatMap(committed, (result) => {
+        // The queue recorded MessageQueued (durably) on success; it is the Queued input's event.
+        const followUp = result._tag === "Success"
+          ? feed({ _tag: "Queued", queueId: result.queueId }, undefined)
+          : feed(
+            { _tag: "QueueFailed", reason: result.reason },
+            Event.make("QueueFailed", { session, at: now(), reason: result.reason })
+          )
+        return followUp.length > 0 ? perform(followUp) : Effect.void
+      })
     }))
 
   /**
@@ -231,37 +240,41 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
    * and from the connection's own buffer; what is still in the kernel reaches OpenSSL as a bad
    * record and fails the handshake. The 220 is written first, in plaintext.
    */
-  const startTls = Effect.gen(function*() {
-    yield* flush
-    // On an implicit TLS listener everything received so far is the start of the handshake.
-    const implicit = options.security === "implicit"
-    const discardedBytes = implicit ? 0 : framer.discard() + connection.discardPending()
-    const started = now()
-    log.appendUnsafe(
-      Event.make("TlsHandshakeStarted", { session, at: started, mode: implicit ? "implicit" : "starttls", discardedBytes })
-    )
-    const upgrade = options.tls
-    const outcome = upgrade === undefined
-      ? ({ _tag: "Failure", failure: { reason: "other", detail: "no TLS configured for this listener" } } as const)
-      : yield* Effect.result(upgrade(connection, implicit ? options.initial : undefined))
-    const at = now()
-    const followUp = outcome._tag === "Success"
-      ? feed(
-        { _tag: "TlsEstablished", facts: outcome.success },
-        Event.make("TlsEstablished", { session, at, facts: outcome.success, durationMs: at - started })
+  const startTls = Effect.andThen(
+    flush,
+    Effect.suspend(() => {
+      // On an implicit TLS listener everything received so far is the start of the handshake.
+      const implicit = options.security === "implicit"
+      const discardedBytes = implicit ? 0 : framer.discard() + connection.discardPending()
+      const started = now()
+      log.appendUnsafe(
+        Event.make("TlsHandshakeStarted", { session, at: started, mode: implicit ? "implicit" : "starttls", discardedBytes })
       )
-      : feed(
-        { _tag: "TlsFailed" },
-        Event.make("TlsHandshakeFailed", {
-          session,
-          at,
-          reason: outcome.failure.reason,
-          detail: outcome.failure.detail,
-          durationMs: at - started
-        })
-      )
-    if (followUp.length > 0) yield* perform(followUp)
-  })
+      const upgrade = options.tls
+      const outcome: Effect.Effect<Result.Result<Event.TlsFacts, HandshakeFailure.HandshakeFailure>> = upgrade === undefined
+        ? Effect.succeed(Result.fail({ reason: "other", detail: "no TLS configured for this listener" }))
+        : Effect.result(upgrade(connection, implicit ? options.initial : undefined))
+      return Effect.flatMap(outcome, (outcome) => {
+        const at = now()
+        const followUp = outcome._tag === "Success"
+          ? feed(
+            { _tag: "TlsEstablished", facts: outcome.success },
+            Event.make("TlsEstablished", { session, at, facts: outcome.success, durationMs: at - started })
+          )
+          : feed(
+            { _tag: "TlsFailed" },
+            Event.make("TlsHandshakeFailed", {
+              session,
+              at,
+              reason: outcome.failure.reason,
+              detail: outcome.failure.detail,
+              durationMs: at - started
+            })
+          )
+        return followUp.length > 0 ? perform(followUp) : Effect.void
+      })
+    })
+  )
 
   const connectionFacts: PolicyContext.Connection = {
     session,
@@ -510,20 +523,26 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
 
   /** Checks the credentials; a failure answers only after the tarpit delay. */
   const verifyAuth = (mechanism: Event.AuthMechanism, failures: number): Effect.Effect<void> =>
-    Effect.gen(function*() {
+    Effect.suspend(() => {
       const { user, password } = credentials
       credentials = {}
-      const verified = user === undefined || password === undefined
-        ? undefined
-        : yield* Effect.promise(() => options.auth.verify(user, password).catch(() => undefined))
-      if (verified === undefined) yield* Effect.sleep(authFailureDelay(options.auth.failureDelay, failures))
-      const followUp = verified === undefined
-        ? feed(
-          { _tag: "AuthVerified", user: undefined },
-          Event.make("AuthFailed", { session, at: now(), mechanism, failures: failures + 1 })
-        )
-        : feed({ _tag: "AuthVerified", user: verified }, Event.make("AuthSucceeded", { session, at: now(), mechanism, user: verified }))
-      if (followUp.length > 0) yield* perform(followUp)
+      const verified: Effect.Effect<string | undefined> = user === undefined || password === undefined
+        ? Effect.succeed(undefined)
+        : Effect.promise(() => options.auth.verify(user, password).catch(() => undefined))
+      return Effect.flatMap(verified, (verified) => {
+        const answer = Effect.suspend(() => {
+          const followUp = verified === undefined
+            ? feed(
+              { _tag: "AuthVerified", user: undefined },
+              Event.make("AuthFailed", { session, at: now(), mechanism, failures: failures + 1 })
+            )
+            : feed({ _tag: "AuthVerified", user: verified }, Event.make("AuthSucceeded", { session, at: now(), mechanism, user: verified }))
+          return followUp.length > 0 ? perform(followUp) : Effect.void
+        })
+        return verified === undefined
+          ? Effect.andThen(Effect.sleep(authFailureDelay(options.auth.failureDelay, failures)), answer)
+          : answer
+      })
     })
 
   const decideInFlight: Effect.Effect<void> = Effect.suspend(() => {
@@ -638,55 +657,79 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
     })
   )
 
-  const loop = Effect.gen(function*() {
+  /**
+   * Serves what the framer holds and reads on, until the machine closes the session. Built from
+   * combinators rather than a generator: a generator function made per session gets its own
+   * V8 map, allocated in old space and pointing back at the session, and that kept every
+   * session's objects alive through the young generation's collections (see bench/README.md).
+   */
+  const serve: Effect.Effect<void> = Effect.suspend(() => {
+    while (closeReason === undefined) {
+      const unit = framer.next()
+      if (unit === undefined) return Effect.andThen(flush, readNext)
+      const effect = handle(unit)
+      if (effect !== undefined) return Effect.andThen(effect, afterUnit)
+      if (flushNow) {
+        flushNow = false
+        return Effect.andThen(flush, serve)
+      }
+    }
+    return Effect.void
+  })
+
+  /** After a unit that needed I/O: its group's replies go out first when it ended a pipelined group. */
+  const afterUnit: Effect.Effect<void> = Effect.suspend(() => {
+    if (!flushNow) return serve
+    flushNow = false
+    return Effect.andThen(flush, serve)
+  })
+
+  /** The phase whose timeout the pending read runs under. */
+  let readPhase: Event.TimeoutPhase = "command"
+  const onRead = (chunk: Connection.ReadResult | typeof Connection.TimedOut): Effect.Effect<void> => {
+    if (chunk === Connection.TimedOut) {
+      const phase = readPhase
+      return Effect.andThen(perform(feed({ _tag: "TimedOut", phase }, Event.make("TimedOut", { session, at: now(), phase }))), serve)
+    }
+    if (chunk === Connection.Signalled) {
+      if (!options.shuttingDown()) return serve
+      return Effect.andThen(perform(feed({ _tag: "Shutdown" }, Event.make("ShutdownRequested", { session, at: now() }))), serve)
+    }
+    if (chunk === undefined) {
+      closeReason = "peer-closed"
+      return Effect.void
+    }
+    framer.push(chunk)
+    return serve
+  }
+  const readNext: Effect.Effect<void> = Effect.suspend(() => {
+    readPhase = Machine.timeoutPhase(state)
+    return Effect.flatMap(connection.readWithin(timeoutOf(options, readPhase)), onRead)
+  })
+
+  const loop = Effect.suspend(() => {
     if (options.initial !== undefined && options.initial.length > 0 && options.security !== "implicit") {
       framer.push(options.initial)
     }
-    yield* perform(
-      feed({ _tag: "Connected", admission: options.admission, security: options.security, auth: options.auth.offered }, undefined)
+    const connected = feed(
+      { _tag: "Connected", admission: options.admission, security: options.security, auth: options.auth.offered },
+      undefined
     )
-    while (closeReason === undefined) {
-      const unit = framer.next()
-      if (unit !== undefined) {
-        const effect = handle(unit)
-        if (effect !== undefined) yield* effect
-        if (flushNow) {
-          flushNow = false
-          yield* flush
-        }
-        continue
-      }
-      yield* flush
-      const phase = Machine.timeoutPhase(state)
-      const chunk = yield* connection.readWithin(timeoutOf(options, phase))
-      if (chunk === Connection.TimedOut) {
-        yield* perform(feed({ _tag: "TimedOut", phase }, Event.make("TimedOut", { session, at: now(), phase })))
-        continue
-      }
-      if (chunk === Connection.Signalled) {
-        if (options.shuttingDown()) {
-          yield* perform(feed({ _tag: "Shutdown" }, Event.make("ShutdownRequested", { session, at: now() })))
-        }
-        continue
-      }
-      if (chunk === undefined) {
-        closeReason = "peer-closed"
-        break
-      }
-      framer.push(chunk)
-    }
+    return Effect.andThen(perform(connected), serve)
   })
 
-  yield* loop.pipe(
-    Effect.ensuring(
-      Effect.gen(function*() {
-        yield* abortTransaction
-        yield* flush
-        yield* connection.close
-        log.appendUnsafe(Event.make("SessionClosed", { session, at: now(), reason: closeReason ?? "io-error" }))
-      })
+  const closeSession = Effect.andThen(
+    abortTransaction,
+    Effect.andThen(
+      flush,
+      Effect.andThen(
+        connection.close,
+        Effect.sync(() => log.appendUnsafe(Event.make("SessionClosed", { session, at: now(), reason: closeReason ?? "io-error" })))
+      )
     )
   )
+
+  yield* Effect.ensuring(loop, closeSession)
 })
 
 const noActions: ReadonlyArray<Machine.Action> = []
