@@ -416,7 +416,7 @@ const settle = (rule: Rule, result: Effect.Effect<Verdict, unknown>, budget: Dur
     Effect.catchCause((cause) => Effect.succeed({ _tag: "Failed", error: `failed: ${String(cause)}` } as const))
   )
 
-const finishAsync = (
+const finishAsync = Effect.fnUntraced(function*(
   rules: ReadonlyArray<Rule>,
   from: number,
   first: Effect.Effect<Verdict, unknown>,
@@ -424,35 +424,34 @@ const finishAsync = (
   fallback: (context: Context) => Decision,
   budget: Duration.Duration,
   added: Array<AddedHeader>
-): Effect.Effect<Decision> =>
-  Effect.gen(function*() {
-    let pending: Effect.Effect<Verdict, unknown> | undefined = first
-    for (let index = from; index < rules.length; index++) {
-      const rule = rules[index]
-      if (rule === undefined) continue
-      let result: Result
-      if (pending !== undefined) {
-        result = pending
-        pending = undefined
-      } else {
-        try {
-          result = rule.evaluate(context)
-        } catch (error) {
-          return failure(rule, `threw: ${describe(error)}`)
-        }
+) {
+  let pending: Effect.Effect<Verdict, unknown> | undefined = first
+  for (let index = from; index < rules.length; index++) {
+    const rule = rules[index]
+    if (rule === undefined) continue
+    let result: Result
+    if (pending !== undefined) {
+      result = pending
+      pending = undefined
+    } else {
+      try {
+        result = rule.evaluate(context)
+      } catch (error) {
+        return failure(rule, `threw: ${describe(error)}`)
       }
-      let verdict: Verdict
-      if (Effect.isEffect(result)) {
-        const settled = yield* settle(rule, result, budget)
-        if (settled._tag === "Failed") return failure(rule, settled.error)
-        verdict = settled.verdict
-      } else if (isVerdict(result)) {
-        verdict = result
-      } else {
-        return failure(rule, notAVerdict(result))
-      }
-      const decided = decisionOf(verdict, rule, context, added)
-      if (decided !== undefined) return decided
     }
-    return withAdded(fallback(context), added)
-  })
+    let verdict: Verdict
+    if (Effect.isEffect(result)) {
+      const settled = yield* settle(rule, result, budget)
+      if (settled._tag === "Failed") return failure(rule, settled.error)
+      verdict = settled.verdict
+    } else if (isVerdict(result)) {
+      verdict = result
+    } else {
+      return failure(rule, notAVerdict(result))
+    }
+    const decided = decisionOf(verdict, rule, context, added)
+    if (decided !== undefined) return decided
+  }
+  return withAdded(fallback(context), added)
+})

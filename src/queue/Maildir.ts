@@ -162,63 +162,67 @@ const fsyncDirectory = (path: string): Effect.Effect<void, MaildirError> =>
   attempt("fsync", path, () => Fsync.directory(path))
 
 /** Creates tmp/, new/ and cur/ (and the directories above them) and makes the new entries durable. */
-const ensureMailbox = (box: Mailbox): Effect.Effect<void, MaildirError> =>
-  Effect.gen(function*() {
-    const created: Array<string> = []
-    for (const dir of [box.tmp, box.new, box.cur]) {
-      const first = yield* attempt("mkdir", dir, () => Fs.mkdir(dir, { recursive: true, mode: directoryMode }))
-      if (first !== undefined) created.push(first)
-    }
-    if (created.length === 0) return
-    // Every directory that gained an entry: the mailbox itself and each one up to the parent
-    // of the highest directory created.
-    const stop = Path.dirname(created.reduce((a, b) => (a.length <= b.length ? a : b)))
-    const parents: Array<string> = []
-    for (let dir = box.directory; ; dir = Path.dirname(dir)) {
-      parents.push(dir)
-      if (dir === stop || dir === Path.dirname(dir)) break
-    }
-    for (const dir of parents) yield* fsyncDirectory(dir)
-  })
+const ensureMailbox = Effect.fnUntraced(function*(box: Mailbox) {
+  const created: Array<string> = []
+  for (const dir of [box.tmp, box.new, box.cur]) {
+    const first = yield* attempt("mkdir", dir, () => Fs.mkdir(dir, { recursive: true, mode: directoryMode }))
+    if (first !== undefined) created.push(first)
+  }
+  if (created.length === 0) return
+  // Every directory that gained an entry: the mailbox itself and each one up to the parent
+  // of the highest directory created.
+  const stop = Path.dirname(created.reduce((a, b) => (a.length <= b.length ? a : b)))
+  const parents: Array<string> = []
+  for (let dir = box.directory; ; dir = Path.dirname(dir)) {
+    parents.push(dir)
+    if (dir === stop || dir === Path.dirname(dir)) break
+  }
+  for (const dir of parents) yield* fsyncDirectory(dir)
+})
 
 /**
  * Delivers `content` to the target mailbox, exactly once per `name` (see the module doc).
  * `scanCur: false` skips the search of `cur/` for a copy a reader has already moved: only
  * for a first attempt, when no earlier attempt can have renamed the file.
  */
-export const deliver = <E = never>(options: Target & {
+export interface DeliverOptions<E> extends Target {
   readonly content: Stream.Stream<Uint8Array, E> | Iterable<Uint8Array>
   readonly scanCur?: boolean
-}): Effect.Effect<Outcome, MaildirError | E> =>
-  Effect.gen(function*() {
-    const box = mailbox(options)
-    if (box instanceof MaildirError) return yield* box
-    const existing = yield* find(options, { scanCur: options.scanCur !== false })
-    if (existing !== undefined) return { _tag: "AlreadyDelivered", path: existing } as const
-    yield* ensureMailbox(box)
+}
 
-    const tmp = Path.join(box.tmp, options.name)
-    const destination = Path.join(box.new, options.name)
-    const content: Stream.Stream<Uint8Array, E> = Stream.isStream(options.content)
-      ? options.content
-      : Stream.fromIterable(options.content)
-    const writeFile = Effect.acquireUseRelease(
-      attempt("open", tmp, () => Fs.open(tmp, "w", fileMode)),
-      (handle) =>
-        Stream.runForEach(content, (chunk) =>
-          attempt("write", tmp, async () => {
-            let offset = 0
-            while (offset < chunk.length) {
-              const { bytesWritten } = await handle.write(chunk, offset, chunk.length - offset)
-              offset += bytesWritten
-            }
-          })).pipe(Effect.andThen(attempt("fsync", tmp, () => handle.sync()))),
-      (handle) => Effect.promise(() => handle.close().catch(() => undefined))
-    )
-    yield* writeFile.pipe(
-      Effect.andThen(attempt("rename", tmp, () => Fs.rename(tmp, destination))),
-      Effect.onError(() => Effect.promise(() => Fs.unlink(tmp).catch(() => undefined)))
-    )
-    yield* fsyncDirectory(box.new)
-    return { _tag: "Delivered", path: destination } as const
-  })
+export const deliver = <E = never>(options: DeliverOptions<E>): Effect.Effect<Outcome, MaildirError | E> =>
+  Effect.gen({ self: options }, deliverInto)
+
+/** The body of `deliver`, made once (a generator made per call would cost a V8 map each: bench/README.md). */
+function* deliverInto<E>(this: DeliverOptions<E>): Effect.fn.Return<Outcome, MaildirError | E> {
+  const box = mailbox(this)
+  if (box instanceof MaildirError) return yield* box
+  const existing = yield* find(this, { scanCur: this.scanCur !== false })
+  if (existing !== undefined) return { _tag: "AlreadyDelivered", path: existing } as const
+  yield* ensureMailbox(box)
+
+  const tmp = Path.join(box.tmp, this.name)
+  const destination = Path.join(box.new, this.name)
+  const content: Stream.Stream<Uint8Array, E> = Stream.isStream(this.content)
+    ? this.content
+    : Stream.fromIterable(this.content)
+  const writeFile = Effect.acquireUseRelease(
+    attempt("open", tmp, () => Fs.open(tmp, "w", fileMode)),
+    (handle) =>
+      Stream.runForEach(content, (chunk) =>
+        attempt("write", tmp, async () => {
+          let offset = 0
+          while (offset < chunk.length) {
+            const { bytesWritten } = await handle.write(chunk, offset, chunk.length - offset)
+            offset += bytesWritten
+          }
+        })).pipe(Effect.andThen(attempt("fsync", tmp, () => handle.sync()))),
+    (handle) => Effect.promise(() => handle.close().catch(() => undefined))
+  )
+  yield* writeFile.pipe(
+    Effect.andThen(attempt("rename", tmp, () => Fs.rename(tmp, destination))),
+    Effect.onError(() => Effect.promise(() => Fs.unlink(tmp).catch(() => undefined)))
+  )
+  yield* fsyncDirectory(box.new)
+  return { _tag: "Delivered", path: destination } as const
+}
