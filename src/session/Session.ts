@@ -148,9 +148,9 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
 
   const flush = Effect.suspend(() => {
     if (pending.length === 0) return Effect.void
-    const bytes = encoder.encode(pending)
+    const text = pending
     pending = ""
-    return connection.write(bytes)
+    return connection.write(text)
   })
 
   /** The DKIM-Signature of the message being committed, when it is ours to sign (From in the key's domain). */
@@ -666,12 +666,12 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
   const serve: Effect.Effect<void> = Effect.suspend(() => {
     while (closeReason === undefined) {
       const unit = framer.next()
-      if (unit === undefined) return Effect.andThen(flush, readNext)
+      if (unit === undefined) return flushThenRead
       const effect = handle(unit)
       if (effect !== undefined) return Effect.andThen(effect, afterUnit)
       if (flushNow) {
         flushNow = false
-        return Effect.andThen(flush, serve)
+        return flushThenServe
       }
     }
     return Effect.void
@@ -681,7 +681,7 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
   const afterUnit: Effect.Effect<void> = Effect.suspend(() => {
     if (!flushNow) return serve
     flushNow = false
-    return Effect.andThen(flush, serve)
+    return flushThenServe
   })
 
   /** The phase whose timeout the pending read runs under. */
@@ -706,6 +706,9 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
     readPhase = Machine.timeoutPhase(state)
     return Effect.flatMap(connection.readWithin(timeoutOf(options, readPhase)), onRead)
   })
+  // Made once per session: the loop goes round them for every command.
+  const flushThenRead = Effect.andThen(flush, readNext)
+  const flushThenServe = Effect.andThen(flush, serve)
 
   const loop = Effect.suspend(() => {
     if (options.initial !== undefined && options.initial.length > 0 && options.security !== "implicit") {

@@ -26,8 +26,11 @@ export interface Connection {
    * than the read.
    */
   readonly readWithin: (millis: number) => Effect.Effect<ReadResult | typeof TimedOut>
-  /** Writes and waits while the kernel buffer is full; a dead socket swallows the write. */
-  readonly write: (bytes: Uint8Array) => Effect.Effect<void>
+  /**
+   * Writes (text as UTF-8, handed to the socket as is: no Buffer is made for it in JS) and
+   * waits while the kernel buffer is full; a dead socket swallows the write.
+   */
+  readonly write: (data: Uint8Array | string) => Effect.Effect<void>
   /** Flushes what was written, then closes. */
   readonly close: Effect.Effect<void>
   /** Wakes a pending read (or the next one) with `Signalled`. */
@@ -188,10 +191,10 @@ export const fromSocket = (raw: Net.Socket, options: ConnectionOptions): Connect
       })
     })
 
-  const write = (bytes: Uint8Array): Effect.Effect<void> =>
+  const write = (data: Uint8Array | string): Effect.Effect<void> =>
     Effect.suspend(() => {
       if (socket.destroyed || !socket.writable) return Effect.void
-      if (socket.write(bytes)) return Effect.void
+      if (socket.write(data)) return Effect.void
       return Effect.callback<void>((resume) => {
         const deadline: Deadline = {
           at: Date.now() + options.writeTimeout,
