@@ -110,13 +110,16 @@ const listen = (server: Net.Server, spec: ListenerSpec): Effect.Effect<number, L
     })
   })
 
+/** A PROXY header and the bytes that came after it. */
+interface Proxied {
+  readonly header: ProxyProtocol.ProxyHeader
+  readonly rest: Uint8Array
+}
+
 /** Reads the PROXY header from the start of the connection; fails on garbage or silence. */
-const readProxyHeader = (
-  connection: Connection.Connection,
-  timeout: number
-): Effect.Effect<{ readonly header: ProxyProtocol.ProxyHeader; readonly rest: Uint8Array }, string> => {
+const readProxyHeader = (connection: Connection.Connection, timeout: number): Effect.Effect<Proxied, string> => {
   const deadline = Date.now() + timeout
-  const readFrom = (bytes: Uint8Array): Effect.Effect<{ readonly header: ProxyProtocol.ProxyHeader; readonly rest: Uint8Array }, string> => {
+  const readFrom = (bytes: Uint8Array): Effect.Effect<Proxied, string> => {
     const result = ProxyProtocol.parse(bytes)
     if (result._tag === "Header") return Effect.succeed({ header: result.header, rest: bytes.subarray(result.consumed) })
     if (result._tag === "Invalid") return Effect.fail(result.reason)
