@@ -70,7 +70,8 @@ const maxFirstRecord = 16 * 1024 + 5 + 2048
  * a tenth of a worker's time under load.
  */
 interface Deadline {
-  readonly at: number
+  /** Mutable: a connection reuses its read deadline. */
+  at: number
   readonly expire: () => void
 }
 
@@ -167,28 +168,44 @@ export const fromSocket = (raw: Net.Socket, options: ConnectionOptions): Connect
     return ended ? undefined : "wait"
   }
 
+  // One read waits at a time, so its deadline and callbacks are made once per connection
+  // rather than per read: a session waits for every command it reads.
+  let resumeRead: ((effect: Effect.Effect<ReadResult | typeof TimedOut>) => void) | undefined
+  let readMillis = 0
+  const readDeadline: Deadline = {
+    at: 0,
+    expire: () => {
+      waiter = undefined
+      const resume = resumeRead
+      resumeRead = undefined
+      resume?.(Effect.succeed(TimedOut))
+    }
+  }
+  const onReadable = (result: ReadResult) => {
+    deadlines.delete(readDeadline)
+    const resume = resumeRead
+    resumeRead = undefined
+    resume?.(Effect.succeed(result))
+  }
+  const cancelRead = Effect.sync(() => {
+    deadlines.delete(readDeadline)
+    waiter = undefined
+    resumeRead = undefined
+  })
+  const waitForRead = (resume: (effect: Effect.Effect<ReadResult | typeof TimedOut>) => void) => {
+    resumeRead = resume
+    readDeadline.at = Date.now() + readMillis
+    watch(readDeadline)
+    waiter = onReadable
+    return cancelRead
+  }
+
   const readWithin = (millis: number): Effect.Effect<ReadResult | typeof TimedOut> =>
     Effect.suspend(() => {
       const now = ready()
       if (now !== "wait") return Effect.succeed(now)
-      return Effect.callback<ReadResult | typeof TimedOut>((resume) => {
-        const deadline: Deadline = {
-          at: Date.now() + millis,
-          expire: () => {
-            waiter = undefined
-            resume(Effect.succeed(TimedOut))
-          }
-        }
-        watch(deadline)
-        waiter = (result) => {
-          deadlines.delete(deadline)
-          resume(Effect.succeed(result))
-        }
-        return Effect.sync(() => {
-          deadlines.delete(deadline)
-          waiter = undefined
-        })
-      })
+      readMillis = millis
+      return Effect.callback<ReadResult | typeof TimedOut>(waitForRead)
     })
 
   const write = (data: Uint8Array | string): Effect.Effect<void> =>
