@@ -23,8 +23,18 @@ const config = Flag.String("config").pipe(
 )
 const ids = Argument.String("id").pipe(Argument.withDescription("A held message: <quarantine>/<recipient>/<file>"), Argument.atLeast(1))
 
-const loaded = (file: Option.Option<string>) =>
-  Config.load(Option.getOrUndefined(file)).pipe(Effect.tapError((error) => Console.error(`postern quarantine: ${error.message}`)))
+const loaded = (file: Option.Option<string>) => Config.load(Option.getOrUndefined(file))
+
+/**
+ * What ends a command early, said once on stderr (not also as the runner's stack trace): a
+ * configuration that does not load (exit status 2, as `serve` and `config check`), or a
+ * quarantine that cannot be read (1).
+ */
+const reported = <A, R>(command: Effect.Effect<A, Config.ConfigError | Quarantine.QuarantineError, R>) =>
+  command.pipe(Effect.catchTags({
+    ConfigError: (error) => Effect.andThen(Console.error(`postern quarantine: ${error.message}`), setExitCode(2)),
+    QuarantineError: (error) => Effect.andThen(Console.error(`postern quarantine: ${error.message}`), setExitCode(1))
+  }))
 
 /** A header's text for a terminal: control characters (a spoofing Subject's CR or escapes) shown, not obeyed. */
 const visible = (text: string): string =>
@@ -50,7 +60,7 @@ const list = Command.make(
       )
     }
     if (!args.json) yield* Console.log(`${held.length} held`)
-  })
+  }, reported)
 ).pipe(Command.withDescription("List the held messages, oldest first"))
 
 /** Runs `act` on each id: a line per id done, a line on stderr per id refused (exit status 1). */
@@ -76,7 +86,7 @@ const release = Command.make(
         Quarantine.release(Quarantine.defaultRoot(settings.maildirRoot), id, { maildirRoot: settings.maildirRoot, route }),
         (where) => (where === "discarded" ? "released, discarded (a discard domain)" : `released to ${where}`)
       ))
-  })
+  }, reported)
 ).pipe(Command.withDescription("Deliver held messages to their recipients"))
 
 const remove = Command.make(
@@ -85,7 +95,7 @@ const remove = Command.make(
   Effect.fnUntraced(function*(args) {
     const settings = yield* loaded(args.config)
     yield* each("delete", args.ids, (id) => Effect.as(Quarantine.remove(Quarantine.defaultRoot(settings.maildirRoot), id), "deleted"))
-  })
+  }, reported)
 ).pipe(Command.withDescription("Delete held messages for good"))
 
 /** The `quarantine` subcommand. */
