@@ -7,6 +7,7 @@
  * no Effect and builds strings only for finished lines.
  */
 import { Schema } from "effect"
+import { CR, LF, SP } from "../session/Bytes.ts"
 
 /** One SMTP reply: its code and the text of each line (without code and separator). */
 export interface Reply {
@@ -30,10 +31,7 @@ export interface Reader {
   readonly pending: () => number
 }
 
-const CR = 13
-const LF = 10
 const zero = 48
-const space = 32
 const dash = 45
 
 /** Latin-1 text of bytes[start, end): replies are ASCII, and latin-1 never fails. */
@@ -69,8 +67,8 @@ export const make = (maxLineLength = 4096): Reader => {
     const d0 = digit(bytes[start])
     const d1 = digit(bytes[start + 1])
     const d2 = digit(bytes[start + 2])
-    const separator = end - start > 3 ? bytes[start + 3] : space
-    if (d0 < 1 || d1 < 0 || d2 < 0 || (separator !== space && separator !== dash)) {
+    const separator = end - start > 3 ? bytes[start + 3] : SP
+    if (d0 < 1 || d1 < 0 || d2 < 0 || (separator !== SP && separator !== dash)) {
       return fail(`not an SMTP reply line: ${JSON.stringify(text(bytes, start, Math.min(end, start + 80)))}`)
     }
     const lineCode = d0 * 100 + d1 * 10 + d2

@@ -21,7 +21,7 @@ import { IpNetwork } from "effect/net"
 import * as Event from "../log/Event.ts"
 import * as Network from "../policy/Network.ts"
 import * as Policy from "../policy/Policy.ts"
-import type * as Rule from "../policy/Rule.ts"
+import * as Rule from "../policy/Rule.ts"
 import type * as TlsSettings from "../tls/TlsSettings.ts"
 import { defaultProtocol } from "../tls/TlsSettings.ts"
 import * as Duration from "./Duration.ts"
@@ -914,15 +914,8 @@ const policySummary = (policy: PolicySettings): Array<string> => [
 const alwaysDecides = (rule: Rule.Rule): string | undefined => {
   if (rule.evaluate.length !== 0) return undefined
   try {
-    const verdict: unknown = Reflect.apply(rule.evaluate, undefined, [])
-    // An async rule's Promise: its rejection must not go unhandled in the process checking.
-    if (typeof verdict === "object" && verdict !== null && "then" in verdict && typeof verdict.then === "function") {
-      Promise.resolve(verdict).catch(() => undefined)
-      return undefined
-    }
-    if (Effect.isEffect(verdict) || typeof verdict !== "object" || verdict === null || !("_tag" in verdict)) return undefined
-    const tag = verdict._tag
-    return typeof tag !== "string" || tag === "Next" ? undefined : tag.toLowerCase()
+    const verdict = Rule.asVerdict(Reflect.apply(rule.evaluate, undefined, []))
+    return verdict === undefined || verdict._tag === "Next" ? undefined : verdict._tag.toLowerCase()
   } catch {
     return undefined
   }
@@ -942,7 +935,8 @@ export const warnings = (config: ConfigShape): Array<string> => {
       out.push(`${path}.auth: no listener offers AUTH, so these rules never run`)
     }
     for (const stage of Policy.stages) {
-      for (const rule of rules[stage] ?? []) {
+      const list = rules[stage] ?? []
+      for (const rule of list) {
         for (const needed of rule.requires ?? []) {
           const on = needed === "spf.check"
             ? config.spf.check
@@ -955,12 +949,10 @@ export const warnings = (config: ConfigShape): Array<string> => {
           out.push(`${path}.${stage}: rule '${rule.name}' never decides here: only at ${rule.decidesAt.join(", ")}`)
         }
       }
-      const list = rules[stage] ?? []
       // Each rule is asked at most once: the check runs the administrator's code.
-      for (let index = 0; index < list.length - 1; index++) {
-        const blocker = list[index]
-        const answer = blocker === undefined ? undefined : alwaysDecides(blocker)
-        if (blocker === undefined || answer === undefined) continue
+      for (const [index, blocker] of list.slice(0, -1).entries()) {
+        const answer = alwaysDecides(blocker)
+        if (answer === undefined) continue
         const skipped = list.slice(index + 1).map((r) => `'${r.name}'`).join(", ")
         out.push(`${path}.${stage}: rule '${blocker.name}' always answers ${answer}, so ${skipped} never run`)
         break

@@ -6,6 +6,7 @@
 import { Effect } from "effect"
 import type * as Policy from "../policy/Policy.ts"
 import * as Rule from "../policy/Rule.ts"
+import * as QueueState from "../queue/QueueState.ts"
 import * as Route from "../queue/Route.ts"
 import * as Headers from "../session/Headers.ts"
 import * as Machine from "../session/Machine.ts"
@@ -252,7 +253,7 @@ export const reevaluate = (
       const recorded = event.queueId === undefined ? undefined : queued.get(event.queueId)
       if (recorded === undefined || !Rule.queueStages.has(event.stage)) return undefined
       const added = addedAtPostq.get(recorded.queueId)
-      const message = added === undefined ? recorded : { ...recorded, prepend: Headers.format(added) + (recorded.prepend ?? "") }
+      const message = added === undefined ? recorded : { ...recorded, prepend: QueueState.addedAbove(recorded, added) }
       const view = viewed.get(message.queueId) ?? (yield* content.view(message)) ??
         PolicyContext.messageView(receivedView(message, receivedBy.get(message.queueId) ?? []), undefined)
       viewed.set(message.queueId, view)

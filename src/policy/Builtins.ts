@@ -180,7 +180,9 @@ export const dkimVerify = (options: DkimVerifyOptions = {}): Rule.Rule => {
     if (results === undefined) return Rule.next
     const best = results.map((r) => r.result).sort((a, b) => dkimOrder.indexOf(a) - dkimOrder.indexOf(b))[0] ?? "none"
     // The From the verifier read when the header fields rules see have none (DMARC's domain).
-    const fromDomain = Headers.addressDomain(context.message?.header("from")) ?? context.dmarc?.domain
+    const fromDomain = required.names.size === 0
+      ? undefined
+      : Headers.addressDomain(context.message?.header("from")) ?? context.dmarc?.domain
     if (fromDomain !== undefined && required.names.has(fromDomain) &&
       !results.some((r) => r.result === "pass" && r.domain.toLowerCase() === fromDomain)) {
       return unsigned._tag === "Next" ? unsigned : Rule.because(unsigned, { dkim: best, required: fromDomain })

@@ -5,7 +5,7 @@
  * the Authentication-Results field (RFC 8601) delivered above the message.
  */
 import { authenticate } from "mailauth"
-import type * as Event from "../log/Event.ts"
+import * as Event from "../log/Event.ts"
 import * as Dns from "./Dns.ts"
 import * as Streamed from "./Streamed.ts"
 
@@ -14,9 +14,10 @@ export type Outcome = Omit<Event.MessageAuthenticated, "_tag" | "session" | "at"
 /** The outcome never rejects: a failure of the check is a temperror outcome. */
 export type Verifier = Streamed.Streamed<Outcome>
 
-const dkimResults = ["pass", "fail", "neutral", "none", "temperror", "permerror", "policy"] as const
-const dmarcResults = ["pass", "fail", "none", "temperror", "permerror"] as const
-const arcResults = ["pass", "fail", "none", "temperror", "permerror"] as const
+// mailauth's results, narrowed to what the events can record.
+const dkimResults = Event.DkimResults.value.fields.result.literals
+const dmarcResults = Event.DmarcResult.fields.result.literals
+const arcResults = Event.ArcResult.fields.result.literals
 
 const oneOf = <A extends string>(values: ReadonlyArray<A>, value: string, otherwise: A): A =>
   values.find((v) => v === value) ?? otherwise

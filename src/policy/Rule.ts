@@ -334,6 +334,13 @@ const isVerdict = (value: unknown): value is Verdict => {
 const isThenable = (value: unknown): value is PromiseLike<unknown> =>
   typeof value === "object" && value !== null && "then" in value && typeof value.then === "function"
 
+/** A rule's synchronous result if it is a verdict; a Promise's rejection is caught, never left unhandled. */
+export const asVerdict = (result: unknown): Verdict | undefined => {
+  if (!isThenable(result)) return isVerdict(result) ? result : undefined
+  Promise.resolve(result).catch(() => undefined)
+  return undefined
+}
+
 /** Why a rule's result is not a verdict; a Promise's rejection is caught, never left unhandled. */
 const notAVerdict = (result: unknown): string => {
   if (isThenable(result)) {

@@ -293,20 +293,21 @@ export const make = Effect.fnUntraced(function*(
     for (const resume of waiters) resume()
   }
 
-  const record = (entry: Entry, event: QueueState.DeliveryEvent) =>
-    Effect.andThen(
-      log.append(event),
-      Effect.sync(() => {
-        entry.pending = QueueState.step(entry.pending, event) ?? entry.pending
-      })
-    )
+  const stepEntry = (entry: Entry, event: QueueState.DeliveryEvent) =>
+    Effect.sync(() => {
+      entry.pending = QueueState.step(entry.pending, event) ?? entry.pending
+    })
+  const record = (entry: Entry, event: QueueState.DeliveryEvent) => Effect.andThen(log.append(event), stepEntry(entry, event))
+  /** `record`, once the event is on disk: for a decision that must never be asked again after a crash. */
+  const recordDurably = (entry: Entry, event: QueueState.DeliveryEvent) =>
+    Effect.andThen(log.appendDurable(event), stepEntry(entry, event))
 
   /**
    * The message as delivered: the fields the postq rules added, those Postern added at
    * acceptance, then the spooled content.
    */
   const contentOf = (pending: QueueState.Pending) => {
-    const added = (pending.postq?.headers === undefined ? "" : Headers.format(pending.postq.headers)) + (pending.queued.prepend ?? "")
+    const added = QueueState.addedAbove(pending.queued, pending.postq?.headers)
     return added === ""
       ? spool.read(pending.queued.spool)
       : Stream.concat(Stream.make(encoder.encode(added)), spool.read(pending.queued.spool))
@@ -431,10 +432,8 @@ export const make = Effect.fnUntraced(function*(
       // A copy held in a quarantine must never meet a different answer after a crash (and a
       // copy in the mailbox too): that decision is on disk before the copy is made.
       if (decided.verdict !== "quarantine") yield* log.append(decided)
-      else if ((yield* Effect.result(log.appendDurable(decided)))._tag === "Failure") {
+      else if ((yield* Effect.result(recordDurably(entry, decided)))._tag === "Failure") {
         return yield* failed(false, "the delivery decision could not be logged")
-      } else {
-        entry.pending = QueueState.step(entry.pending, decided) ?? entry.pending
       }
       if (decided.verdict === "deny") return yield* failed(true, refusal(decided))
       if (decided.verdict === "tempfail") return yield* failed(false, refusal(decided))
@@ -495,9 +494,10 @@ export const make = Effect.fnUntraced(function*(
     // After queueing, before any recipient was tried: what becomes of the whole message. Rules
     // added later (a reload) do not reach a message whose delivery has begun.
     const policy = options.policy
-    const untried = entry.pending.remaining.length === new Set(entry.pending.queued.envelope.to).size &&
+    const untried = () =>
+      entry.pending.remaining.length === new Set(entry.pending.queued.envelope.to).size &&
       entry.pending.remaining.every((r) => r.attempts === 0)
-    if (due.length > 0 && untried && entry.lost === undefined && entry.pending.postq === undefined && policy?.asks("postq") === true) {
+    if (due.length > 0 && entry.lost === undefined && entry.pending.postq === undefined && policy?.asks("postq") === true && untried()) {
       const later = (reason: string) =>
         Effect.gen(function*() {
           entry.postqDeferrals += 1
@@ -511,9 +511,8 @@ export const make = Effect.fnUntraced(function*(
       const decided = yield* decideQueued(policy, PolicyContext.queued(entry.pending.queued, "postq", now, view.success, undefined), { queueId })
       // Durable before any delivery it governs, so that a crash never asks again a question
       // whose answer already put copies somewhere.
-      const written = yield* Effect.result(log.appendDurable(decided))
+      const written = yield* Effect.result(recordDurably(entry, decided))
       if (written._tag === "Failure") return yield* later(`decision not logged: ${written.failure.message}`)
-      entry.pending = QueueState.step(entry.pending, decided) ?? entry.pending
       if (decided.verdict === "tempfail") return yield* later(refusal(decided) + (decided.error === undefined ? "" : `: ${decided.error}`))
       // Delivery rules see the fields postq added.
       entry.view = undefined
@@ -632,7 +631,8 @@ export const make = Effect.fnUntraced(function*(
       txns.delete(txn)
       const { committed: stored, durable } = yield* Effect.mapError(spoolTxn.seal, spoolFailure)
       const at = yield* Clock.currentTimeMillis
-      if (origin !== undefined && !isOrigin(origin)) {
+      const keptOrigin = origin !== undefined && isOrigin(origin) ? origin : undefined
+      if (origin !== undefined && keptOrigin === undefined) {
         yield* Effect.logWarning(`queue ${txn.queueId}: session facts left out of MessageQueued (they would not read back): ${JSON.stringify(origin)}`)
       }
       const queued = Event.make("MessageQueued", {
@@ -644,7 +644,7 @@ export const make = Effect.fnUntraced(function*(
         digest: stored.digest,
         spool: stored.reference,
         ...(prepend === undefined || prepend === "" ? {} : { prepend }),
-        ...(origin === undefined || !isOrigin(origin) ? {} : { origin })
+        ...(keptOrigin === undefined ? {} : { origin: keptOrigin })
       })
       logFiles.set(txn.queueId, log.currentFile())
       // The content's fdatasync (requested at seal) and the acceptance event's fsync run at

@@ -8,6 +8,7 @@
  * too. Pure: no I/O.
  */
 import type * as Event from "../log/Event.ts"
+import * as Headers from "../session/Headers.ts"
 
 /** One recipient still to be delivered. */
 export interface Recipient {
@@ -139,3 +140,10 @@ export const fromEvents = (events: Iterable<Event.Event>): ReadonlyMap<string, P
  */
 export const retryDelay = (attempts: number, base: number, max: number): number =>
   Math.min(max, base * 2 ** Math.max(0, attempts - 1))
+
+/**
+ * What goes above a queued message's content when it is delivered (and when rules at postq and
+ * delivery read it): the fields its postq decision added, then those the session prepended.
+ */
+export const addedAbove = (queued: Event.MessageQueued, postqHeaders: ReadonlyArray<Headers.Header> | undefined): string =>
+  (postqHeaders === undefined ? "" : Headers.format(postqHeaders)) + (queued.prepend ?? "")

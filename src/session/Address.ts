@@ -6,6 +6,7 @@
  * result (and one concatenation per quoted-pair), and every loop advances at least one character,
  * so its cost is linear in the length of the path whatever the input.
  */
+import { SP } from "./Bytes.ts"
 
 /** `local@domain`, as read from a path (RFC 5321 Mailbox). */
 export interface Mailbox {
@@ -63,7 +64,6 @@ export const isAddressLiteral = (domain: string): boolean => domain.charCodeAt(0
 // ---------------------------------------------------------------------------------------------
 // Character classes
 
-const SP = 0x20
 const DQUOTE = 0x22
 const HYPHEN = 0x2d
 const DOT = 0x2e

@@ -1,4 +1,9 @@
-/** Byte helpers. Pure. */
+/** Byte helpers and the ASCII bytes the protocol parsers look for. Pure. */
+
+export const HT = 0x09
+export const LF = 0x0a
+export const CR = 0x0d
+export const SP = 0x20
 
 /** The parts one after the other, in a new array. */
 export const concat = (parts: ReadonlyArray<Uint8Array>): Uint8Array => {

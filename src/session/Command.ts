@@ -8,6 +8,7 @@
  */
 import * as Address from "./Address.ts"
 import * as Reply from "./Reply.ts"
+import { SP } from "./Bytes.ts"
 
 /** The BODY parameter of MAIL (RFC 6152 8BITMIME, RFC 3030 BINARYMIME). */
 export type Body = "7BIT" | "8BITMIME" | "BINARYMIME"
@@ -54,7 +55,6 @@ export type ParseResult =
 
 // ---------------------------------------------------------------------------------------------
 
-const SP = 0x20
 const LT = 0x3c
 const EQUALS = 0x3d
 

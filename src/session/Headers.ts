@@ -7,6 +7,7 @@
  */
 
 import * as Bytes from "./Bytes.ts"
+import { CR, HT, LF, SP } from "./Bytes.ts"
 
 export interface Header {
   readonly name: string
@@ -65,10 +66,6 @@ export interface Collector {
   readonly body: () => { readonly bytes: Uint8Array; readonly truncated: boolean }
 }
 
-const SP = 0x20
-const HT = 0x09
-const CR = 0x0d
-const LF = 0x0a
 const COLON = 0x3a
 
 /**
@@ -164,7 +161,7 @@ export const collector = (bodyLimit = 0): Collector => {
         } else if (!isFieldLine(head, start, length)) {
           // Not a field: the body (as a reader shows it) starts here; the header section goes on
           // to the empty line for header rules, without this line.
-          if (!bodyStarted) bodyStarted = true
+          bodyStarted = true
           keepBody(head.subarray(start, length))
           length = start
           lineStart = start

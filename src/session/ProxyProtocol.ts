@@ -15,6 +15,7 @@
 import { Result } from "effect"
 import { NetAddress } from "effect/net"
 import * as Network from "../policy/Network.ts"
+import { CR, LF } from "./Bytes.ts"
 
 /**
  * An address and port announced in a header. The address is in canonical
@@ -129,8 +130,6 @@ export const v2Signature: Uint8Array = Uint8Array.of(
 /** Signature, version/command, family/transport, 16-bit length. */
 const v2FixedLength = 16
 
-const CR = 0x0d
-const LF = 0x0a
 const v1Prefix = Uint8Array.from("PROXY ", (c) => c.charCodeAt(0))
 const portPattern = /^(?:0|[1-9][0-9]{0,4})$/
 

@@ -665,23 +665,17 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
    */
   const serve: Effect.Effect<void> = Effect.suspend(() => {
     while (closeReason === undefined) {
-      const unit = framer.next()
-      if (unit === undefined) return flushThenRead
-      const effect = handle(unit)
-      if (effect !== undefined) return Effect.andThen(effect, afterUnit)
+      // The last unit ended a pipelined group: its replies go out before anything is read on.
       if (flushNow) {
         flushNow = false
         return flushThenServe
       }
+      const unit = framer.next()
+      if (unit === undefined) return flushThenRead
+      const effect = handle(unit)
+      if (effect !== undefined) return Effect.andThen(effect, serve)
     }
     return Effect.void
-  })
-
-  /** After a unit that needed I/O: its group's replies go out first when it ended a pipelined group. */
-  const afterUnit: Effect.Effect<void> = Effect.suspend(() => {
-    if (!flushNow) return serve
-    flushNow = false
-    return flushThenServe
   })
 
   /** The phase whose timeout the pending read runs under. */

@@ -3,6 +3,17 @@ import * as Headers from "../../src/session/Headers.ts"
 
 const bytes = (text: string): Uint8Array => new TextEncoder().encode(text)
 
+/** `check` runs on a collector given `message` in two chunks, once for every split point. */
+const atEverySplit = (message: string, bodyLimit: number | undefined, check: (collector: Headers.Collector, at: string) => void) => {
+  const all = bytes(message)
+  for (let split = 0; split <= all.length; split++) {
+    const collector = Headers.collector(bodyLimit)
+    collector.push(all.subarray(0, split))
+    collector.push(all.subarray(split))
+    check(collector, `split at ${split}`)
+  }
+}
+
 describe("Headers.parse", () => {
   const cases: ReadonlyArray<readonly [string, string, ReadonlyArray<Headers.Header>]> = [
     ["fields up to the empty line", "From: a@b.test\r\nSubject: hello\r\n\r\nSubject: not a header\r\n", [
@@ -52,13 +63,9 @@ describe("Headers.collector", () => {
   const expected = [{ name: "From", value: "a@b.test" }, { name: "Subject", value: "split folded" }]
 
   it("gives the same fields whatever the chunking: every split point", () => {
-    const all = bytes(message)
-    for (let split = 0; split <= all.length; split++) {
-      const collector = Headers.collector()
-      collector.push(all.subarray(0, split))
-      collector.push(all.subarray(split))
-      assert.deepStrictEqual(collector.headers(), expected, `split at ${split}`)
-    }
+    atEverySplit(message, undefined, (collector, at) => {
+      assert.deepStrictEqual(collector.headers(), expected, at)
+    })
   })
 
   it("byte by byte", () => {
@@ -85,15 +92,11 @@ describe("Headers.collector", () => {
     const text = (collected: { readonly bytes: Uint8Array }) => new TextDecoder().decode(collected.bytes)
 
     it("keeps what follows the empty line, the same whatever the chunking: every split point", () => {
-      const all = bytes(message)
-      for (let split = 0; split <= all.length; split++) {
-        const collector = Headers.collector(1000)
-        collector.push(all.subarray(0, split))
-        collector.push(all.subarray(split))
-        assert.deepStrictEqual(collector.headers(), expected, `split at ${split}`)
-        assert.strictEqual(text(collector.body()), body, `split at ${split}`)
-        assert.isFalse(collector.body().truncated, `split at ${split}`)
-      }
+      atEverySplit(message, 1000, (collector, at) => {
+        assert.deepStrictEqual(collector.headers(), expected, at)
+        assert.strictEqual(text(collector.body()), body, at)
+        assert.isFalse(collector.body().truncated, at)
+      })
     })
 
     it("byte by byte", () => {
@@ -129,14 +132,10 @@ describe("Headers.collector", () => {
     })
 
     it("without an empty line the section ends at the first line that is neither a field nor a fold, which starts the body (review finding)", () => {
-      const all = bytes("Subject: hi\r\n folded on\r\nBuy cheap pills now\r\nmore\r\n")
-      for (let split = 0; split <= all.length; split++) {
-        const collector = Headers.collector(1000)
-        collector.push(all.subarray(0, split))
-        collector.push(all.subarray(split))
-        assert.deepStrictEqual(collector.headers(), [{ name: "Subject", value: "hi folded on" }], `split at ${split}`)
-        assert.strictEqual(text(collector.body()), "Buy cheap pills now\r\nmore\r\n", `split at ${split}`)
-      }
+      atEverySplit("Subject: hi\r\n folded on\r\nBuy cheap pills now\r\nmore\r\n", 1000, (collector, at) => {
+        assert.deepStrictEqual(collector.headers(), [{ name: "Subject", value: "hi folded on" }], at)
+        assert.strictEqual(text(collector.body()), "Buy cheap pills now\r\nmore\r\n", at)
+      })
     })
 
     it("a field name with a space or a control character is not a field: the body starts there", () => {
@@ -154,14 +153,10 @@ describe("Headers.collector", () => {
     })
 
     it("a line that is no field before the empty line: body rules see from it on, header rules still see the fields after it (review finding)", () => {
-      const all = bytes("Subject: hi\r\nBuy cheap pills\r\nFrom: ceo@bank.test\r\n\r\nmore\r\n")
-      for (let split = 0; split <= all.length; split++) {
-        const collector = Headers.collector(1000)
-        collector.push(all.subarray(0, split))
-        collector.push(all.subarray(split))
-        assert.deepStrictEqual(collector.headers(), [{ name: "Subject", value: "hi" }, { name: "From", value: "ceo@bank.test" }], `split at ${split}`)
-        assert.strictEqual(text(collector.body()), "Buy cheap pills\r\nFrom: ceo@bank.test\r\n\r\nmore\r\n", `split at ${split}`)
-      }
+      atEverySplit("Subject: hi\r\nBuy cheap pills\r\nFrom: ceo@bank.test\r\n\r\nmore\r\n", 1000, (collector, at) => {
+        assert.deepStrictEqual(collector.headers(), [{ name: "Subject", value: "hi" }, { name: "From", value: "ceo@bank.test" }], at)
+        assert.strictEqual(text(collector.body()), "Buy cheap pills\r\nFrom: ceo@bank.test\r\n\r\nmore\r\n", at)
+      })
     })
 
     it("more fields than the old limit of 500: a From after 600 fields is still seen (review finding)", () => {
