@@ -423,6 +423,7 @@ export const ConfigSchema = Schema.Struct({
   limits: orDefault(Limits, {}),
   timeouts: orDefault(Timeouts, {}),
   workers: orDefault(Workers, "auto"),
+  ioThreadNice: orDefault(integer("an integer from 0 to 19", (n) => n >= 0 && n <= 19), 10),
   log: orDefault(Log, {}),
   spool: orDefault(Spool, {}),
   tls: orDefault(Tls, {}),
@@ -492,6 +493,8 @@ export interface ConfigShape {
   readonly limits: Limits
   readonly timeouts: Timeouts
   readonly workers: number
+  /** The nice value each worker gives its I/O thread pool (0: left as it is). */
+  readonly ioThreadNice: number
   readonly log: LogSettings
   readonly spool: SpoolSettings
   readonly tls: TlsConfig
@@ -628,6 +631,7 @@ const finish = (parsed: typeof ConfigSchema.Type, baseDirectory: string): Config
     limits: parsed.limits,
     timeouts: parsed.timeouts,
     workers: parsed.workers === "auto" ? NodeOs.availableParallelism() : parsed.workers,
+    ioThreadNice: parsed.ioThreadNice,
     log: {
       directory: underState(parsed.log.directory, "log"),
       fsync: parsed.log.fsync,
@@ -857,7 +861,7 @@ export const summary = (config: ConfigShape, source: string): string => {
   return [
     `configuration: ${source}`,
     `hostname: ${config.hostname}`,
-    `workers: ${config.workers}`,
+    `workers: ${config.workers}, I/O threads at nice ${config.ioThreadNice}`,
     "listeners:",
     ...listeners,
     "local domains:",

@@ -23,6 +23,7 @@ import * as Listener from "../session/Listener.ts"
 import type * as CertStore from "../tls/CertStore.ts"
 import * as Handshake from "../tls/Handshake.ts"
 import * as Setup from "../tls/Setup.ts"
+import * as IoThreads from "./IoThreads.ts"
 
 export interface WorkerOptions {
   readonly config: ConfigModule.ConfigShape
@@ -159,6 +160,11 @@ export const run = Effect.fnUntraced(function*(options: WorkerOptions) {
       proxyHeaderTimeout: config.timeouts.command,
       resolveName: config.reverseDns ? reverseName : undefined
     })
+    // After the log, the spool and the certificates were read: the thread pool has started.
+    const lowered = yield* IoThreads.lowerPriority(config.ioThreadNice)
+    if (lowered._tag === "Unsupported" && partition === "w0") {
+      process.stderr.write(`postern: I/O threads keep their priority (ioThreadNice ${config.ioThreadNice}): ${lowered.reason}\n`)
+    }
     options.onListening(listeners.ports)
     yield* Effect.forkScoped(
       Effect.forever(Effect.gen(function*() {

@@ -85,6 +85,7 @@ describe("Config defaults", () => {
       const config = yield* Config.decode({}, "test")
       assert.strictEqual(config.hostname, NodeOs.hostname())
       assert.strictEqual(config.workers, NodeOs.availableParallelism())
+      assert.strictEqual(config.ioThreadNice, 10)
     }))
 
   it.effect("values given replace defaults and are normalised", () =>
@@ -92,6 +93,7 @@ describe("Config defaults", () => {
       const config = yield* Config.decode({
         hostname: "mx.example.org",
         workers: 3,
+        ioThreadNice: 0,
         localDomains: [{ domain: "Example.ORG", users: ["Alice", "bob"] }],
         listeners: [{
           address: "::1",
@@ -105,6 +107,7 @@ describe("Config defaults", () => {
       }, "test")
       assert.strictEqual(config.hostname, "mx.example.org")
       assert.strictEqual(config.workers, 3)
+      assert.strictEqual(config.ioThreadNice, 0)
       assert.deepStrictEqual(config.localDomains, [{ domain: "example.org", users: ["alice", "bob"], transport: "maildir" }])
       assert.deepStrictEqual(config.listeners[0]?.proxyProtocol?.trustedNetworks, [
         "10.0.0.0/8",
@@ -183,6 +186,9 @@ describe("Config errors", () => {
     ],
     ["workers 0", { workers: 0 }, "workers: expected a positive integer or \"auto\", got 0"],
     ["workers \"many\"", { workers: "many" }, "workers: expected a positive integer or \"auto\", got \"many\""],
+    ["ioThreadNice -1", { ioThreadNice: -1 }, "ioThreadNice: expected an integer from 0 to 19, got -1"],
+    ["ioThreadNice 20", { ioThreadNice: 20 }, "ioThreadNice: expected an integer from 0 to 19, got 20"],
+    ["ioThreadNice 2.5", { ioThreadNice: 2.5 }, "ioThreadNice: expected an integer from 0 to 19, got 2.5"],
     [
       "duplicate domains",
       { localDomains: [{ domain: "Example.org", users: "*" }, { domain: "example.ORG", users: "*" }] },

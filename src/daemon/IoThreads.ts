@@ -1,0 +1,60 @@
+/**
+ * Lowers the scheduling priority of libuv's thread pool, where the spool's and the log's
+ * writes and fsyncs run.
+ *
+ * Each of those jobs wakes a pool thread, and the kernel lets a freshly woken thread preempt the
+ * thread that was running. Where the pool shares a core with the event loop, that is the event
+ * loop, several times per message: the switches and the cache they cost took about a sixth of
+ * the core under load. A pool thread at a higher nice value no longer preempts the event loop
+ * on waking; it runs when the loop waits or its fair share comes round. Its work is a system
+ * call that mostly sleeps on the disk, so it needs little CPU, and what it loses is a little
+ * latency on each commit, never the commit: the fsync still comes before the 250.
+ *
+ * Linux names the pool's threads `libuv-worker` and lets a thread's nice value be set by its
+ * thread id; elsewhere there is nothing to do.
+ */
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import { Effect } from "effect"
+import { describe } from "../log/SystemError.ts"
+
+export type Outcome =
+  | { readonly _tag: "Lowered"; readonly threads: number; readonly nice: number }
+  | { readonly _tag: "Unchanged" }
+  | { readonly _tag: "Unsupported"; readonly reason: string }
+
+const poolThreadName = "libuv-worker"
+const tasks = "/proc/self/task"
+
+const readName = (task: string): string | undefined => {
+  try {
+    return Fs.readFileSync(`${tasks}/${task}/comm`, "utf8").trim()
+  } catch {
+    // The thread ended between the listing and the read.
+    return undefined
+  }
+}
+
+/**
+ * Sets every thread-pool thread of this process to `nice` (0 leaves them as they are). The
+ * pool's threads are all started on its first job, so this is called once the daemon has done
+ * file I/O (it has, once its log and spool are open).
+ */
+export const lowerPriority = (nice: number): Effect.Effect<Outcome> =>
+  Effect.sync((): Outcome => {
+    if (nice === 0) return { _tag: "Unchanged" }
+    if (process.platform !== "linux") return { _tag: "Unsupported", reason: `not on ${process.platform}` }
+    let threads = 0
+    try {
+      for (const task of Fs.readdirSync(tasks)) {
+        if (readName(task) !== poolThreadName) continue
+        Os.setPriority(Number(task), nice)
+        threads += 1
+      }
+    } catch (error) {
+      return { _tag: "Unsupported", reason: describe(error) }
+    }
+    return threads === 0
+      ? { _tag: "Unsupported", reason: `no ${poolThreadName} threads found` }
+      : { _tag: "Lowered", threads, nice }
+  })
