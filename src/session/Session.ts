@@ -360,9 +360,9 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
 
   /** Asks the rules (and the shadow rules) about a stage, with the context as it stands now. */
   const ask = (decision: Machine.Deciding) => {
-    // A stage nothing can refuse (no rules, an accepting default, no relaying to decide) is
-    // accepted without building the rules' context: the common case, on every command.
-    if (!policy.asks(decision.stage) && (decision.stage !== "rcpt" || decision.local)) return acceptedByDefault
+    // A stage nothing can refuse is accepted without building the rules' context: the common
+    // case, on every command.
+    if (!policy.asks(decision.stage, decision.stage !== "rcpt" || decision.local)) return acceptedByDefault
     const context = PolicyContext.make(connectionFacts, state, decision, now(), currentChecks())
     shadow(decision.stage, context)
     return policy.decide(context)

@@ -96,6 +96,14 @@ describe("Policy.make(defaultRuleSet)", () => {
     })
   }
 
+  it("asks about no stage, except rcpt for a recipient outside the local domains (relaying is still refused)", () => {
+    for (const stage of Policy.stages) {
+      assert.isFalse(policy.asks(stage), stage)
+      assert.isFalse(policy.asks(stage, true), `${stage}, local recipient`)
+      assert.strictEqual(policy.asks(stage, false), stage === "rcpt", `${stage}, non-local recipient`)
+    }
+  })
+
   it("denies a non-local recipient: 554 5.7.1 Relay access denied", () => {
     assert.deepStrictEqual(decideNow(policy, remote("x@remote.example")), relayDenied("x@remote.example"))
   })
