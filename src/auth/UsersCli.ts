@@ -22,6 +22,7 @@ import { Argument, Command, Flag, Prompt } from "effect/cli"
 import * as Config from "../config/Config.ts"
 import * as Users from "./Users.ts"
 import { setExitCode } from "../Cli.ts"
+import { describe } from "../log/SystemError.ts"
 
 
 /** A failure of this command, with the line to print. */
@@ -56,7 +57,7 @@ const readPassword = Effect.gen(function*() {
 const change = <A>(run: () => Promise<A>) =>
   Effect.tryPromise({
     try: run,
-    catch: (error) => refused(error instanceof Error ? error.message : String(error))
+    catch: (error) => refused(describe(error))
   })
 
 /** Runs a subcommand: its confirmation on stdout, or `postern user <verb>: <why>` on stderr and exit status 1. */

@@ -6,6 +6,7 @@
 import { spf as mailauthSpf } from "mailauth"
 import type * as Event from "../log/Event.ts"
 import * as Dns from "./Dns.ts"
+import { describe } from "../log/SystemError.ts"
 
 export type Result = Event.SpfChecked["result"]
 
@@ -56,7 +57,7 @@ export const check = async (options: {
       header: outcome.header.replace(/\r?\n$/, "")
     }
   } catch (error) {
-    const comment = error instanceof Error ? error.message : String(error)
+    const comment = describe(error)
     return { result: "temperror", domain: "", comment, header: `Received-SPF: temperror (${comment.replace(/[()\r\n]/g, " ")})` }
   }
 }

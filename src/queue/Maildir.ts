@@ -18,7 +18,7 @@ import * as Fs from "node:fs/promises"
 import * as Path from "node:path"
 import { Effect, Schema, Stream } from "effect"
 import * as Fsync from "../log/Fsync.ts"
-import { isMissing } from "../log/SystemError.ts"
+import { describe, isMissing } from "../log/SystemError.ts"
 
 /** A mailbox could not be resolved, read or written; `operation` names the step. */
 export class MaildirError extends Schema.TaggedError<MaildirError>()("MaildirError", {
@@ -107,7 +107,7 @@ export type Outcome =
   | { readonly _tag: "AlreadyDelivered"; readonly path: string }
 
 const failure = (operation: string, path: string) => (error: unknown): MaildirError =>
-  new MaildirError({ operation, path, message: error instanceof Error ? error.message : String(error) })
+  new MaildirError({ operation, path, message: describe(error) })
 
 const attempt = <A>(operation: string, path: string, run: () => Promise<A>): Effect.Effect<A, MaildirError> =>
   Effect.tryPromise({ try: run, catch: failure(operation, path) })

@@ -13,7 +13,7 @@ import * as Fs from "node:fs/promises"
 import * as Path from "node:path"
 import { Effect, Schema } from "effect"
 import * as Fsync from "../log/Fsync.ts"
-import { isMissing } from "../log/SystemError.ts"
+import { describe, isMissing } from "../log/SystemError.ts"
 import * as Headers from "../session/Headers.ts"
 import * as Maildir from "./Maildir.ts"
 import type * as Route from "./Route.ts"
@@ -104,7 +104,7 @@ const find = (root: string, id: string): Effect.Effect<{ readonly path: string; 
       // lstat: a link planted in a quarantine is never followed (release may run as root).
       const found = yield* Effect.tryPromise({
         try: () => Fs.lstat(path).then((s) => s.isFile(), (error: unknown) => (isMissing(error) ? false : Promise.reject(error))),
-        catch: (error) => new QuarantineError({ id, message: `cannot read ${path}: ${String(error)}` })
+        catch: (error) => new QuarantineError({ id, message: `cannot read ${path}: ${describe(error)}` })
       })
       // A reader's flags (":2,S") stay behind: the copy is new to the recipient.
       if (found) return { path, recipient: Maildir.fromDirectoryName(recipient), file: file.replace(/:.*$/, "") }
@@ -118,7 +118,7 @@ const removeHeld = (id: string, path: string) =>
       await Fs.unlink(path)
       await Fsync.directory(Path.dirname(path))
     },
-    catch: (error) => new QuarantineError({ id, message: `could not remove ${path}: ${String(error)}` })
+    catch: (error) => new QuarantineError({ id, message: `could not remove ${path}: ${describe(error)}` })
   })
 
 /**
@@ -174,7 +174,7 @@ export const release = (
     const content = yield* Effect.tryPromise({
       try: () => Fs.readFile(held.path),
       catch: (error) =>
-        new QuarantineError({ id, message: isMissing(error) ? "no such held message (released or deleted already?)" : `cannot read ${held.path}: ${String(error)}` })
+        new QuarantineError({ id, message: isMissing(error) ? "no such held message (released or deleted already?)" : `cannot read ${held.path}: ${describe(error)}` })
     })
     const outcome = yield* Maildir.deliver({
       root: options.maildirRoot,

@@ -28,6 +28,7 @@ import * as Path from "node:path"
 import { Clock, Context, Duration, Effect, Latch, Layer, Queue as EffectQueue, Schema, Stream } from "effect"
 import type { Scope } from "effect"
 import * as Event from "../log/Event.ts"
+import { describe } from "../log/SystemError.ts"
 import { EventLog } from "../log/EventLog.ts"
 import type * as Policy from "../policy/Policy.ts"
 import type * as Rule from "../policy/Rule.ts"
@@ -586,7 +587,7 @@ export const make = Effect.fnUntraced(function*(
     const next: Checkpoint.Checkpoint = { logFile, lastQueueId: lastId }
     return Effect.tryPromise({
       try: () => Checkpoint.write(options.spoolDirectory, options.partition, next),
-      catch: (error) => String(error)
+      catch: describe
     }).pipe(
       Effect.tap(() =>
         Effect.sync(() => {

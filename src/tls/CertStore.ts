@@ -33,6 +33,7 @@ import * as CertificateCheck from "./CertificateCheck.ts"
 import * as ServerName from "./ServerName.ts"
 import * as TicketKeys from "./TicketKeys.ts"
 import type * as TlsSettings from "./TlsSettings.ts"
+import { describe } from "../log/SystemError.ts"
 
 /** Which certificate serves a handshake, and why. */
 export interface Resolution {
@@ -160,7 +161,6 @@ interface Snapshot {
   readonly base: Tls.TLSSocketOptions
 }
 
-const describe = (error: unknown): string => (error instanceof Error ? error.message : String(error))
 
 /** `tls.createSecureContext` options shared by every context. */
 const commonOptions = (

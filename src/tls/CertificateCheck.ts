@@ -12,6 +12,7 @@ import * as Fs from "node:fs/promises"
 import { Effect, Schema } from "effect"
 import * as ServerName from "./ServerName.ts"
 import type * as TlsSettings from "./TlsSettings.ts"
+import * as SystemError from "../log/SystemError.ts"
 
 /** A certificate or key file that cannot be read or fails a check. */
 export class CertificateError extends Schema.TaggedError<CertificateError>()("CertificateError", {
@@ -68,7 +69,7 @@ const certificateBlock = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICAT
 const day = 86_400_000
 
 const describe = (error: unknown): string => {
-  const message = error instanceof Error ? error.message : String(error)
+  const message = SystemError.describe(error)
   // OpenSSL prefixes its messages with a thread id and error code; the reason is the tail.
   const openssl = /error:[0-9A-F]+:[^:]*:[^:]*:([^:\n]+)/.exec(message)
   return openssl?.[1] ?? message

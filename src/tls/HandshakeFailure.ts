@@ -3,6 +3,7 @@
  * records (`Event.TlsFailure`). Pure: the error's code and message are all it looks at.
  */
 import type * as Event from "../log/Event.ts"
+import { describe } from "../log/SystemError.ts"
 
 /** A failed handshake: the kind, and OpenSSL's own words for the log. */
 export interface HandshakeFailure {
@@ -24,7 +25,7 @@ const rules: ReadonlyArray<readonly [RegExp, Event.TlsFailure]> = [
 /** Classifies an error raised by a server-side `TLSSocket` during the handshake. */
 export const classify = (error: unknown): HandshakeFailure => {
   const code = typeof error === "object" && error !== null && "code" in error ? String(error.code) : ""
-  const message = error instanceof Error ? error.message : String(error)
+  const message = describe(error)
   const text = `${code} ${message}`
   const rule = rules.find(([pattern]) => pattern.test(text))
   return { reason: rule?.[1] ?? "other", detail: (code === "" ? message : `${code}: ${message}`).slice(0, 300) }

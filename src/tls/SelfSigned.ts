@@ -16,6 +16,7 @@ import { Effect } from "effect"
 import * as Fsync from "../log/Fsync.ts"
 import { CertificateError } from "./CertificateCheck.ts"
 import type * as TlsSettings from "./TlsSettings.ts"
+import { describe } from "../log/SystemError.ts"
 
 /** How long certificates last and when they are renewed. */
 export interface SelfSignedOptions {
@@ -39,7 +40,6 @@ const webCrypto = globalThis.crypto
 const codeOf = (error: unknown): string | undefined =>
   typeof error === "object" && error !== null && "code" in error ? String(error.code) : undefined
 
-const describe = (error: unknown): string => (error instanceof Error ? error.message : String(error))
 
 const sleep = (millis: number) => new Promise<void>((resolve) => setTimeout(resolve, millis))
 

@@ -11,6 +11,7 @@ import * as Fs from "node:fs/promises"
 import * as Path from "node:path"
 import { Effect, Schema } from "effect"
 import * as Fsync from "../log/Fsync.ts"
+import { describe } from "../log/SystemError.ts"
 
 /** Length of the master secret in bytes. */
 export const masterLength = 32
@@ -47,7 +48,6 @@ export const keyFor = (master: Uint8Array, period: number): Uint8Array => {
   return new Uint8Array(Crypto.hkdfSync("sha256", master, salt, context, keyLength))
 }
 
-const describe = (error: unknown): string => (error instanceof Error ? error.message : String(error))
 
 const codeOf = (error: unknown): string | undefined =>
   typeof error === "object" && error !== null && "code" in error ? String(error.code) : undefined
