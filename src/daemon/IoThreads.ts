@@ -36,9 +36,11 @@ const readName = (task: string): string | undefined => {
 }
 
 /**
- * Sets every thread-pool thread of this process to `nice` (0 leaves them as they are). The
- * pool's threads are all started on its first job, so this is called once the daemon has done
- * file I/O (it has, once its log and spool are open).
+ * Sets every thread-pool thread of this process to `nice` (0 leaves them as they are). A thread
+ * already at that nice value or a higher one (the daemon was started under `nice`) is left
+ * alone: raising a priority needs privileges, and it would undo what the administrator chose.
+ * The pool's threads are all started on its first job, so this is called once the daemon has
+ * done file I/O (it has, once its log and spool are open).
  */
 export const lowerPriority = (nice: number): Effect.Effect<Outcome> =>
   Effect.sync((): Outcome => {
@@ -48,8 +50,8 @@ export const lowerPriority = (nice: number): Effect.Effect<Outcome> =>
     try {
       for (const task of Fs.readdirSync(tasks)) {
         if (readName(task) !== poolThreadName) continue
-        Os.setPriority(Number(task), nice)
         threads += 1
+        if (Os.getPriority(Number(task)) < nice) Os.setPriority(Number(task), nice)
       }
     } catch (error) {
       return { _tag: "Unsupported", reason: describe(error) }
