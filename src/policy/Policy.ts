@@ -54,9 +54,9 @@ export interface PolicyShape {
    * Whether asking about `stage` can matter: it has rules (live or shadow), or a default other
    * than accept; with a shadow rule set, every session stage too, so that each live decision
    * has its shadow to compare with. A recipient outside the local domains (`recipientIsLocal`
-   * false at rcpt) is always asked about: relaying is refused unless a rule lets it through.
-   * Where asking cannot matter, the session accepts without building the rules' context, and
-   * the queue skips the stage (and its event).
+   * false at rcpt, and so when it is not given: the safe side) is always asked about: relaying
+   * is refused unless a rule lets it through. Where asking cannot matter, the session accepts
+   * without building the rules' context, and the queue skips the stage (and its event).
    */
   readonly asks: (stage: Rule.Stage, recipientIsLocal?: boolean) => boolean
   /** How much of the body to keep for rules at data, postq and delivery; 0 when none of them can look. */
@@ -116,7 +116,7 @@ export const make = (ruleSet: RuleSet, shadow?: RuleSet): PolicyShape => {
   return {
     decide: decider(ruleSet),
     shadow: shadow === undefined ? () => undefined : decider(shadow),
-    asks: (stage, recipientIsLocal = true) => asked.has(stage) || (stage === "rcpt" && !recipientIsLocal),
+    asks: (stage, recipientIsLocal = false) => asked.has(stage) || (stage === "rcpt" && !recipientIsLocal),
     bodyLimit
   }
 }

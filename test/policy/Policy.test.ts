@@ -96,11 +96,11 @@ describe("Policy.make(defaultRuleSet)", () => {
     })
   }
 
-  it("asks about no stage, except rcpt for a recipient outside the local domains (relaying is still refused)", () => {
+  it("asks about no stage, except rcpt for a recipient outside the local domains or not said to be local (relaying is still refused)", () => {
     for (const stage of Policy.stages) {
-      assert.isFalse(policy.asks(stage), stage)
       assert.isFalse(policy.asks(stage, true), `${stage}, local recipient`)
       assert.strictEqual(policy.asks(stage, false), stage === "rcpt", `${stage}, non-local recipient`)
+      assert.strictEqual(policy.asks(stage), stage === "rcpt", `${stage}, locality not given`)
     }
   })
 
