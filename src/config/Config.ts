@@ -861,7 +861,7 @@ export const summary = (config: ConfigShape, source: string): string => {
   return [
     `configuration: ${source}`,
     `hostname: ${config.hostname}`,
-    `workers: ${config.workers}, I/O threads at nice ${config.ioThreadNice}`,
+    `workers: ${config.workers}, ioThreadNice ${config.ioThreadNice}`,
     "listeners:",
     ...listeners,
     "local domains:",

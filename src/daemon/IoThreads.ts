@@ -19,9 +19,13 @@ import { Effect } from "effect"
 import { describe } from "../log/SystemError.ts"
 
 export type Outcome =
-  | { readonly _tag: "Lowered"; readonly threads: number; readonly nice: number }
+  /** `threads` pool threads found; `changed` of them lowered, the others already as low or lower. */
+  | { readonly _tag: "Lowered"; readonly threads: number; readonly changed: number; readonly nice: number }
   | { readonly _tag: "Unchanged" }
-  | { readonly _tag: "Unsupported"; readonly reason: string }
+  /** Not Linux: there is nothing to do, and nothing worth saying. */
+  | { readonly _tag: "NotLinux" }
+  /** On Linux, but not every pool thread could be set: why, for the administrator. */
+  | { readonly _tag: "Failed"; readonly reason: string }
 
 const poolThreadName = "libuv-worker"
 const tasks = "/proc/self/task"
@@ -45,18 +49,30 @@ const readName = (task: string): string | undefined => {
 export const lowerPriority = (nice: number): Effect.Effect<Outcome> =>
   Effect.sync((): Outcome => {
     if (nice === 0) return { _tag: "Unchanged" }
-    if (process.platform !== "linux") return { _tag: "Unsupported", reason: `not on ${process.platform}` }
-    let threads = 0
+    if (process.platform !== "linux") return { _tag: "NotLinux" }
+    let listed: Array<string>
     try {
-      for (const task of Fs.readdirSync(tasks)) {
-        if (readName(task) !== poolThreadName) continue
-        threads += 1
-        if (Os.getPriority(Number(task)) < nice) Os.setPriority(Number(task), nice)
-      }
+      listed = Fs.readdirSync(tasks)
     } catch (error) {
-      return { _tag: "Unsupported", reason: describe(error) }
+      return { _tag: "Failed", reason: describe(error) }
     }
-    return threads === 0
-      ? { _tag: "Unsupported", reason: `no ${poolThreadName} threads found` }
-      : { _tag: "Lowered", threads, nice }
+    let threads = 0
+    let changed = 0
+    const failures: Array<string> = []
+    for (const task of listed) {
+      if (readName(task) !== poolThreadName) continue
+      threads += 1
+      try {
+        if (Os.getPriority(Number(task)) >= nice) continue
+        Os.setPriority(Number(task), nice)
+        changed += 1
+      } catch (error) {
+        failures.push(`thread ${task}: ${describe(error)}`)
+      }
+    }
+    if (threads === 0) return { _tag: "Failed", reason: `no ${poolThreadName} threads found` }
+    if (failures.length > 0) {
+      return { _tag: "Failed", reason: `${changed} of ${threads} pool threads lowered; ${failures.join("; ")}` }
+    }
+    return { _tag: "Lowered", threads, changed, nice }
   })

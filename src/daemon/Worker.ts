@@ -162,8 +162,8 @@ export const run = Effect.fnUntraced(function*(options: WorkerOptions) {
     })
     // After the log, the spool and the certificates were read: the thread pool has started.
     const lowered = yield* IoThreads.lowerPriority(config.ioThreadNice)
-    if (lowered._tag === "Unsupported" && partition === "w0") {
-      process.stderr.write(`postern: I/O threads keep their priority (ioThreadNice ${config.ioThreadNice}): ${lowered.reason}\n`)
+    if (lowered._tag === "Failed" && partition === "w0") {
+      process.stderr.write(`postern: ioThreadNice ${config.ioThreadNice} not applied in full: ${lowered.reason}\n`)
     }
     options.onListening(listeners.ports)
     yield* Effect.forkScoped(

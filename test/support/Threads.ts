@@ -1,0 +1,30 @@
+/**
+ * A process's threads as the kernel sees them: each thread's name and nice value, from
+ * /proc/PID/task. A thread that ends while it is read is left out.
+ */
+import * as Fs from "node:fs"
+
+export interface Thread {
+  readonly name: string
+  readonly nice: number
+}
+
+const read = (pid: number | "self", tid: string): Thread | undefined => {
+  try {
+    const stat = Fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8")
+    // The name is in parentheses and may itself hold spaces or parentheses; nice is field 19.
+    const nice = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[16])
+    return { name: Fs.readFileSync(`/proc/${pid}/task/${tid}/comm`, "utf8").trim(), nice }
+  } catch {
+    return undefined
+  }
+}
+
+export const threadsOf = (pid: number | "self"): Array<Thread> =>
+  Fs.readdirSync(`/proc/${pid}/task`).flatMap((tid) => read(pid, tid) ?? [])
+
+/** libuv's thread-pool threads, by the name libuv gives them. */
+export const isPool = (thread: Thread): boolean => thread.name === "libuv-worker"
+
+/** The distinct nice values of `threads`. */
+export const nices = (threads: ReadonlyArray<Thread>): Array<number> => [...new Set(threads.map((t) => t.nice))]
