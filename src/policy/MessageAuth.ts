@@ -6,6 +6,8 @@
  */
 import { authenticate } from "mailauth"
 import * as Event from "../log/Event.ts"
+import { describe } from "../log/SystemError.ts"
+import * as Headers from "../session/Headers.ts"
 import * as Dns from "./Dns.ts"
 import * as Streamed from "./Streamed.ts"
 
@@ -94,6 +96,6 @@ export const start = (options: {
     }),
     (error: unknown): Outcome => ({
       dkim: [],
-      header: `Authentication-Results: ${options.hostname}; dkim=temperror (${String(error instanceof Error ? error.message : error).replace(/[()\r\n]/g, " ")})`
+      header: `Authentication-Results: ${options.hostname}; dkim=temperror (${Headers.commentText(describe(error))})`
     })
   ))

@@ -7,6 +7,7 @@ import { spf as mailauthSpf } from "mailauth"
 import type * as Event from "../log/Event.ts"
 import * as Dns from "./Dns.ts"
 import { describe } from "../log/SystemError.ts"
+import * as Headers from "../session/Headers.ts"
 
 export type Result = Event.SpfChecked["result"]
 
@@ -58,6 +59,6 @@ export const check = async (options: {
     }
   } catch (error) {
     const comment = describe(error)
-    return { result: "temperror", domain: "", comment, header: `Received-SPF: temperror (${comment.replace(/[()\r\n]/g, " ")})` }
+    return { result: "temperror", domain: "", comment, header: `Received-SPF: temperror (${Headers.commentText(comment)})` }
   }
 }

@@ -51,6 +51,9 @@ export const addressDomain = (value: string | undefined): string | undefined => 
   return address === undefined || at < 0 ? undefined : address.slice(at + 1).trim().toLowerCase() || undefined
 }
 
+/** Text made safe inside a header field's comment: no parentheses, no line breaks. */
+export const commentText = (text: string): string => text.replace(/[()\r\n]/g, " ")
+
 /** The first value of the field `name` (case-insensitive), if any. */
 export const first = (headers: ReadonlyArray<Header>, name: string): string | undefined => {
   const wanted = name.toLowerCase()

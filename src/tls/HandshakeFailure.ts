@@ -3,7 +3,7 @@
  * records (`Event.TlsFailure`). Pure: the error's code and message are all it looks at.
  */
 import type * as Event from "../log/Event.ts"
-import { describe } from "../log/SystemError.ts"
+import { describe, errorCode } from "../log/SystemError.ts"
 
 /** A failed handshake: the kind, and OpenSSL's own words for the log. */
 export interface HandshakeFailure {
@@ -24,7 +24,7 @@ const rules: ReadonlyArray<readonly [RegExp, Event.TlsFailure]> = [
 
 /** Classifies an error raised by a server-side `TLSSocket` during the handshake. */
 export const classify = (error: unknown): HandshakeFailure => {
-  const code = typeof error === "object" && error !== null && "code" in error ? String(error.code) : ""
+  const code = errorCode(error) ?? ""
   const message = describe(error)
   const text = `${code} ${message}`
   const rule = rules.find(([pattern]) => pattern.test(text))

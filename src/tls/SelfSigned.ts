@@ -16,7 +16,7 @@ import { Effect } from "effect"
 import * as Fsync from "../log/Fsync.ts"
 import { CertificateError } from "./CertificateCheck.ts"
 import type * as TlsSettings from "./TlsSettings.ts"
-import { describe } from "../log/SystemError.ts"
+import { describe, errorCode } from "../log/SystemError.ts"
 
 /** How long certificates last and when they are renewed. */
 export interface SelfSignedOptions {
@@ -36,10 +36,6 @@ const pollInterval = 25
 export const fileNames = { certificate: "selfsigned.crt", key: "selfsigned.key", lock: "selfsigned.lock" } as const
 
 const webCrypto = globalThis.crypto
-
-const codeOf = (error: unknown): string | undefined =>
-  typeof error === "object" && error !== null && "code" in error ? String(error.code) : undefined
-
 
 const sleep = (millis: number) => new Promise<void>((resolve) => setTimeout(resolve, millis))
 
@@ -104,7 +100,7 @@ const lock = async (file: string, timeout: number): Promise<void> => {
       await handle.close()
       return
     } catch (error) {
-      if (codeOf(error) !== "EEXIST") throw error
+      if (errorCode(error) !== "EEXIST") throw error
     }
     const age = await Fs.stat(file).then((s) => Date.now() - s.mtimeMs, () => 0)
     if (age > timeout || Date.now() - started > timeout) {

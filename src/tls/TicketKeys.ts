@@ -11,7 +11,7 @@ import * as Fs from "node:fs/promises"
 import * as Path from "node:path"
 import { Effect, Schema } from "effect"
 import * as Fsync from "../log/Fsync.ts"
-import { describe } from "../log/SystemError.ts"
+import { describe, errorCode, isMissing } from "../log/SystemError.ts"
 
 /** Length of the master secret in bytes. */
 export const masterLength = 32
@@ -48,15 +48,11 @@ export const keyFor = (master: Uint8Array, period: number): Uint8Array => {
   return new Uint8Array(Crypto.hkdfSync("sha256", master, salt, context, keyLength))
 }
 
-
-const codeOf = (error: unknown): string | undefined =>
-  typeof error === "object" && error !== null && "code" in error ? String(error.code) : undefined
-
 const readMaster = async (file: string): Promise<Uint8Array | undefined> => {
   try {
     return new Uint8Array(await Fs.readFile(file))
   } catch (error) {
-    if (codeOf(error) === "ENOENT") return undefined
+    if (isMissing(error)) return undefined
     throw error
   }
 }
@@ -74,7 +70,7 @@ const createMaster = async (file: string): Promise<void> => {
   try {
     await Fs.link(temporary, file)
   } catch (error) {
-    if (codeOf(error) !== "EEXIST") throw error
+    if (errorCode(error) !== "EEXIST") throw error
   } finally {
     await Fs.rm(temporary, { force: true })
   }
