@@ -12,7 +12,7 @@ export interface Round<A> {
 }
 
 export interface Summary<A> {
-  /** The round with the median ratio (for an even count, the lower of the middle two). */
+  /** The round with the median ratio (for an even count, the higher of the middle two: the one less kind to Postern). */
   readonly median: Round<A>
   readonly min: number
   readonly max: number
@@ -21,7 +21,7 @@ export interface Summary<A> {
 /** The median round of those with a finite ratio, or undefined when there is none. */
 export const summarize = <A>(rounds: ReadonlyArray<Round<A>>): Summary<A> | undefined => {
   const sorted = rounds.filter((round) => Number.isFinite(round.ratio)).sort((a, b) => a.ratio - b.ratio)
-  const median = sorted[Math.floor((sorted.length - 1) / 2)]
+  const median = sorted[Math.floor(sorted.length / 2)]
   const first = sorted[0]
   const last = sorted[sorted.length - 1]
   return median === undefined || first === undefined || last === undefined
