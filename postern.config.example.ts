@@ -109,7 +109,8 @@ export default defineConfig({
 
   // The nice value (0 to 19) each worker gives libuv's thread pool, where the spool's and the
   // log's writes and fsyncs run, so that a woken I/O thread does not preempt the event loop on
-  // a shared core (Linux; 0 leaves the threads as they are). Default: 10
+  // a shared core (Linux; 0 leaves the threads as they are; a thread the daemon's own nice
+  // already put lower is never raised). Applied at start, not on SIGHUP. Default: 10
   ioThreadNice: 10,
 
   log: {
