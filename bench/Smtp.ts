@@ -18,6 +18,13 @@ export class BenchError extends Schema.TaggedError<BenchError>()("BenchError", {
   message: Schema.String
 }) {}
 
+/** An error for a bench line: a BenchError's own words, else the stack. */
+export const errorMessage = (error: unknown): string =>
+  error instanceof BenchError ? error.message : error instanceof Error ? error.stack ?? error.message : String(error)
+
+/** `value` to `digits` decimals, as a number for JSON. */
+export const round = (value: number, digits: number) => Number(value.toFixed(digits))
+
 // ---------------------------------------------------------------------------------------------
 // Children: every process the bench starts is a process-group leader, so killing the group
 // also kills what it started (smtp-source under its round loop, Postern's workers).

@@ -14,6 +14,7 @@ import * as NodePath from "node:path"
 import { parseArgs } from "node:util"
 import * as PolicyBench from "./policy.ts"
 import * as Smtp from "./Smtp.ts"
+import { errorMessage, round } from "./Smtp.ts"
 import * as Tls from "./tls.ts"
 
 const root = NodePath.resolve(import.meta.dirname, "..")
@@ -198,10 +199,7 @@ const emit = (line: { readonly [key: string]: Json }, human: string): void => {
   process.stderr.write(`${human}\n`)
 }
 
-const round = (value: number, digits: number) => Number(value.toFixed(digits))
 
-const errorMessage = (error: unknown): string =>
-  error instanceof Smtp.BenchError ? error.message : error instanceof Error ? error.stack ?? error.message : String(error)
 
 const loadJson = (result: Smtp.LoadResult) => ({
   msgsPerSec: round(result.msgsPerSec, 1),

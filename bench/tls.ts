@@ -24,6 +24,7 @@ import type * as LoadGenerator from "../src/bench/LoadGenerator.ts"
 import { defaultProtocol } from "../src/tls/TlsSettings.ts"
 import * as Rounds from "./Rounds.ts"
 import * as Smtp from "./Smtp.ts"
+import { errorMessage, round } from "./Smtp.ts"
 
 type Json = string | number | boolean | null | undefined | ReadonlyArray<Json> | { readonly [key: string]: Json }
 
@@ -410,7 +411,6 @@ const load = async (
   }
 }
 
-const round = (value: number, digits: number) => Number(value.toFixed(digits))
 
 /** One target's figures for a scenario. */
 const figures = (run: LoadRun, what: What, boundMs: number | undefined): { readonly [key: string]: Json } => {
@@ -454,8 +454,6 @@ const figures = (run: LoadRun, what: What, boundMs: number | undefined): { reado
   }
 }
 
-const errorMessage = (error: unknown): string =>
-  error instanceof Smtp.BenchError ? error.message : error instanceof Error ? error.stack ?? error.message : String(error)
 
 const describeTarget = (name: string, result: { readonly [key: string]: Json }, what: What): string => {
   if ("skipped" in result) return `${name} skipped`
@@ -596,28 +594,30 @@ const runScenario = async (
   // Rounds compare the two servers: with one of them missing, one run of the other says it all.
   const comparable = typeof targets.ceiling !== "string" && typeof targets.postern !== "string"
   const count = input.quick || !comparable ? settings.rounds.quick : settings.rounds.full
-  const pairs: Array<MeasuredPair> = []
-  for (let index = 0; index < count; index++) {
-    if (Rounds.ceilingFirst(index)) {
-      const ceiling = await measure(targets.ceiling, undefined)
-      pairs.push({ ceiling, postern: await measure(targets.postern, "--ceiling-only") })
-    } else {
-      const postern = await measure(targets.postern, "--ceiling-only")
-      pairs.push({ ceiling: await measure(targets.ceiling, undefined), postern })
-    }
+  const runCeiling = () => measure(targets.ceiling, undefined)
+  const runPostern = () => measure(targets.postern, "--ceiling-only")
+  const runRound = async (index: number): Promise<Rounds.Round<MeasuredPair>> => {
+    const ceilingFirst = Rounds.ceilingFirst(index)
+    const first = await (ceilingFirst ? runCeiling : runPostern)()
+    const second = await (ceilingFirst ? runPostern : runCeiling)()
+    const pair = ceilingFirst ? { ceiling: first, postern: second } : { ceiling: second, postern: first }
+    return { ratio: ratioOf(pair, "serverCpuMsPerHandshake") ?? Number.NaN, value: pair }
   }
-  const summary = Rounds.summarize(pairs.map((pair) => ({ ratio: ratioOf(pair, "serverCpuMsPerHandshake") ?? Number.NaN, value: pair })))
+  const firstRound = await runRound(0)
+  const rounds = [firstRound]
+  for (let index = 1; index < count; index++) rounds.push(await runRound(index))
+  const summary = Rounds.summarize(rounds)
   // Without a ratio in any round (a failure, or --ceiling-only), the first round says why.
-  const chosen = summary?.median.value ?? pairs[0] ?? { ceiling: { error: "no round ran" }, postern: { error: "no round ran" } }
-  const { ceiling, postern } = chosen
-  const ratio = ratioOf(chosen, rateKey)
-  const cpuRatio = ratioOf(chosen, "serverCpuMsPerHandshake")
+  const chosen = summary?.median ?? firstRound
+  const { ceiling, postern } = chosen.value
+  const ratio = ratioOf(chosen.value, rateKey)
+  const cpuRatio = Number.isFinite(chosen.ratio) ? chosen.ratio : null
   const title = `tls ${scenario.mode} ${certificateName[scenario.certificate]} ${versionName[scenario.version]} ${
     scenario.what === "handshake" ? "full handshakes" : scenario.what === "message" ? "a message per connection" : "resumed handshakes"
   }`
-  const spread = summary === undefined || pairs.length < 2
+  const spread = summary === undefined || rounds.length < 2
     ? ""
-    : ` (the median of ${pairs.length} alternated rounds: ${Math.round(summary.min * 100)}-${Math.round(summary.max * 100)}%)`
+    : ` (the median of ${rounds.length} alternated rounds: ${Math.round(summary.min * 100)}-${Math.round(summary.max * 100)}%)`
   input.emit(
     {
       ...header,
@@ -634,10 +634,10 @@ const runScenario = async (
       postern,
       ratio,
       cpuRatio,
-      rounds: pairs.map((pair) => ({
-        ceilingCpuMs: pair.ceiling["serverCpuMsPerHandshake"] ?? null,
-        posternCpuMs: pair.postern["serverCpuMsPerHandshake"] ?? null,
-        cpuRatio: ratioOf(pair, "serverCpuMsPerHandshake")
+      rounds: rounds.map(({ ratio, value }) => ({
+        ceilingCpuMs: value.ceiling["serverCpuMsPerHandshake"] ?? null,
+        posternCpuMs: value.postern["serverCpuMsPerHandshake"] ?? null,
+        cpuRatio: Number.isFinite(ratio) ? ratio : null
       }))
     },
     `${title}: ${describeTarget("responder", ceiling, scenario.what)}; ${describeTarget("postern", postern, scenario.what)}${

@@ -34,7 +34,7 @@ import * as Fs from "node:fs/promises"
 import * as Path from "node:path"
 import { Schema } from "effect"
 import * as Fsync from "../log/Fsync.ts"
-import { describe, errorCode } from "../log/SystemError.ts"
+import { describe, errorCode, isMissing } from "../log/SystemError.ts"
 
 /** Why a change to the users file was refused or failed. */
 export class UsersError extends Schema.TaggedError<UsersError>()("UsersError", {
@@ -275,7 +275,7 @@ const versionOf = async (file: string): Promise<string> => {
     const stats = await Fs.stat(file, { bigint: true })
     return `${stats.dev}:${stats.ino}:${stats.size}:${stats.mtimeNs}:${stats.ctimeNs}`
   } catch (error) {
-    return errorCode(error) === "ENOENT" ? "missing" : `error:${errorCode(error) ?? describe(error)}`
+    return isMissing(error) ? "missing" : `error:${errorCode(error) ?? describe(error)}`
   }
 }
 

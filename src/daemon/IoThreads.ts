@@ -21,9 +21,8 @@ import { describe } from "../log/SystemError.ts"
 export type Outcome =
   /** `threads` pool threads found; `changed` of them lowered, the others already as low or lower. */
   | { readonly _tag: "Lowered"; readonly threads: number; readonly changed: number; readonly nice: number }
+  /** Asked for nothing (0), or not on Linux: there is nothing to do, and nothing worth saying. */
   | { readonly _tag: "Unchanged" }
-  /** Not Linux: there is nothing to do, and nothing worth saying. */
-  | { readonly _tag: "NotLinux" }
   /** On Linux, but not every pool thread could be set: why, for the administrator. */
   | { readonly _tag: "Failed"; readonly reason: string }
 
@@ -48,8 +47,7 @@ const readName = (task: string): string | undefined => {
  */
 export const lowerPriority = (nice: number): Effect.Effect<Outcome> =>
   Effect.sync((): Outcome => {
-    if (nice === 0) return { _tag: "Unchanged" }
-    if (process.platform !== "linux") return { _tag: "NotLinux" }
+    if (nice === 0 || process.platform !== "linux") return { _tag: "Unchanged" }
     let listed: Array<string>
     try {
       listed = Fs.readdirSync(tasks)

@@ -93,7 +93,7 @@ export const run = Effect.fnUntraced(function*(options: WorkerOptions) {
   const livePolicy = PolicyService.of({
     decide: (context) => policy.decide(context),
     shadow: (context) => policy.shadow(context),
-    asks: (stage, recipientIsLocal) => policy.asks(stage, recipientIsLocal),
+    asks: (...question) => policy.asks(...question),
     get bodyLimit() {
       return policy.bodyLimit
     }

@@ -13,7 +13,7 @@ import type * as Event from "./Event.ts"
 import { LogError } from "./EventLog.ts"
 import * as LogCodec from "./LogCodec.ts"
 import * as LogRecord from "./LogRecord.ts"
-import { describe, errorCode } from "./SystemError.ts"
+import { describe, isMissing } from "./SystemError.ts"
 
 /** One event and where it is stored (`offset` is the start of its record's frame). */
 export interface Entry {
@@ -62,7 +62,7 @@ export const listFiles = (dir: string): Effect.Effect<Array<LogFile>, LogError> 
     try {
       return await Fs.readdir(dir)
     } catch (error) {
-      if (errorCode(error) === "ENOENT") return []
+      if (isMissing(error)) return []
       throw error
     }
   }).pipe(Effect.map((names) => {
@@ -81,7 +81,7 @@ export const partitions = (root: string): Effect.Effect<Array<string>, LogError>
       const entries = await Fs.readdir(root, { withFileTypes: true })
       return entries.filter((entry) => entry.isDirectory()).map((entry) => entry.name).sort()
     } catch (error) {
-      if (errorCode(error) === "ENOENT") return []
+      if (isMissing(error)) return []
       throw error
     }
   })

@@ -178,7 +178,11 @@ export const dkimVerify = (options: DkimVerifyOptions = {}): Rule.Rule => {
   const evaluate = (context: Rule.Context): Rule.Verdict => {
     const results = context.dkim
     if (results === undefined) return Rule.next
-    const best = results.map((r) => r.result).sort((a, b) => dkimOrder.indexOf(a) - dkimOrder.indexOf(b))[0] ?? "none"
+    // "none" is last in dkimOrder: the best of no results is "none".
+    const best = results.reduce<string>(
+      (found, r) => (dkimOrder.indexOf(r.result) < dkimOrder.indexOf(found) ? r.result : found),
+      "none"
+    )
     // The From the verifier read when the header fields rules see have none (DMARC's domain).
     const fromDomain = required.names.size === 0
       ? undefined

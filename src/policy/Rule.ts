@@ -334,17 +334,22 @@ const isVerdict = (value: unknown): value is Verdict => {
 const isThenable = (value: unknown): value is PromiseLike<unknown> =>
   typeof value === "object" && value !== null && "then" in value && typeof value.then === "function"
 
+/** A Promise a rule returned is not used; its rejection must not go unhandled in the process. */
+const ignoreRejection = (promise: PromiseLike<unknown>): void => {
+  Promise.resolve(promise).catch(() => undefined)
+}
+
 /** A rule's synchronous result if it is a verdict; a Promise's rejection is caught, never left unhandled. */
 export const asVerdict = (result: unknown): Verdict | undefined => {
   if (!isThenable(result)) return isVerdict(result) ? result : undefined
-  Promise.resolve(result).catch(() => undefined)
+  ignoreRejection(result)
   return undefined
 }
 
 /** Why a rule's result is not a verdict; a Promise's rejection is caught, never left unhandled. */
 const notAVerdict = (result: unknown): string => {
   if (isThenable(result)) {
-    Promise.resolve(result).catch(() => undefined)
+    ignoreRejection(result)
     return "returned a Promise, not a verdict: a rule that needs I/O returns an Effect (Effect.promise(() => ...))"
   }
   return `returned ${describe(result)}, not a verdict`

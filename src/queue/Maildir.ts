@@ -129,8 +129,13 @@ export const find = (target: Target, options?: { readonly scanCur?: boolean }): 
 > =>
   Effect.suspend(() => {
     const box = mailbox(target)
-    if (box instanceof MaildirError) return Effect.fail(box)
-    const fresh = Path.join(box.new, target.name)
+    return box instanceof MaildirError ? Effect.fail(box) : findIn(box, target.name, options?.scanCur !== false)
+  })
+
+/** `find` in a mailbox already worked out. */
+const findIn = (box: Mailbox, name: string, scanCur: boolean): Effect.Effect<string | undefined, MaildirError> =>
+  Effect.suspend(() => {
+    const fresh = Path.join(box.new, name)
     const inNew = attempt("stat", fresh, () =>
       Fs.stat(fresh).then(
         () => true,
@@ -148,13 +153,13 @@ export const find = (target: Target, options?: { readonly scanCur?: boolean }): 
         throw error
       }
       for await (const entry of directory) {
-        if (isCopyOf(entry.name, target.name)) return Path.join(box.cur, entry.name)
+        if (isCopyOf(entry.name, name)) return Path.join(box.cur, entry.name)
       }
       return undefined
     })
     return Effect.flatMap(inNew, (found): Effect.Effect<string | undefined, MaildirError> => {
       if (found) return Effect.succeed(fresh)
-      return options?.scanCur === false ? Effect.succeed(undefined) : inCur
+      return scanCur ? inCur : Effect.succeed(undefined)
     })
   })
 
@@ -180,16 +185,16 @@ const ensureMailbox = Effect.fnUntraced(function*(box: Mailbox) {
   for (const dir of parents) yield* fsyncDirectory(dir)
 })
 
-/**
- * Delivers `content` to the target mailbox, exactly once per `name` (see the module doc).
- * `scanCur: false` skips the search of `cur/` for a copy a reader has already moved: only
- * for a first attempt, when no earlier attempt can have renamed the file.
- */
 export interface DeliverOptions<E> extends Target {
   readonly content: Stream.Stream<Uint8Array, E> | Iterable<Uint8Array>
+  /**
+   * false skips the search of `cur/` for a copy a reader has already moved: only for a first
+   * attempt, when no earlier attempt can have renamed the file.
+   */
   readonly scanCur?: boolean
 }
 
+/** Delivers `content` to the target mailbox, exactly once per `name` (see the module doc). */
 export const deliver = <E = never>(options: DeliverOptions<E>): Effect.Effect<Outcome, MaildirError | E> =>
   Effect.gen({ self: options }, deliverInto)
 
@@ -197,7 +202,7 @@ export const deliver = <E = never>(options: DeliverOptions<E>): Effect.Effect<Ou
 function* deliverInto<E>(this: DeliverOptions<E>): Effect.fn.Return<Outcome, MaildirError | E> {
   const box = mailbox(this)
   if (box instanceof MaildirError) return yield* box
-  const existing = yield* find(this, { scanCur: this.scanCur !== false })
+  const existing = yield* findIn(box, this.name, this.scanCur !== false)
   if (existing !== undefined) return { _tag: "AlreadyDelivered", path: existing } as const
   yield* ensureMailbox(box)
 

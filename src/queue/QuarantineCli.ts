@@ -31,10 +31,9 @@ const loaded = (file: Option.Option<string>) => Config.load(Option.getOrUndefine
  * quarantine that cannot be read (1).
  */
 const reported = <A, R>(command: Effect.Effect<A, Config.ConfigError | Quarantine.QuarantineError, R>) =>
-  command.pipe(Effect.catchTags({
-    ConfigError: (error) => Effect.andThen(Console.error(`postern quarantine: ${error.message}`), setExitCode(2)),
-    QuarantineError: (error) => Effect.andThen(Console.error(`postern quarantine: ${error.message}`), setExitCode(1))
-  }))
+  command.pipe(Effect.catch((error) =>
+    Effect.andThen(Console.error(`postern quarantine: ${error.message}`), setExitCode(error._tag === "ConfigError" ? 2 : 1))
+  ))
 
 /** A header's text for a terminal: control characters (a spoofing Subject's CR or escapes) shown, not obeyed. */
 const visible = (text: string): string =>

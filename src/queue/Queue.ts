@@ -477,6 +477,15 @@ export const make = Effect.fnUntraced(function*(
     }
   })
 
+  /** A postq question that could not be answered now: asked again after the retry delay. */
+  const postqDeferred = Effect.fnUntraced(function*(entry: Entry, queueId: string, reason: string) {
+    entry.postqDeferrals += 1
+    entry.view = undefined
+    const at = yield* Clock.currentTimeMillis
+    yield* Effect.logWarning(`queue ${queueId}: postq deferred (${entry.postqDeferrals} times): ${reason}`)
+    return schedule(queueId, at + QueueState.retryDelay(entry.postqDeferrals, options.retryBase, retryMax), at)
+  })
+
   const attempt = Effect.fnUntraced(function*(queueId: string) {
     const entry = messages.get(queueId)
     if (entry === undefined) return
@@ -499,14 +508,7 @@ export const make = Effect.fnUntraced(function*(
       entry.pending.remaining.length === new Set(entry.pending.queued.envelope.to).size &&
       entry.pending.remaining.every((r) => r.attempts === 0)
     if (due.length > 0 && entry.lost === undefined && entry.pending.postq === undefined && policy?.asks("postq") === true && untried()) {
-      const later = (reason: string) =>
-        Effect.gen(function*() {
-          entry.postqDeferrals += 1
-          entry.view = undefined
-          const at = yield* Clock.currentTimeMillis
-          yield* Effect.logWarning(`queue ${queueId}: postq deferred (${entry.postqDeferrals} times): ${reason}`)
-          return schedule(queueId, at + QueueState.retryDelay(entry.postqDeferrals, options.retryBase, retryMax), at)
-        })
+      const later = (reason: string) => postqDeferred(entry, queueId, reason)
       const view = yield* Effect.result(viewOf(entry, policy.bodyLimit))
       if (view._tag === "Failure") return yield* later(`spool read: ${view.failure.message}`)
       const decided = yield* decideQueued(policy, PolicyContext.queued(entry.pending.queued, "postq", now, view.success, undefined), { queueId })

@@ -6,7 +6,7 @@
  * result (and one concatenation per quoted-pair), and every loop advances at least one character,
  * so its cost is linear in the length of the path whatever the input.
  */
-import { SP } from "./Bytes.ts"
+import { COLON, DOT, LT, SP } from "./Bytes.ts"
 
 /** `local@domain`, as read from a path (RFC 5321 Mailbox). */
 export interface Mailbox {
@@ -66,10 +66,7 @@ export const isAddressLiteral = (domain: string): boolean => domain.charCodeAt(0
 
 const DQUOTE = 0x22
 const HYPHEN = 0x2d
-const DOT = 0x2e
 const COMMA = 0x2c
-const COLON = 0x3a
-const LT = 0x3c
 const GT = 0x3e
 const AT = 0x40
 const BRACKET_OPEN = 0x5b

@@ -8,7 +8,7 @@
  */
 import * as Address from "./Address.ts"
 import * as Reply from "./Reply.ts"
-import { SP } from "./Bytes.ts"
+import { LT, SP } from "./Bytes.ts"
 
 /** The BODY parameter of MAIL (RFC 6152 8BITMIME, RFC 3030 BINARYMIME). */
 export type Body = "7BIT" | "8BITMIME" | "BINARYMIME"
@@ -55,7 +55,6 @@ export type ParseResult =
 
 // ---------------------------------------------------------------------------------------------
 
-const LT = 0x3c
 const EQUALS = 0x3d
 
 const verbs: ReadonlyMap<string, Verb> = new Map<string, Verb>([

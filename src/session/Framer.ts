@@ -7,7 +7,7 @@
  * chunk or more commands (a pipelined `DATA` may be rejected, and then what follows it is
  * commands again). So `push` only buffers and `next` yields one unit in the current mode.
  */
-import { CR, LF } from "./Bytes.ts"
+import { CR, DOT, LF } from "./Bytes.ts"
 
 export interface FramerLimits {
   /** Longest command line, CRLF included (RFC 5321 4.5.3.1.4: 512). */
@@ -69,7 +69,6 @@ export interface Framer {
   discard(): number
 }
 
-const DOT = 46
 const NUL = 0
 
 const EMPTY = new Uint8Array(0)

@@ -6,8 +6,7 @@
  * the content passes by untouched. Pure.
  */
 
-import * as Bytes from "./Bytes.ts"
-import { CR, HT, LF, SP } from "./Bytes.ts"
+import { COLON, concat, CR, HT, LF, SP } from "./Bytes.ts"
 
 export interface Header {
   readonly name: string
@@ -69,7 +68,6 @@ export interface Collector {
   readonly body: () => { readonly bytes: Uint8Array; readonly truncated: boolean }
 }
 
-const COLON = 0x3a
 
 /**
  * Whether `bytes[start, end)`, a line, is a field (RFC 5322 2.2: a name of printable US-ASCII
@@ -149,7 +147,6 @@ export const collector = (bodyLimit = 0): Collector => {
           keepBody(bytes.subarray(from))
           length = lineStart
           headerDone = true
-          bodyStarted = true
           return
         }
         append(bytes, from, end)
@@ -160,7 +157,6 @@ export const collector = (bodyLimit = 0): Collector => {
         if (isEmptyLine(head, start, length)) {
           if (bodyStarted) keepBody(head.subarray(start, length))
           headerDone = true
-          bodyStarted = true
         } else if (!isFieldLine(head, start, length)) {
           // Not a field: the body (as a reader shows it) starts here; the header section goes on
           // to the empty line for header rules, without this line.
@@ -179,6 +175,6 @@ export const collector = (bodyLimit = 0): Collector => {
       const end = !headerDone && lineStart < length && !isFieldLine(head, lineStart, length) ? lineStart : length
       return parse(decoder.decode(head.subarray(0, end)))
     },
-    body: () => ({ bytes: Bytes.concat(bodyChunks), truncated })
+    body: () => ({ bytes: concat(bodyChunks), truncated })
   }
 }

@@ -15,6 +15,7 @@ import type { Queue } from "../queue/Queue.ts"
 import * as Connection from "../tls/Connection.ts"
 import type * as Handshake from "../tls/Handshake.ts"
 import type * as Framer from "./Framer.ts"
+import * as Bytes from "./Bytes.ts"
 import * as ProxyProtocol from "./ProxyProtocol.ts"
 import * as Session from "./Session.ts"
 
@@ -126,10 +127,7 @@ const readProxyHeader = (connection: Connection.Connection, timeout: number): Ef
     return Effect.flatMap(connection.readWithin(Math.max(0, deadline - Date.now())), (chunk) => {
       if (chunk === Connection.TimedOut) return Effect.fail("timeout")
       if (chunk === undefined || chunk === Connection.Signalled) return Effect.fail("connection closed")
-      const joined = new Uint8Array(bytes.length + chunk.length)
-      joined.set(bytes)
-      joined.set(chunk, bytes.length)
-      return readFrom(joined)
+      return readFrom(Bytes.concat([bytes, chunk]))
     })
   }
   return Effect.suspend(() => readFrom(new Uint8Array(0)))
@@ -148,70 +146,77 @@ export const serve = Effect.fnUntraced(function*(
 
   const sessionId = (): string => `${options.partition}-${Date.now().toString(36)}-${(counter++).toString(36)}`
 
-  const accept = (spec: ListenerSpec, trusted: ReadonlyArray<Network.Network>) => (socket: Net.Socket) => {
-    socket.setNoDelay(true)
-    const connection = Connection.fromSocket(socket, { writeTimeout: options.timeouts.command })
-    const tcpPeer: Event.Endpoint = { address: normalizeAddress(socket.remoteAddress), port: socket.remotePort ?? 0 }
-    const local: Event.Endpoint = { address: normalizeAddress(socket.localAddress), port: socket.localPort ?? 0 }
-    const expectProxy = spec.proxyProtocol !== undefined && Network.inNetworks(tcpPeer.address, trusted)
-    // In `live` from the first byte, so that shutdown reaches connections still sending a
-    // PROXY header and the global limit counts them.
-    live.add(connection)
+  const isShuttingDown = () => shuttingDown
 
-    /** The session once the client is known: admitted or refused, then served. */
-    const sessionFor = (peer: Event.Endpoint, proxiedBy: Event.Endpoint | undefined, initial: Uint8Array | undefined) =>
-      Effect.suspend(() => {
-        const admission: Event.Admission = shuttingDown ? "shutdown" : admissions.admit(peer.address)
-        const admitted = admission === "ok"
-        const clientName = admitted && options.resolveName !== undefined
-          ? options.resolveName(peer.address)
-          : Effect.succeed(undefined)
-        return Effect.flatMap(clientName, (clientName) => {
-          const { settings, digest } = options.current()
-          return Session.run(connection, {
-            id: sessionId(),
-            role: spec.role,
-            peer,
-            local,
-            proxiedBy,
-            clientName,
-            admission,
-            security: options.tls === undefined ? "none" : spec.security,
-            auth: { ...options.auth, offered: spec.auth },
-            spf: options.spf,
-            messageAuth: options.messageAuth,
-            dkimKeys: options.dkimKeys,
-            tls: options.tls,
-            initial,
-            settings,
-            settingsDigest: digest,
-            limits: options.framing,
-            timeouts: options.timeouts,
-            shuttingDown: () => shuttingDown
-          })
-        }).pipe(Effect.ensuring(Effect.sync(() => {
-          if (admitted) admissions.release(peer.address)
-        })))
-      })
+  const accept = (spec: ListenerSpec, trusted: ReadonlyArray<Network.Network>) => {
+    // What every session of this listener shares, made once.
+    const security = options.tls === undefined ? "none" : spec.security
+    const auth = { ...options.auth, offered: spec.auth }
+    return (socket: Net.Socket) => {
+      socket.setNoDelay(true)
+      const connection = Connection.fromSocket(socket, { writeTimeout: options.timeouts.command })
+      const tcpPeer: Event.Endpoint = { address: normalizeAddress(socket.remoteAddress), port: socket.remotePort ?? 0 }
+      const local: Event.Endpoint = { address: normalizeAddress(socket.localAddress), port: socket.localPort ?? 0 }
+      const expectProxy = spec.proxyProtocol !== undefined && Network.inNetworks(tcpPeer.address, trusted)
+      // In `live` from the first byte, so that shutdown reaches connections still sending a
+      // PROXY header and the global limit counts them.
+      live.add(connection)
 
-    // Combinators, not generators: see Session.serve on why nothing per connection is a generator.
-    const session = expectProxy
-      ? Effect.suspend(() => {
-        if (live.size > options.maxConnections) return connection.close
-        return Effect.flatMap(Effect.result(readProxyHeader(connection, options.proxyHeaderTimeout)), (proxied) => {
-          if (proxied._tag === "Failure") return connection.close
-          const source = proxied.success.header.source
-          return source === undefined
-            ? sessionFor(tcpPeer, undefined, proxied.success.rest)
-            : sessionFor({ address: normalizeAddress(source.address), port: source.port }, tcpPeer, proxied.success.rest)
+      /** The session once the client is known: admitted or refused, then served. */
+      const sessionFor = (peer: Event.Endpoint, proxiedBy: Event.Endpoint | undefined, initial: Uint8Array | undefined) =>
+        Effect.suspend(() => {
+          const admission: Event.Admission = shuttingDown ? "shutdown" : admissions.admit(peer.address)
+          const admitted = admission === "ok"
+          const clientName = admitted && options.resolveName !== undefined
+            ? options.resolveName(peer.address)
+            : Effect.succeed(undefined)
+          return Effect.flatMap(clientName, (clientName) => {
+            const { settings, digest } = options.current()
+            return Session.run(connection, {
+              id: sessionId(),
+              role: spec.role,
+              peer,
+              local,
+              proxiedBy,
+              clientName,
+              admission,
+              security,
+              auth,
+              spf: options.spf,
+              messageAuth: options.messageAuth,
+              dkimKeys: options.dkimKeys,
+              tls: options.tls,
+              initial,
+              settings,
+              settingsDigest: digest,
+              limits: options.framing,
+              timeouts: options.timeouts,
+              shuttingDown: isShuttingDown
+            })
+          }).pipe(Effect.ensuring(Effect.sync(() => {
+            if (admitted) admissions.release(peer.address)
+          })))
         })
-      })
-      : sessionFor(tcpPeer, undefined, undefined)
-    // A session never fails by design; a defect ends that session only, never the listener.
-    run(session.pipe(
-      Effect.ensuring(Effect.sync(() => live.delete(connection))),
-      Effect.catchCause((cause) => Effect.andThen(Effect.logError("session defect", cause), connection.close))
-    ))
+
+      // Combinators, not generators: see Session.serve on why nothing per connection is a generator.
+      const session = expectProxy
+        ? Effect.suspend(() => {
+          if (live.size > options.maxConnections) return connection.close
+          return Effect.flatMap(Effect.result(readProxyHeader(connection, options.proxyHeaderTimeout)), (proxied) => {
+            if (proxied._tag === "Failure") return connection.close
+            const source = proxied.success.header.source
+            return source === undefined
+              ? sessionFor(tcpPeer, undefined, proxied.success.rest)
+              : sessionFor({ address: normalizeAddress(source.address), port: source.port }, tcpPeer, proxied.success.rest)
+          })
+        })
+        : sessionFor(tcpPeer, undefined, undefined)
+      // A session never fails by design; a defect ends that session only, never the listener.
+      run(session.pipe(
+        Effect.ensuring(Effect.sync(() => live.delete(connection))),
+        Effect.catchCause((cause) => Effect.andThen(Effect.logError("session defect", cause), connection.close))
+      ))
+    }
   }
 
   for (const spec of options.listeners) {

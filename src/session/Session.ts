@@ -110,11 +110,6 @@ const timeoutOf = (options: SessionOptions, phase: Event.TimeoutPhase): number =
   }
 }
 
-/** How a commit ended, for the machine's Queued or QueueFailed input. */
-type CommitResult =
-  | { readonly _tag: "Success"; readonly queueId: string }
-  | { readonly _tag: "Failure"; readonly reason: string }
-
 /** RFC 3848's protocol names: ESMTP, plus S once the session is encrypted, plus A once authenticated. */
 const protocolOf = (state: Machine.State): string =>
   `${state.helo?.extended === true ? "ESMTP" : "SMTP"}${state.tls === undefined ? "" : "S"}${
@@ -216,23 +211,17 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
     Effect.uninterruptible(Effect.suspend(() => {
       const open = txn
       txn = undefined
-      const committed: Effect.Effect<CommitResult> = open === undefined
-        ? Effect.succeed({ _tag: "Failure", reason: "content could not be spooled" })
+      const failed = (reason: string) =>
+        feed({ _tag: "QueueFailed", reason }, Event.make("QueueFailed", { session, at: now(), reason }))
+      const followUp = open === undefined
+        ? Effect.sync(() => failed("content could not be spooled"))
         : Effect.flatMap(signature, (signed) =>
           queue.commit(open, envelope, session, signed + authenticationResults() + Headers.format(headers ?? []), origin()).pipe(
-            Effect.map(({ queueId }): CommitResult => ({ _tag: "Success", queueId })),
-            Effect.catch((error) => Effect.succeed<CommitResult>({ _tag: "Failure", reason: error.message }))
+            // The queue recorded MessageQueued (durably); it is the Queued input's event.
+            Effect.map(({ queueId }) => feed({ _tag: "Queued", queueId }, undefined)),
+            Effect.catch((error) => Effect.sync(() => failed(error.message)))
           ))
-      return Effect.flatMap(committed, (result) => {
-        // The queue recorded MessageQueued (durably) on success; it is the Queued input's event.
-        const followUp = result._tag === "Success"
-          ? feed({ _tag: "Queued", queueId: result.queueId }, undefined)
-          : feed(
-            { _tag: "QueueFailed", reason: result.reason },
-            Event.make("QueueFailed", { session, at: now(), reason: result.reason })
-          )
-        return followUp.length > 0 ? perform(followUp) : Effect.void
-      })
+      return Effect.flatMap(followUp, perform)
     }))
 
   /**
@@ -271,7 +260,7 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
               durationMs: at - started
             })
           )
-        return followUp.length > 0 ? perform(followUp) : Effect.void
+        return perform(followUp)
       })
     })
   )
@@ -537,7 +526,7 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
               Event.make("AuthFailed", { session, at: now(), mechanism, failures: failures + 1 })
             )
             : feed({ _tag: "AuthVerified", user: verified }, Event.make("AuthSucceeded", { session, at: now(), mechanism, user: verified }))
-          return followUp.length > 0 ? perform(followUp) : Effect.void
+          return perform(followUp)
         })
         return verified === undefined
           ? Effect.andThen(Effect.sleep(authFailureDelay(options.auth.failureDelay, failures)), answer)
@@ -551,12 +540,12 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
     if (inFlight === undefined) return Effect.void
     return Effect.flatMap(inFlight.effect, (decision) => {
       const more = decided(inFlight.stage, decision)
-      return more.length > 0 ? perform(more) : Effect.void
+      return perform(more)
     })
   })
 
   const perform = (actions: ReadonlyArray<Machine.Action>): Effect.Effect<void> =>
-    Effect.forEach(actions, (action) => {
+    actions.length === 0 ? Effect.void : Effect.forEach(actions, (action) => {
       switch (action._tag) {
         case "ReadData":
         case "ReadBdat":
@@ -678,11 +667,10 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
     return Effect.void
   })
 
-  /** The phase whose timeout the pending read runs under. */
-  let readPhase: Event.TimeoutPhase = "command"
   const onRead = (chunk: Connection.ReadResult | typeof Connection.TimedOut): Effect.Effect<void> => {
     if (chunk === Connection.TimedOut) {
-      const phase = readPhase
+      // The phase the read began in: only this fiber feeds the machine, and it was waiting.
+      const phase = Machine.timeoutPhase(state)
       return Effect.andThen(perform(feed({ _tag: "TimedOut", phase }, Event.make("TimedOut", { session, at: now(), phase }))), serve)
     }
     if (chunk === Connection.Signalled) {
@@ -696,10 +684,9 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
     framer.push(chunk)
     return serve
   }
-  const readNext: Effect.Effect<void> = Effect.suspend(() => {
-    readPhase = Machine.timeoutPhase(state)
-    return Effect.flatMap(connection.readWithin(timeoutOf(options, readPhase)), onRead)
-  })
+  const readNext: Effect.Effect<void> = Effect.suspend(() =>
+    Effect.flatMap(connection.readWithin(timeoutOf(options, Machine.timeoutPhase(state))), onRead)
+  )
   // Made once per session: the loop goes round them for every command.
   const flushThenRead = Effect.andThen(flush, readNext)
   const flushThenServe = Effect.andThen(flush, serve)
@@ -715,14 +702,11 @@ export const run = Effect.fnUntraced(function*(connection: Connection.Connection
     return Effect.andThen(perform(connected), serve)
   })
 
-  const closeSession = Effect.andThen(
-    abortTransaction,
+  const closeSession = abortTransaction.pipe(
+    Effect.andThen(flush),
+    Effect.andThen(connection.close),
     Effect.andThen(
-      flush,
-      Effect.andThen(
-        connection.close,
-        Effect.sync(() => log.appendUnsafe(Event.make("SessionClosed", { session, at: now(), reason: closeReason ?? "io-error" })))
-      )
+      Effect.sync(() => log.appendUnsafe(Event.make("SessionClosed", { session, at: now(), reason: closeReason ?? "io-error" })))
     )
   )
 

@@ -171,7 +171,6 @@ export const fromSocket = (raw: Net.Socket, options: ConnectionOptions): Connect
   // One read waits at a time, so its deadline and callbacks are made once per connection
   // rather than per read: a session waits for every command it reads.
   let resumeRead: ((effect: Effect.Effect<ReadResult | typeof TimedOut>) => void) | undefined
-  let readMillis = 0
   const readDeadline: Deadline = {
     at: 0,
     expire: () => {
@@ -194,7 +193,6 @@ export const fromSocket = (raw: Net.Socket, options: ConnectionOptions): Connect
   })
   const waitForRead = (resume: (effect: Effect.Effect<ReadResult | typeof TimedOut>) => void) => {
     resumeRead = resume
-    readDeadline.at = Date.now() + readMillis
     watch(readDeadline)
     waiter = onReadable
     return cancelRead
@@ -204,7 +202,7 @@ export const fromSocket = (raw: Net.Socket, options: ConnectionOptions): Connect
     Effect.suspend(() => {
       const now = ready()
       if (now !== "wait") return Effect.succeed(now)
-      readMillis = millis
+      readDeadline.at = Date.now() + millis
       return Effect.callback<ReadResult | typeof TimedOut>(waitForRead)
     })
 

@@ -3,6 +3,7 @@ import { Duration, Effect } from "effect"
 import * as Builtins from "../../src/policy/Builtins.ts"
 import * as Rule from "../../src/policy/Rule.ts"
 import { context, thrown } from "../support/RuleContext.ts"
+import * as SystemError from "../../src/log/SystemError.ts"
 
 // ---------------------------------------------------------------------------------------------
 // Contexts
@@ -37,7 +38,6 @@ const verdictTable = (cases: ReadonlyArray<Case>): void => {
   }
 }
 
-const messageOf = (error: unknown): string => (error instanceof Error ? error.message : String(error))
 
 const relayDeniedFor = (recipient: string, client: string): Rule.Verdict => ({
   _tag: "Deny",
@@ -136,7 +136,7 @@ describe("Builtins.networks", () => {
     it(`throws a RangeError on ${JSON.stringify(text)}`, () => {
       const error = thrown(() => Builtins.networks("10.0.0.0/8", text))
       assert.instanceOf(error, RangeError)
-      const message = messageOf(error)
+      const message = SystemError.describe(error)
       assert.isTrue(
         message.startsWith(`network ${JSON.stringify(text)}: invalid network ${JSON.stringify(text)}: `),
         message
@@ -148,14 +148,14 @@ describe("Builtins.networks", () => {
     const error = thrown(() => Builtins.networks("10.1.2.3/8"))
     assert.instanceOf(error, RangeError)
     assert.strictEqual(
-      messageOf(error),
+      SystemError.describe(error),
       "network \"10.1.2.3/8\": invalid network \"10.1.2.3/8\": host bits are set (did you mean 10.0.0.0/8?)"
     )
   })
 
   it("names the first bad network", () => {
     const error = thrown(() => Builtins.networks("10.0.0.0/8", "bad one", "bad two"))
-    assert.isTrue(messageOf(error).startsWith("network \"bad one\": "), messageOf(error))
+    assert.isTrue(SystemError.describe(error).startsWith("network \"bad one\": "), SystemError.describe(error))
   })
 })
 
@@ -193,7 +193,7 @@ describe("Builtins.inNetwork", () => {
   it("throws a RangeError on a bad CIDR text", () => {
     const error = thrown(() => Builtins.inNetwork("10.1.2.3", ["10.0.0.0/40"]))
     assert.instanceOf(error, RangeError)
-    assert.isTrue(messageOf(error).startsWith("network \"10.0.0.0/40\": "), messageOf(error))
+    assert.isTrue(SystemError.describe(error).startsWith("network \"10.0.0.0/40\": "), SystemError.describe(error))
   })
 })
 
@@ -358,7 +358,7 @@ describe("Builtins.relay", () => {
     const error = thrown(() => Builtins.relay({ internalNetworks: ["10.0.0.1/8"] }))
     assert.instanceOf(error, RangeError)
     assert.strictEqual(
-      messageOf(error),
+      SystemError.describe(error),
       "network \"10.0.0.1/8\": invalid network \"10.0.0.1/8\": host bits are set (did you mean 10.0.0.0/8?)"
     )
   })
@@ -460,7 +460,7 @@ describe("Builtins.requireTls", () => {
   it("throws a RangeError on a bad excepted network when built", () => {
     const error = thrown(() => Builtins.requireTls({ except: ["localhost"] }))
     assert.instanceOf(error, RangeError)
-    assert.isTrue(messageOf(error).startsWith("network \"localhost\": invalid network \"localhost\": "), messageOf(error))
+    assert.isTrue(SystemError.describe(error).startsWith("network \"localhost\": invalid network \"localhost\": "), SystemError.describe(error))
   })
 })
 

@@ -14,6 +14,7 @@ import { Effect, Schema } from "effect"
 import type * as Config from "../../src/config/Config.ts"
 import type * as Event from "../../src/log/Event.ts"
 import * as LogReader from "../../src/log/LogReader.ts"
+import { readStat } from "./Proc.ts"
 import { sendMessage, SmtpClient } from "./SmtpClient.ts"
 
 /** The daemon did not come up, or a CLI run did not finish in time. */
@@ -123,27 +124,16 @@ export const childPids = (pid: number): Array<number> => {
   }
   for (const entry of entries) {
     if (!/^\d+$/.test(entry)) continue
-    try {
-      const stat = Fs.readFileSync(`/proc/${entry}/stat`, "utf8")
-      // Fields after the command name, which is in parentheses and may contain spaces.
-      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
-      if (Number(fields[1]) === pid) out.push(Number(entry))
-    } catch {
-      // The process ended while we looked.
-    }
+    // A process that ended while we looked has no stat.
+    if (Number(readStat(`/proc/${entry}/stat`)?.fields[1]) === pid) out.push(Number(entry))
   }
   return out
 }
 
 /** True while the process exists and is not a zombie. */
 const alive = (pid: number): boolean => {
-  try {
-    const stat = Fs.readFileSync(`/proc/${pid}/stat`, "utf8")
-    const state = stat.slice(stat.lastIndexOf(")") + 2).split(" ")[0]
-    return state !== "Z" && state !== "X"
-  } catch {
-    return false
-  }
+  const state = readStat(`/proc/${pid}/stat`)?.fields[0]
+  return state !== undefined && state !== "Z" && state !== "X"
 }
 
 /** Resident set size of a process in bytes, from /proc/PID/status. */

@@ -3,6 +3,7 @@
  * /proc/PID/task. A thread that ends while it is read is left out.
  */
 import * as Fs from "node:fs"
+import { readStat } from "./Proc.ts"
 
 export interface Thread {
   readonly name: string
@@ -10,14 +11,8 @@ export interface Thread {
 }
 
 const read = (pid: number | "self", tid: string): Thread | undefined => {
-  try {
-    const stat = Fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8")
-    // The name is in parentheses and may itself hold spaces or parentheses; nice is field 19.
-    const nice = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[16])
-    return { name: Fs.readFileSync(`/proc/${pid}/task/${tid}/comm`, "utf8").trim(), nice }
-  } catch {
-    return undefined
-  }
+  const stat = readStat(`/proc/${pid}/task/${tid}/stat`)
+  return stat === undefined ? undefined : { name: stat.name, nice: Number(stat.fields[16]) }
 }
 
 export const threadsOf = (pid: number | "self"): Array<Thread> =>
