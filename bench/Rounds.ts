@@ -2,7 +2,8 @@
  * Alternated measuring rounds. A VM's speed drifts by a fifth within minutes, so a ratio of two
  * servers measured one after the other says as much about the drift as about the servers. Each
  * round measures both, in alternating order, and the figure reported is the round whose ratio
- * is the median, with the spread of the others beside it. Pure.
+ * is the median, with the spread of the others beside it. No I/O of its own: the measurements
+ * are the caller's.
  */
 
 /** One round's ratio (Postern / the ceiling) and what it was computed from. */
@@ -12,16 +13,24 @@ export interface Round<A> {
 }
 
 export interface Summary<A> {
-  /** The round with the median ratio (for an even count, the higher of the middle two: the one less kind to Postern). */
+  /** The round with the median ratio (for an even count, of the middle two the one less kind to Postern). */
   readonly median: Round<A>
   readonly min: number
   readonly max: number
 }
 
+/**
+ * Which way a ratio is bad for Postern: "higher" for a cost (CPU per handshake against the
+ * responder's), "lower" for a rate (messages per second against smtp-sink's).
+ */
+export type Worse = "higher" | "lower"
+
 /** The median round of those with a finite ratio, or undefined when there is none. */
-export const summarize = <A>(rounds: ReadonlyArray<Round<A>>): Summary<A> | undefined => {
+export const summarize = <A>(rounds: ReadonlyArray<Round<A>>, worse: Worse): Summary<A> | undefined => {
   const sorted = rounds.filter((round) => Number.isFinite(round.ratio)).sort((a, b) => a.ratio - b.ratio)
-  const median = sorted[Math.floor(sorted.length / 2)]
+  // With an even count the two middle rounds are at length/2 - 1 and length/2.
+  const middle = worse === "higher" ? Math.floor(sorted.length / 2) : Math.ceil(sorted.length / 2) - 1
+  const median = sorted[middle]
   const first = sorted[0]
   const last = sorted[sorted.length - 1]
   return median === undefined || first === undefined || last === undefined
@@ -31,3 +40,44 @@ export const summarize = <A>(rounds: ReadonlyArray<Round<A>>): Summary<A> | unde
 
 /** Which target round `index` measures first: the ceiling in even rounds, Postern in odd ones. */
 export const ceilingFirst = (index: number): boolean => index % 2 === 0
+
+/** What one round measured of each server. */
+export interface Pair<M> {
+  readonly ceiling: M
+  readonly postern: M
+}
+
+/** Every round, the one reported, and their spread. */
+export interface Alternated<M> {
+  readonly rounds: ReadonlyArray<Round<Pair<M>>>
+  /** The median round; the first one when no round has a finite ratio (its figures say why). */
+  readonly chosen: Round<Pair<M>>
+  readonly summary: Summary<Pair<M>> | undefined
+}
+
+/**
+ * Runs `count` rounds (at least one) one after the other, each measuring both servers in the
+ * order `ceilingFirst` gives, and picks the median round by `ratio`.
+ */
+export const alternate = async <M>(options: {
+  readonly count: number
+  readonly ceiling: () => Promise<M>
+  readonly postern: () => Promise<M>
+  readonly ratio: (pair: Pair<M>) => number
+  readonly worse: Worse
+}): Promise<Alternated<M>> => {
+  const runRound = async (index: number): Promise<Round<Pair<M>>> => {
+    const first = ceilingFirst(index)
+    const measuredFirst = await (first ? options.ceiling : options.postern)()
+    const measuredSecond = await (first ? options.postern : options.ceiling)()
+    const pair = first
+      ? { ceiling: measuredFirst, postern: measuredSecond }
+      : { ceiling: measuredSecond, postern: measuredFirst }
+    return { ratio: options.ratio(pair), value: pair }
+  }
+  const firstRound = await runRound(0)
+  const rounds = [firstRound]
+  for (let index = 1; index < options.count; index++) rounds.push(await runRound(index))
+  const summary = summarize(rounds, options.worse)
+  return { rounds, chosen: summary?.median ?? firstRound, summary }
+}

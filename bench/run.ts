@@ -13,6 +13,7 @@ import * as NodeOs from "node:os"
 import * as NodePath from "node:path"
 import { parseArgs } from "node:util"
 import * as PolicyBench from "./policy.ts"
+import * as Rounds from "./Rounds.ts"
 import * as Smtp from "./Smtp.ts"
 import { errorMessage, round } from "./Smtp.ts"
 import * as Tls from "./tls.ts"
@@ -134,7 +135,9 @@ const settings = {
   idleSettleMs: 1000,
   idlePerSourceAddress: 20_000,
   // Descriptors the bench and the server need besides one per idle connection.
-  spareFiles: 1024
+  spareFiles: 1024,
+  // Alternated rounds of Postern and smtp-sink per throughput scenario (one with --quick).
+  throughputRounds: 3
 } as const
 
 type Scenario =
@@ -375,67 +378,99 @@ const warmLoad = async (
   return load(context, smtpSource, port, scenario, scenario.messagesPerConnection, settings.discardRecipient)
 }
 
+/** One server's figures in a throughput round, or why there are none. */
+interface Measured {
+  readonly json: { readonly [key: string]: Json }
+  readonly result: Smtp.LoadResult | undefined
+}
+
 const runThroughput = async (context: Context, scenario: Extract<Scenario, { kind: "throughput" }>) => {
-  const { rounds, messagesPerRound } = Smtp.plan(scenario.concurrency, scenario.messagesPerConnection, scenario.messages)
+  const { rounds: sourceRounds, messagesPerRound } = Smtp.plan(scenario.concurrency, scenario.messagesPerConnection, scenario.messages)
   const base = {
     ...header(context, scenario),
     concurrency: scenario.concurrency,
     messagesPerConnection: scenario.messagesPerConnection,
     messageBytes: settings.messageBytes,
-    messages: rounds * messagesPerRound,
+    messages: sourceRounds * messagesPerRound,
     warmupMessages: context.options.warmupMessages
   }
   const title = `throughput c=${scenario.concurrency} ${scenario.messagesPerConnection} msg/conn`
   const smtpSource = context.smtpSource
-  if (smtpSource === undefined || context.smtpSink === undefined) {
+  const smtpSink = context.smtpSink
+  if (smtpSource === undefined || smtpSink === undefined) {
     const skipped = `${smtpSource === undefined ? "smtp-source" : "smtp-sink"} not installed`
     emit({ ...base, skipped }, `${title}: skipped, ${skipped} (run .ci/install-bench-tools)`)
     return
   }
-  let ceiling: { readonly [key: string]: Json }
-  let ceilingResult: Smtp.LoadResult | undefined
-  try {
-    const sink = await startSink(context, context.smtpSink, scenario.concurrency)
+  // Each server is started afresh and warmed up in every round, so that a round measures what
+  // a single run would.
+  const measureCeiling = async (): Promise<Measured> => {
     try {
-      ceilingResult = await warmLoad(context, smtpSource, sink.port, scenario)
-      ceiling = loadJson(ceilingResult)
-    } finally {
-      await Smtp.stop(sink.server.child, settings.stopGraceMs)
+      const sink = await startSink(context, smtpSink, scenario.concurrency)
+      try {
+        const result = await warmLoad(context, smtpSource, sink.port, scenario)
+        return { json: loadJson(result), result }
+      } finally {
+        await Smtp.stop(sink.server.child, settings.stopGraceMs)
+      }
+    } catch (error) {
+      return { json: { error: errorMessage(error) }, result: undefined }
     }
-  } catch (error) {
-    ceiling = { error: errorMessage(error) }
   }
-  let postern: { readonly [key: string]: Json }
-  let posternResult: Smtp.LoadResult | undefined
-  if (context.options.ceilingOnly) {
-    postern = { skipped: "--ceiling-only" }
-  } else {
+  const measurePostern = async (): Promise<Measured> => {
+    if (context.options.ceilingOnly) return { json: { skipped: "--ceiling-only" }, result: undefined }
     try {
       const server = await startPostern(context, scenario.id)
       try {
-        posternResult = await warmLoad(context, smtpSource, server.port, scenario)
-        postern = { ...loadJson(posternResult), rssBytes: Smtp.treeRss(server.server.pid).bytes }
+        const result = await warmLoad(context, smtpSource, server.port, scenario)
+        return { json: { ...loadJson(result), rssBytes: Smtp.treeRss(server.server.pid).bytes }, result }
       } finally {
         await stopPostern(context, server)
       }
     } catch (error) {
-      postern = { error: errorMessage(error) }
+      return { json: { error: errorMessage(error) }, result: undefined }
     }
   }
-  const ratio = ceilingResult !== undefined && posternResult !== undefined && ceilingResult.msgsPerSec > 0
-    ? round(posternResult.msgsPerSec / ceilingResult.msgsPerSec, 3)
-    : null
+  // Rounds compare the two servers: with Postern left out, one run of the ceiling says it all.
+  const { chosen, rounds: measured, summary } = await Rounds.alternate({
+    count: context.options.quick || context.options.ceilingOnly ? 1 : settings.throughputRounds,
+    ceiling: measureCeiling,
+    postern: measurePostern,
+    ratio: (pair) =>
+      pair.ceiling.result !== undefined && pair.postern.result !== undefined && pair.ceiling.result.msgsPerSec > 0
+        ? round(pair.postern.result.msgsPerSec / pair.ceiling.result.msgsPerSec, 3)
+        : Number.NaN,
+    worse: "lower"
+  })
+  const { ceiling, postern } = chosen.value
+  const ratio = Number.isFinite(chosen.ratio) ? chosen.ratio : null
+  const spread = summary === undefined || measured.length < 2
+    ? ""
+    : `; the median of ${measured.length} alternated rounds: ${Math.round(summary.min * 100)}-${Math.round(summary.max * 100)}%`
   const human = [
-    `${title}: smtp-sink ${"error" in ceiling ? `error: ${String(ceiling["error"])}` : rate(ceilingResult)}`,
+    `${title}: smtp-sink ${"error" in ceiling.json ? `error: ${String(ceiling.json["error"])}` : rate(ceiling.result)}`,
     `postern ${
-      "error" in postern
-        ? `error: ${String(postern["error"])}`
-        : "skipped" in postern
+      "error" in postern.json
+        ? `error: ${String(postern.json["error"])}`
+        : "skipped" in postern.json
         ? "skipped"
-        : `${rate(posternResult)}${ratio === null ? "" : ` (${Math.round(ratio * 100)}% of the ceiling)`}`
+        : `${rate(postern.result)}${ratio === null ? "" : ` (${Math.round(ratio * 100)}% of the ceiling${spread})`}`
     }`
   ].join(", ")
-  emit({ ...base, ceiling, postern, ratio }, human)
+  emit(
+    {
+      ...base,
+      ceiling: ceiling.json,
+      postern: postern.json,
+      ratio,
+      rounds: measured.map(({ ratio: roundRatio, value }) => ({
+        ceilingMsgsPerSec: value.ceiling.json["msgsPerSec"] ?? null,
+        posternMsgsPerSec: value.postern.json["msgsPerSec"] ?? null,
+        ratio: Number.isFinite(roundRatio) ? roundRatio : null
+      }))
+    },
+    human
+  )
 }
 
 /**

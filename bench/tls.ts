@@ -474,10 +474,7 @@ const describeTarget = (name: string, result: { readonly [key: string]: Json }, 
 // Runner
 
 /** One round's figures for the two servers. */
-interface MeasuredPair {
-  readonly ceiling: { readonly [key: string]: Json }
-  readonly postern: { readonly [key: string]: Json }
-}
+type MeasuredPair = Rounds.Pair<{ readonly [key: string]: Json }>
 
 interface Targets {
   ceiling: TlsServer | string
@@ -593,22 +590,14 @@ const runScenario = async (
   }
   // Rounds compare the two servers: with one of them missing, one run of the other says it all.
   const comparable = typeof targets.ceiling !== "string" && typeof targets.postern !== "string"
-  const count = input.quick || !comparable ? settings.rounds.quick : settings.rounds.full
-  const runCeiling = () => measure(targets.ceiling, undefined)
-  const runPostern = () => measure(targets.postern, "--ceiling-only")
-  const runRound = async (index: number): Promise<Rounds.Round<MeasuredPair>> => {
-    const ceilingFirst = Rounds.ceilingFirst(index)
-    const first = await (ceilingFirst ? runCeiling : runPostern)()
-    const second = await (ceilingFirst ? runPostern : runCeiling)()
-    const pair = ceilingFirst ? { ceiling: first, postern: second } : { ceiling: second, postern: first }
-    return { ratio: ratioOf(pair, "serverCpuMsPerHandshake") ?? Number.NaN, value: pair }
-  }
-  const firstRound = await runRound(0)
-  const rounds = [firstRound]
-  for (let index = 1; index < count; index++) rounds.push(await runRound(index))
-  const summary = Rounds.summarize(rounds)
+  const { chosen, rounds, summary } = await Rounds.alternate({
+    count: input.quick || !comparable ? settings.rounds.quick : settings.rounds.full,
+    ceiling: () => measure(targets.ceiling, undefined),
+    postern: () => measure(targets.postern, "--ceiling-only"),
+    ratio: (pair) => ratioOf(pair, "serverCpuMsPerHandshake") ?? Number.NaN,
+    worse: "higher"
+  })
   // Without a ratio in any round (a failure, or --ceiling-only), the first round says why.
-  const chosen = summary?.median ?? firstRound
   const { ceiling, postern } = chosen.value
   const ratio = ratioOf(chosen.value, rateKey)
   const cpuRatio = Number.isFinite(chosen.ratio) ? chosen.ratio : null

@@ -5,32 +5,41 @@ const round = (ratio: number, value = String(ratio)) => ({ ratio, value })
 
 describe("Rounds.summarize", () => {
   it("picks the round with the median ratio and gives the spread", () => {
-    const summary = Rounds.summarize([round(1.4, "a"), round(1.1, "b"), round(1.25, "c")])
-    assert.deepStrictEqual(summary, { median: round(1.25, "c"), min: 1.1, max: 1.4 })
+    const rounds = [round(1.4, "a"), round(1.1, "b"), round(1.25, "c")]
+    for (const worse of ["higher", "lower"] as const) {
+      assert.deepStrictEqual(Rounds.summarize(rounds, worse), { median: round(1.25, "c"), min: 1.1, max: 1.4 })
+    }
   })
 
-  it("an even count (a failed round among three) gives the higher of the middle two, the one less kind to Postern", () => {
-    assert.deepStrictEqual(Rounds.summarize([round(2), round(1), round(4), round(3)])?.median, round(3))
-    assert.deepStrictEqual(Rounds.summarize([round(1.6), round(Number.NaN), round(1.2)])?.median, round(1.6))
+  it("an even count (a failed round among three) gives the one of the middle two less kind to Postern", () => {
+    // A cost (CPU per handshake): the higher one.
+    assert.deepStrictEqual(Rounds.summarize([round(2), round(1), round(4), round(3)], "higher")?.median, round(3))
+    assert.deepStrictEqual(Rounds.summarize([round(1.6), round(Number.NaN), round(1.2)], "higher")?.median, round(1.6))
+    // A rate (messages per second against the ceiling): the lower one.
+    assert.deepStrictEqual(Rounds.summarize([round(0.2), round(0.1), round(0.4), round(0.3)], "lower")?.median, round(0.2))
+    assert.deepStrictEqual(Rounds.summarize([round(0.3), round(Number.NaN), round(0.25)], "lower")?.median, round(0.25))
   })
 
   it("one round is its own median", () => {
-    assert.deepStrictEqual(Rounds.summarize([round(1.3)]), { median: round(1.3), min: 1.3, max: 1.3 })
+    assert.deepStrictEqual(Rounds.summarize([round(1.3)], "higher"), { median: round(1.3), min: 1.3, max: 1.3 })
+    assert.deepStrictEqual(Rounds.summarize([round(0.3)], "lower"), { median: round(0.3), min: 0.3, max: 0.3 })
   })
 
   it("rounds without a finite ratio (a failed run) are left out; none at all gives undefined", () => {
-    assert.deepStrictEqual(Rounds.summarize([round(Number.NaN), round(1.2), round(Number.POSITIVE_INFINITY)]), {
-      median: round(1.2),
-      min: 1.2,
-      max: 1.2
-    })
-    assert.strictEqual(Rounds.summarize([round(Number.NaN)]), undefined)
-    assert.strictEqual(Rounds.summarize([]), undefined)
+    for (const worse of ["higher", "lower"] as const) {
+      assert.deepStrictEqual(Rounds.summarize([round(Number.NaN), round(1.2), round(Number.POSITIVE_INFINITY)], worse), {
+        median: round(1.2),
+        min: 1.2,
+        max: 1.2
+      })
+      assert.strictEqual(Rounds.summarize([round(Number.NaN)], worse), undefined)
+      assert.strictEqual(Rounds.summarize([], worse), undefined)
+    }
   })
 
   it("does not reorder the caller's array", () => {
     const rounds = [round(3), round(1), round(2)]
-    Rounds.summarize(rounds)
+    Rounds.summarize(rounds, "lower")
     assert.deepStrictEqual(rounds.map((r) => r.ratio), [3, 1, 2])
   })
 })
@@ -38,5 +47,56 @@ describe("Rounds.summarize", () => {
 describe("Rounds.ceilingFirst", () => {
   it("alternates which target is measured first", () => {
     assert.deepStrictEqual([0, 1, 2, 3].map(Rounds.ceilingFirst), [true, false, true, false])
+  })
+})
+
+describe("Rounds.alternate", () => {
+  /** Measurements that record their order and return the next figure of each server. */
+  const servers = (ceilings: ReadonlyArray<number>, posterns: ReadonlyArray<number>) => {
+    const order: Array<string> = []
+    let c = 0
+    let p = 0
+    return {
+      order,
+      ceiling: async () => {
+        order.push("ceiling")
+        return ceilings[c++] ?? Number.NaN
+      },
+      postern: async () => {
+        order.push("postern")
+        return posterns[p++] ?? Number.NaN
+      }
+    }
+  }
+  const rateRatio = (pair: Rounds.Pair<number>) => pair.postern / pair.ceiling
+
+  it("measures both servers each round, alternating which goes first, and reports the median round", async () => {
+    const s = servers([100, 100, 100], [30, 20, 25])
+    const result = await Rounds.alternate({ count: 3, ceiling: s.ceiling, postern: s.postern, ratio: rateRatio, worse: "lower" })
+    assert.deepStrictEqual(s.order, ["ceiling", "postern", "postern", "ceiling", "ceiling", "postern"])
+    assert.deepStrictEqual(result.rounds.map((r) => r.value), [
+      { ceiling: 100, postern: 30 },
+      { ceiling: 100, postern: 20 },
+      { ceiling: 100, postern: 25 }
+    ])
+    assert.deepStrictEqual(result.chosen, { ratio: 0.25, value: { ceiling: 100, postern: 25 } })
+    assert.deepStrictEqual(result.summary && { min: result.summary.min, max: result.summary.max }, { min: 0.2, max: 0.3 })
+  })
+
+  it("a failed round (no finite ratio) leaves an even count: the middle round less kind to Postern", async () => {
+    const rate = servers([100, 100, 100], [30, Number.NaN, 20])
+    const byRate = await Rounds.alternate({ count: 3, ceiling: rate.ceiling, postern: rate.postern, ratio: rateRatio, worse: "lower" })
+    assert.strictEqual(byRate.chosen.value.postern, 20)
+    const cost = servers([1, 1, 1], [1.5, Number.NaN, 1.2])
+    const byCost = await Rounds.alternate({ count: 3, ceiling: cost.ceiling, postern: cost.postern, ratio: rateRatio, worse: "higher" })
+    assert.strictEqual(byCost.chosen.value.postern, 1.5)
+  })
+
+  it("runs one round when asked for one (or fewer), and with no finite ratio reports the first round", async () => {
+    const s = servers([100, 100], [Number.NaN, Number.NaN])
+    const result = await Rounds.alternate({ count: 0, ceiling: s.ceiling, postern: s.postern, ratio: rateRatio, worse: "lower" })
+    assert.deepStrictEqual(s.order, ["ceiling", "postern"])
+    assert.strictEqual(result.summary, undefined)
+    assert.strictEqual(result.chosen, result.rounds[0])
   })
 })
