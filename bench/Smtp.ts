@@ -155,16 +155,40 @@ export const onCpu = (
 // Ports and greetings
 
 /** A port on `host` that was free a moment ago (the kernel's pick for port 0). */
-export const freePort = (host: string): Promise<number> =>
+const listenOnAnyPort = (host: string): Promise<Net.Server> =>
   new Promise((resolve, reject) => {
     const server = Net.createServer()
     server.once("error", reject)
-    server.listen({ host, port: 0, exclusive: true }, () => {
-      const address = server.address()
-      const port = typeof address === "object" && address !== null ? address.port : 0
-      server.close(() => (port > 0 ? resolve(port) : reject(new Error("no port assigned"))))
-    })
+    server.listen({ host, port: 0, exclusive: true }, () => resolve(server))
   })
+
+const close = (server: Net.Server): Promise<void> => new Promise((resolve) => server.close(() => resolve()))
+
+/**
+ * `count` distinct ports on `host` that were free a moment ago. Each is held until all are
+ * picked: picked one after the other, the kernel may hand out a port just released again, and
+ * a server given the same port twice refuses to start.
+ */
+export const freePorts = async (host: string, count: number): Promise<Array<number>> => {
+  const servers: Array<Net.Server> = []
+  try {
+    for (let i = 0; i < count; i++) servers.push(await listenOnAnyPort(host))
+    return servers.map((server) => {
+      const address = server.address()
+      if (typeof address !== "object" || address === null || address.port <= 0) throw new Error("no port assigned")
+      return address.port
+    })
+  } finally {
+    await Promise.all(servers.map(close))
+  }
+}
+
+/** A port on `host` that was free a moment ago. */
+export const freePort = async (host: string): Promise<number> => {
+  const [port] = await freePorts(host, 1)
+  if (port === undefined) throw new Error("no port assigned")
+  return port
+}
 
 /**
  * Connects and reads the server's greeting up to its last line (`220 ...`, after any `220-`

@@ -252,9 +252,15 @@ interface TlsServer {
   readonly cleanup: () => void
 }
 
+/** The STARTTLS and implicit TLS ports of a server: never the same one. */
+const twoPorts = async (): Promise<readonly [number, number]> => {
+  const [starttls, implicit] = await Smtp.freePorts(settings.host, 2)
+  if (starttls === undefined || implicit === undefined) throw new Error("no port assigned")
+  return [starttls, implicit]
+}
+
 const startResponder = async (input: TlsBenchInput, files: CertificateFiles, label: string): Promise<TlsServer> => {
-  const starttlsPort = await Smtp.freePort(settings.host)
-  const implicitPort = await Smtp.freePort(settings.host)
+  const [starttlsPort, implicitPort] = await twoPorts()
   const [command, args] = Smtp.onCpu(input.pinning, input.pinning?.serverCpu ?? 0, input.node, [
     "bench/tls-responder.ts",
     "--cert",
@@ -284,8 +290,7 @@ const startResponder = async (input: TlsBenchInput, files: CertificateFiles, lab
 }
 
 const startPostern = async (input: TlsBenchInput, files: CertificateFiles, label: string): Promise<TlsServer> => {
-  const starttlsPort = await Smtp.freePort(settings.host)
-  const implicitPort = await Smtp.freePort(settings.host)
+  const [starttlsPort, implicitPort] = await twoPorts()
   const stateDirectory = NodeFs.mkdtempSync(NodePath.join(NodeOs.tmpdir(), "postern-bench-tls-"))
   const cleanup = () => {
     if (input.keepState) process.stderr.write(`  state kept in ${stateDirectory}\n`)
