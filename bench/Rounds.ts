@@ -15,8 +15,11 @@ export interface Round<A> {
 export interface Summary<A> {
   /** The round with the median ratio (for an even count, of the middle two the one less kind to Postern). */
   readonly median: Round<A>
+  /** The range of all the finite ratios, the median's included. */
   readonly min: number
   readonly max: number
+  /** How many rounds had a finite ratio. */
+  readonly count: number
 }
 
 /**
@@ -35,7 +38,7 @@ export const summarize = <A>(rounds: ReadonlyArray<Round<A>>, worse: Worse): Sum
   const last = sorted[sorted.length - 1]
   return median === undefined || first === undefined || last === undefined
     ? undefined
-    : { median, min: first.ratio, max: last.ratio }
+    : { median, min: first.ratio, max: last.ratio, count: sorted.length }
 }
 
 /** Which target round `index` measures first: the ceiling in even rounds, Postern in odd ones. */
@@ -57,7 +60,9 @@ export interface Alternated<M> {
 
 /**
  * Runs `count` rounds (at least one) one after the other, each measuring both servers in the
- * order `ceilingFirst` gives, and picks the median round by `ratio`.
+ * order `ceilingFirst` gives, and picks the median round by `ratio`. A round whose ratio is not
+ * finite (a server failed) ends the run when `stopAfterFailure` says so: measuring the other
+ * server again tells nothing when one is down for good.
  */
 export const alternate = async <M>(options: {
   readonly count: number
@@ -65,6 +70,7 @@ export const alternate = async <M>(options: {
   readonly postern: () => Promise<M>
   readonly ratio: (pair: Pair<M>) => number
   readonly worse: Worse
+  readonly stopAfterFailure?: () => boolean
 }): Promise<Alternated<M>> => {
   const runRound = async (index: number): Promise<Round<Pair<M>>> => {
     const first = ceilingFirst(index)
@@ -77,7 +83,23 @@ export const alternate = async <M>(options: {
   }
   const firstRound = await runRound(0)
   const rounds = [firstRound]
-  for (let index = 1; index < options.count; index++) rounds.push(await runRound(index))
+  for (let index = 1; index < options.count; index++) {
+    const last = rounds[rounds.length - 1]
+    if (last !== undefined && !Number.isFinite(last.ratio) && options.stopAfterFailure?.() === true) break
+    rounds.push(await runRound(index))
+  }
   const summary = summarize(rounds, options.worse)
   return { rounds, chosen: summary?.median ?? firstRound, summary }
 }
+
+/**
+ * What failed in a round, for its entry in a line's `rounds`: a round left out of the median
+ * must still say why, and still count as a failure of the run.
+ */
+export const errors = (
+  ceiling: { readonly [key: string]: unknown },
+  postern: { readonly [key: string]: unknown }
+): { readonly ceilingError?: string; readonly posternError?: string } => ({
+  ...(typeof ceiling["error"] === "string" ? { ceilingError: ceiling["error"] } : {}),
+  ...(typeof postern["error"] === "string" ? { posternError: postern["error"] } : {})
+})

@@ -154,8 +154,8 @@ export const onCpu = (
 // ---------------------------------------------------------------------------------------------
 // Ports and greetings
 
-/** A port on `host` that was free a moment ago (the kernel's pick for port 0). */
-const listenOnAnyPort = (host: string): Promise<Net.Server> =>
+/** Listens on a port of `host` the kernel picks; the caller closes the server. */
+export const listenOnAnyPort = (host: string): Promise<Net.Server> =>
   new Promise((resolve, reject) => {
     const server = Net.createServer()
     server.once("error", reject)
@@ -169,10 +169,14 @@ const close = (server: Net.Server): Promise<void> => new Promise((resolve) => se
  * picked: picked one after the other, the kernel may hand out a port just released again, and
  * a server given the same port twice refuses to start.
  */
-export const freePorts = async (host: string, count: number): Promise<Array<number>> => {
+export const freePorts = async (
+  host: string,
+  count: number,
+  listen: (host: string) => Promise<Net.Server> = listenOnAnyPort
+): Promise<Array<number>> => {
   const servers: Array<Net.Server> = []
   try {
-    for (let i = 0; i < count; i++) servers.push(await listenOnAnyPort(host))
+    for (let i = 0; i < count; i++) servers.push(await listen(host))
     return servers.map((server) => {
       const address = server.address()
       if (typeof address !== "object" || address === null || address.port <= 0) throw new Error("no port assigned")

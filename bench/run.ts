@@ -194,10 +194,20 @@ type Json = string | number | boolean | null | undefined | ReadonlyArray<Json> |
 
 let failures = 0
 
+const hasError = (value: Json): boolean =>
+  typeof value === "object" && value !== null && !Array.isArray(value) && "error" in value
+
+/** A round of a line's `rounds` that failed on either side (see `roundErrors`). */
+const failedRound = (value: Json): boolean =>
+  typeof value === "object" && value !== null && !Array.isArray(value) &&
+  ("ceilingError" in value || "posternError" in value)
+
 const emit = (line: { readonly [key: string]: Json }, human: string): void => {
-  if ("error" in line || Object.values(line).some((v) => typeof v === "object" && v !== null && "error" in v)) {
-    failures += 1
-  }
+  const rounds = line["rounds"]
+  if (
+    "error" in line || Object.values(line).some(hasError) ||
+    (Array.isArray(rounds) && rounds.some(failedRound))
+  ) failures += 1
   process.stdout.write(`${JSON.stringify(line)}\n`)
   process.stderr.write(`${human}\n`)
 }
@@ -431,9 +441,11 @@ const runThroughput = async (context: Context, scenario: Extract<Scenario, { kin
       return { json: { error: errorMessage(error) }, result: undefined }
     }
   }
-  // Rounds compare the two servers: with Postern left out, one run of the ceiling says it all.
+  // Rounds compare the two servers: with Postern left out or down, one run of the ceiling says it all.
+  const posternDown = () => context.posternUnavailable !== undefined
   const { chosen, rounds: measured, summary } = await Rounds.alternate({
-    count: context.options.quick || context.options.ceilingOnly ? 1 : settings.throughputRounds,
+    count: context.options.quick || context.options.ceilingOnly || posternDown() ? 1 : settings.throughputRounds,
+    stopAfterFailure: posternDown,
     ceiling: measureCeiling,
     postern: measurePostern,
     ratio: (pair) =>
@@ -444,9 +456,9 @@ const runThroughput = async (context: Context, scenario: Extract<Scenario, { kin
   })
   const { ceiling, postern } = chosen.value
   const ratio = Number.isFinite(chosen.ratio) ? chosen.ratio : null
-  const spread = summary === undefined || measured.length < 2
+  const spread = summary === undefined || summary.count < 2
     ? ""
-    : `; the median of ${measured.length} alternated rounds: ${Math.round(summary.min * 100)}-${Math.round(summary.max * 100)}%`
+    : `; the median of ${summary.count} alternated rounds: ${Math.round(summary.min * 100)}-${Math.round(summary.max * 100)}%`
   const human = [
     `${title}: smtp-sink ${"error" in ceiling.json ? `error: ${String(ceiling.json["error"])}` : rate(ceiling.result)}`,
     `postern ${
@@ -466,7 +478,8 @@ const runThroughput = async (context: Context, scenario: Extract<Scenario, { kin
       rounds: measured.map(({ ratio: roundRatio, value }) => ({
         ceilingMsgsPerSec: value.ceiling.json["msgsPerSec"] ?? null,
         posternMsgsPerSec: value.postern.json["msgsPerSec"] ?? null,
-        ratio: Number.isFinite(roundRatio) ? roundRatio : null
+        ratio: Number.isFinite(roundRatio) ? roundRatio : null,
+        ...Rounds.errors(value.ceiling.json, value.postern.json)
       }))
     },
     human

@@ -595,6 +595,7 @@ const runScenario = async (
   }
   // Rounds compare the two servers: with one of them missing, one run of the other says it all.
   const comparable = typeof targets.ceiling !== "string" && typeof targets.postern !== "string"
+  // Without a ratio in any round (a failure, or --ceiling-only), `chosen` is the first round: it says why.
   const { chosen, rounds, summary } = await Rounds.alternate({
     count: input.quick || !comparable ? settings.rounds.quick : settings.rounds.full,
     ceiling: () => measure(targets.ceiling, undefined),
@@ -602,16 +603,15 @@ const runScenario = async (
     ratio: (pair) => ratioOf(pair, "serverCpuMsPerHandshake") ?? Number.NaN,
     worse: "higher"
   })
-  // Without a ratio in any round (a failure, or --ceiling-only), the first round says why.
   const { ceiling, postern } = chosen.value
   const ratio = ratioOf(chosen.value, rateKey)
   const cpuRatio = Number.isFinite(chosen.ratio) ? chosen.ratio : null
   const title = `tls ${scenario.mode} ${certificateName[scenario.certificate]} ${versionName[scenario.version]} ${
     scenario.what === "handshake" ? "full handshakes" : scenario.what === "message" ? "a message per connection" : "resumed handshakes"
   }`
-  const spread = summary === undefined || rounds.length < 2
+  const spread = summary === undefined || summary.count < 2
     ? ""
-    : ` (the median of ${rounds.length} alternated rounds: ${Math.round(summary.min * 100)}-${Math.round(summary.max * 100)}%)`
+    : ` (the median of ${summary.count} alternated rounds: ${Math.round(summary.min * 100)}-${Math.round(summary.max * 100)}%)`
   input.emit(
     {
       ...header,
@@ -631,7 +631,8 @@ const runScenario = async (
       rounds: rounds.map(({ ratio, value }) => ({
         ceilingCpuMs: value.ceiling["serverCpuMsPerHandshake"] ?? null,
         posternCpuMs: value.postern["serverCpuMsPerHandshake"] ?? null,
-        cpuRatio: Number.isFinite(ratio) ? ratio : null
+        cpuRatio: Number.isFinite(ratio) ? ratio : null,
+        ...Rounds.errors(value.ceiling, value.postern)
       }))
     },
     `${title}: ${describeTarget("responder", ceiling, scenario.what)}; ${describeTarget("postern", postern, scenario.what)}${

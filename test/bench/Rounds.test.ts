@@ -7,7 +7,7 @@ describe("Rounds.summarize", () => {
   it("picks the round with the median ratio and gives the spread", () => {
     const rounds = [round(1.4, "a"), round(1.1, "b"), round(1.25, "c")]
     for (const worse of ["higher", "lower"] as const) {
-      assert.deepStrictEqual(Rounds.summarize(rounds, worse), { median: round(1.25, "c"), min: 1.1, max: 1.4 })
+      assert.deepStrictEqual(Rounds.summarize(rounds, worse), { median: round(1.25, "c"), min: 1.1, max: 1.4, count: 3 })
     }
   })
 
@@ -21,8 +21,8 @@ describe("Rounds.summarize", () => {
   })
 
   it("one round is its own median", () => {
-    assert.deepStrictEqual(Rounds.summarize([round(1.3)], "higher"), { median: round(1.3), min: 1.3, max: 1.3 })
-    assert.deepStrictEqual(Rounds.summarize([round(0.3)], "lower"), { median: round(0.3), min: 0.3, max: 0.3 })
+    assert.deepStrictEqual(Rounds.summarize([round(1.3)], "higher"), { median: round(1.3), min: 1.3, max: 1.3, count: 1 })
+    assert.deepStrictEqual(Rounds.summarize([round(0.3)], "lower"), { median: round(0.3), min: 0.3, max: 0.3, count: 1 })
   })
 
   it("rounds without a finite ratio (a failed run) are left out; none at all gives undefined", () => {
@@ -30,7 +30,8 @@ describe("Rounds.summarize", () => {
       assert.deepStrictEqual(Rounds.summarize([round(Number.NaN), round(1.2), round(Number.POSITIVE_INFINITY)], worse), {
         median: round(1.2),
         min: 1.2,
-        max: 1.2
+        max: 1.2,
+        count: 1
       })
       assert.strictEqual(Rounds.summarize([round(Number.NaN)], worse), undefined)
       assert.strictEqual(Rounds.summarize([], worse), undefined)
@@ -80,7 +81,11 @@ describe("Rounds.alternate", () => {
       { ceiling: 100, postern: 25 }
     ])
     assert.deepStrictEqual(result.chosen, { ratio: 0.25, value: { ceiling: 100, postern: 25 } })
-    assert.deepStrictEqual(result.summary && { min: result.summary.min, max: result.summary.max }, { min: 0.2, max: 0.3 })
+    assert.deepStrictEqual(result.summary && { min: result.summary.min, max: result.summary.max, count: result.summary.count }, {
+      min: 0.2,
+      max: 0.3,
+      count: 3
+    })
   })
 
   it("a failed round (no finite ratio) leaves an even count: the middle round less kind to Postern", async () => {
@@ -98,5 +103,32 @@ describe("Rounds.alternate", () => {
     assert.deepStrictEqual(s.order, ["ceiling", "postern"])
     assert.strictEqual(result.summary, undefined)
     assert.strictEqual(result.chosen, result.rounds[0])
+  })
+})
+
+describe("Rounds.alternate stopAfterFailure", () => {
+  it("ends the run after a failed round when asked to, and only then", async () => {
+    let calls = 0
+    const failing = () => {
+      calls++
+      return Promise.resolve(Number.NaN)
+    }
+    const ratio = (pair: Rounds.Pair<number>) => pair.postern / pair.ceiling
+    const stopped = await Rounds.alternate({ count: 3, ceiling: () => Promise.resolve(1), postern: failing, ratio, worse: "lower", stopAfterFailure: () => true })
+    assert.strictEqual(stopped.rounds.length, 1)
+    assert.strictEqual(calls, 1)
+    const kept = await Rounds.alternate({ count: 3, ceiling: () => Promise.resolve(1), postern: failing, ratio, worse: "lower", stopAfterFailure: () => false })
+    assert.strictEqual(kept.rounds.length, 3)
+    const fine = await Rounds.alternate({ count: 3, ceiling: () => Promise.resolve(1), postern: () => Promise.resolve(0.5), ratio, worse: "lower", stopAfterFailure: () => true })
+    assert.strictEqual(fine.rounds.length, 3)
+  })
+})
+
+describe("Rounds.errors", () => {
+  it("names the side that failed, with its message, and nothing for a side that did not", () => {
+    assert.deepStrictEqual(Rounds.errors({ msgsPerSec: 1 }, { error: "exited" }), { posternError: "exited" })
+    assert.deepStrictEqual(Rounds.errors({ error: "no sink" }, { skipped: "--ceiling-only" }), { ceilingError: "no sink" })
+    assert.deepStrictEqual(Rounds.errors({ error: "a" }, { error: "b" }), { ceilingError: "a", posternError: "b" })
+    assert.deepStrictEqual(Rounds.errors({ msgsPerSec: 1 }, { msgsPerSec: 2 }), {})
   })
 })
