@@ -41,6 +41,12 @@ export const summarize = <A>(rounds: ReadonlyArray<Round<A>>, worse: Worse): Sum
     : { median, min: first.ratio, max: last.ratio, count: sorted.length }
 }
 
+/** For a human line: how many rounds the median is of, and the range of their ratios; undefined for fewer than two. */
+export const spread = <A>(summary: Summary<A> | undefined): string | undefined =>
+  summary === undefined || summary.count < 2
+    ? undefined
+    : `the median of ${summary.count} alternated rounds: ${Math.round(summary.min * 100)}-${Math.round(summary.max * 100)}%`
+
 /** Which target round `index` measures first: the ceiling in even rounds, Postern in odd ones. */
 export const ceilingFirst = (index: number): boolean => index % 2 === 0
 
@@ -83,10 +89,10 @@ export const alternate = async <M>(options: {
   }
   const firstRound = await runRound(0)
   const rounds = [firstRound]
-  for (let index = 1; index < options.count; index++) {
-    const last = rounds[rounds.length - 1]
-    if (last !== undefined && !Number.isFinite(last.ratio) && options.stopAfterFailure?.() === true) break
-    rounds.push(await runRound(index))
+  for (let index = 1, last = firstRound; index < options.count; index++) {
+    if (!Number.isFinite(last.ratio) && options.stopAfterFailure?.() === true) break
+    last = await runRound(index)
+    rounds.push(last)
   }
   const summary = summarize(rounds, options.worse)
   return { rounds, chosen: summary?.median ?? firstRound, summary }

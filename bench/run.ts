@@ -197,7 +197,7 @@ let failures = 0
 const hasError = (value: Json): boolean =>
   typeof value === "object" && value !== null && !Array.isArray(value) && "error" in value
 
-/** A round of a line's `rounds` that failed on either side (see `roundErrors`). */
+/** A round of a line's `rounds` that failed on either side (see `Rounds.errors`). */
 const failedRound = (value: Json): boolean =>
   typeof value === "object" && value !== null && !Array.isArray(value) &&
   ("ceilingError" in value || "posternError" in value)
@@ -211,8 +211,6 @@ const emit = (line: { readonly [key: string]: Json }, human: string): void => {
   process.stdout.write(`${JSON.stringify(line)}\n`)
   process.stderr.write(`${human}\n`)
 }
-
-
 
 const loadJson = (result: Smtp.LoadResult) => ({
   msgsPerSec: round(result.msgsPerSec, 1),
@@ -456,9 +454,7 @@ const runThroughput = async (context: Context, scenario: Extract<Scenario, { kin
   })
   const { ceiling, postern } = chosen.value
   const ratio = Number.isFinite(chosen.ratio) ? chosen.ratio : null
-  const spread = summary === undefined || summary.count < 2
-    ? ""
-    : `; the median of ${summary.count} alternated rounds: ${Math.round(summary.min * 100)}-${Math.round(summary.max * 100)}%`
+  const spread = Rounds.spread(summary)
   const human = [
     `${title}: smtp-sink ${"error" in ceiling.json ? `error: ${String(ceiling.json["error"])}` : rate(ceiling.result)}`,
     `postern ${
@@ -466,7 +462,7 @@ const runThroughput = async (context: Context, scenario: Extract<Scenario, { kin
         ? `error: ${String(postern.json["error"])}`
         : "skipped" in postern.json
         ? "skipped"
-        : `${rate(postern.result)}${ratio === null ? "" : ` (${Math.round(ratio * 100)}% of the ceiling${spread})`}`
+        : `${rate(postern.result)}${ratio === null ? "" : ` (${Math.round(ratio * 100)}% of the ceiling${spread === undefined ? "" : `; ${spread}`})`}`
     }`
   ].join(", ")
   emit(

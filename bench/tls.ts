@@ -416,7 +416,6 @@ const load = async (
   }
 }
 
-
 /** One target's figures for a scenario. */
 const figures = (run: LoadRun, what: What, boundMs: number | undefined): { readonly [key: string]: Json } => {
   const r = run.report
@@ -458,7 +457,6 @@ const figures = (run: LoadRun, what: What, boundMs: number | undefined): { reado
       : {})
   }
 }
-
 
 const describeTarget = (name: string, result: { readonly [key: string]: Json }, what: What): string => {
   if ("skipped" in result) return `${name} skipped`
@@ -609,9 +607,7 @@ const runScenario = async (
   const title = `tls ${scenario.mode} ${certificateName[scenario.certificate]} ${versionName[scenario.version]} ${
     scenario.what === "handshake" ? "full handshakes" : scenario.what === "message" ? "a message per connection" : "resumed handshakes"
   }`
-  const spread = summary === undefined || summary.count < 2
-    ? ""
-    : ` (the median of ${summary.count} alternated rounds: ${Math.round(summary.min * 100)}-${Math.round(summary.max * 100)}%)`
+  const spread = Rounds.spread(summary)
   input.emit(
     {
       ...header,
@@ -628,15 +624,15 @@ const runScenario = async (
       postern,
       ratio,
       cpuRatio,
-      rounds: rounds.map(({ ratio, value }) => ({
+      rounds: rounds.map(({ ratio: roundRatio, value }) => ({
         ceilingCpuMs: value.ceiling["serverCpuMsPerHandshake"] ?? null,
         posternCpuMs: value.postern["serverCpuMsPerHandshake"] ?? null,
-        cpuRatio: Number.isFinite(ratio) ? ratio : null,
+        cpuRatio: Number.isFinite(roundRatio) ? roundRatio : null,
         ...Rounds.errors(value.ceiling, value.postern)
       }))
     },
     `${title}: ${describeTarget("responder", ceiling, scenario.what)}; ${describeTarget("postern", postern, scenario.what)}${
-      cpuRatio === null ? "" : `; postern CPU ${Math.round(cpuRatio * 100)}% of the responder's${spread}`
+      cpuRatio === null ? "" : `; postern CPU ${Math.round(cpuRatio * 100)}% of the responder's${spread === undefined ? "" : ` (${spread})`}`
     }`
   )
 }

@@ -104,25 +104,21 @@ describe("Rounds.alternate", () => {
     assert.strictEqual(result.summary, undefined)
     assert.strictEqual(result.chosen, result.rounds[0])
   })
-})
 
-describe("Rounds.alternate stopAfterFailure", () => {
   it("ends the run after a failed round when asked to, and only then", async () => {
-    let calls = 0
-    const failing = () => {
-      calls++
-      return Promise.resolve(Number.NaN)
-    }
-    const ratio = (pair: Rounds.Pair<number>) => pair.postern / pair.ceiling
-    const stopped = await Rounds.alternate({ count: 3, ceiling: () => Promise.resolve(1), postern: failing, ratio, worse: "lower", stopAfterFailure: () => true })
+    const failing = servers([1, 1, 1], [])
+    const stopped = await Rounds.alternate({ count: 3, ceiling: failing.ceiling, postern: failing.postern, ratio: rateRatio, worse: "lower", stopAfterFailure: () => true })
     assert.strictEqual(stopped.rounds.length, 1)
-    assert.strictEqual(calls, 1)
-    const kept = await Rounds.alternate({ count: 3, ceiling: () => Promise.resolve(1), postern: failing, ratio, worse: "lower", stopAfterFailure: () => false })
-    assert.strictEqual(kept.rounds.length, 3)
-    const fine = await Rounds.alternate({ count: 3, ceiling: () => Promise.resolve(1), postern: () => Promise.resolve(0.5), ratio, worse: "lower", stopAfterFailure: () => true })
-    assert.strictEqual(fine.rounds.length, 3)
+    assert.strictEqual(failing.order.filter((side) => side === "postern").length, 1)
+    const kept = servers([1, 1, 1], [])
+    const keptResult = await Rounds.alternate({ count: 3, ceiling: kept.ceiling, postern: kept.postern, ratio: rateRatio, worse: "lower", stopAfterFailure: () => false })
+    assert.strictEqual(keptResult.rounds.length, 3)
+    const fine = servers([1, 1, 1], [0.5, 0.5, 0.5])
+    const fineResult = await Rounds.alternate({ count: 3, ceiling: fine.ceiling, postern: fine.postern, ratio: rateRatio, worse: "lower", stopAfterFailure: () => true })
+    assert.strictEqual(fineResult.rounds.length, 3)
   })
 })
+
 
 describe("Rounds.errors", () => {
   it("names the side that failed, with its message, and nothing for a side that did not", () => {
@@ -130,5 +126,16 @@ describe("Rounds.errors", () => {
     assert.deepStrictEqual(Rounds.errors({ error: "no sink" }, { skipped: "--ceiling-only" }), { ceilingError: "no sink" })
     assert.deepStrictEqual(Rounds.errors({ error: "a" }, { error: "b" }), { ceilingError: "a", posternError: "b" })
     assert.deepStrictEqual(Rounds.errors({ msgsPerSec: 1 }, { msgsPerSec: 2 }), {})
+  })
+})
+
+describe("Rounds.spread", () => {
+  it("says how many rounds the median is of and their range, only for two or more", () => {
+    assert.strictEqual(
+      Rounds.spread(Rounds.summarize([round(0.31), round(0.36), round(0.3)], "lower")),
+      "the median of 3 alternated rounds: 30-36%"
+    )
+    assert.strictEqual(Rounds.spread(Rounds.summarize([round(0.31), round(Number.NaN)], "lower")), undefined)
+    assert.strictEqual(Rounds.spread(undefined), undefined)
   })
 })
